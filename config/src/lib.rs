@@ -1,0 +1,74 @@
+//! The verge distribution file: parse YAML text, validate it, and produce the runtime model.
+//!
+//! Pure: no tokio, no pingora, no wasmtime. `from_file` is the only I/O. Errors name the file, line,
+//! column and key path of every problem found.
+#![forbid(unsafe_code)]
+#![deny(rust_2018_idioms)]
+
+pub mod error;
+pub mod locate;
+pub mod managed;
+pub mod model;
+pub mod pattern;
+pub mod raw;
+pub mod validate;
+
+use std::path::Path;
+
+pub use error::{ConfigError, ConfigErrors};
+pub use model::Distribution;
+
+use locate::LocationIndex;
+
+/// Parses and validates a distribution; `file` is only used to label errors.
+pub fn parse_str(file: &str, text: &str) -> Result<Distribution, ConfigErrors> {
+    let raw: raw::RawFile = serde_yaml::from_str(text).map_err(|e| yaml_error(file, text, &e))?;
+    let mut problems = validate::Problems::default();
+    match validate::validate(raw, &mut problems) {
+        Some(d) if problems.0.is_empty() => Ok(d),
+        _ => {
+            let index = LocationIndex::build(text);
+            Err(ConfigErrors(
+                problems
+                    .0
+                    .into_iter()
+                    .map(|(key, reason)| {
+                        let pos = index.find(&key).unwrap_or(locate::Position { line: 1, column: 1 });
+                        ConfigError { file: file.to_string(), line: pos.line, column: pos.column, key, reason }
+                    })
+                    .collect(),
+            ))
+        }
+    }
+}
+
+/// Reads and parses a distribution file.
+pub fn from_file(path: &Path) -> Result<Distribution, ConfigErrors> {
+    let label = path.display().to_string();
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        ConfigErrors(vec![ConfigError {
+            file: label.clone(),
+            line: 0,
+            column: 0,
+            key: String::new(),
+            reason: format!("cannot read file: {e}"),
+        }])
+    })?;
+    parse_str(&label, &text)
+}
+
+/// serde_yaml errors read `path.to.key: reason at line L column C`; split that into our fields.
+fn yaml_error(file: &str, text: &str, e: &serde_yaml::Error) -> ConfigErrors {
+    let message = e.to_string();
+    let (line, column) = e.location().map_or((1, 1), |l| (l.line(), l.column()));
+    let without_position = match message.rfind(" at line ") {
+        Some(i) => &message[..i],
+        None => &message,
+    };
+    let (key, reason) = match without_position.split_once(": ") {
+        Some((k, r)) if !k.contains(' ') => (k.to_string(), r.to_string()),
+        _ => (String::new(), without_position.to_string()),
+    };
+    let _ = text;
+    ConfigErrors(vec![ConfigError { file: file.to_string(), line, column, key, reason }])
+}

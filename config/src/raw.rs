@@ -1,0 +1,134 @@
+//! The distribution file exactly as users write it: serde types that reject unknown keys.
+//!
+//! Nothing here is validated beyond YAML types; `validate` turns these into `model` types.
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawFile {
+    pub listen: Option<Vec<String>>,
+    pub server: Option<RawServer>,
+    pub distribution: Option<RawDistribution>,
+    pub cache: Option<RawCache>,
+    #[serde(default)]
+    pub origins: Vec<RawOrigin>,
+    #[serde(default)]
+    pub origin_groups: Vec<RawOriginGroup>,
+    #[serde(default)]
+    pub cache_policies: Vec<RawCachePolicy>,
+    #[serde(default)]
+    pub origin_request_policies: Vec<RawOriginRequestPolicy>,
+    pub default_cache_behavior: Option<RawBehavior>,
+    #[serde(default)]
+    pub cache_behaviors: Vec<RawBehavior>,
+    #[serde(default)]
+    pub custom_error_responses: Vec<RawCustomErrorResponse>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawServer {
+    pub threads: Option<u64>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawDistribution {
+    pub id: Option<String>,
+    pub domain_name: Option<String>,
+    #[serde(default)]
+    pub aliases: Vec<String>,
+    pub default_root_object: Option<String>,
+    pub enabled: Option<bool>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCache {
+    pub memory_mb: Option<u64>,
+    pub max_object_mb: Option<u64>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawOrigin {
+    pub id: String,
+    pub domain_name: String,
+    pub http_port: Option<u64>,
+    pub https_port: Option<u64>,
+    pub protocol_policy: Option<String>,
+    pub origin_path: Option<String>,
+    #[serde(default)]
+    pub custom_headers: BTreeMap<String, String>,
+    pub connection_attempts: Option<u64>,
+    pub connection_timeout: Option<u64>,
+    pub read_timeout: Option<u64>,
+    pub keepalive_timeout: Option<u64>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawOriginGroup {
+    pub id: String,
+    pub primary: String,
+    pub secondary: String,
+    #[serde(default)]
+    pub failover_status_codes: Vec<u64>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawItems {
+    pub behavior: String,
+    #[serde(default)]
+    pub items: Vec<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCachePolicy {
+    pub name: String,
+    pub comment: Option<String>,
+    pub min_ttl: Option<u64>,
+    pub default_ttl: Option<u64>,
+    pub max_ttl: Option<u64>,
+    pub headers: Option<RawItems>,
+    pub cookies: Option<RawItems>,
+    pub query_strings: Option<RawItems>,
+    pub enable_accept_encoding_gzip: Option<bool>,
+    pub enable_accept_encoding_brotli: Option<bool>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawOriginRequestPolicy {
+    pub name: String,
+    pub comment: Option<String>,
+    pub headers: Option<RawItems>,
+    pub cookies: Option<RawItems>,
+    pub query_strings: Option<RawItems>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawBehavior {
+    pub path_pattern: Option<String>,
+    pub target_origin_id: String,
+    pub viewer_protocol_policy: Option<String>,
+    pub allowed_methods: Option<Vec<String>>,
+    pub cached_methods: Option<Vec<String>>,
+    pub cache_policy: Option<String>,
+    pub origin_request_policy: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCustomErrorResponse {
+    pub error_code: u64,
+    pub response_page_path: Option<String>,
+    pub response_code: Option<u64>,
+    pub error_caching_min_ttl: Option<u64>,
+}
