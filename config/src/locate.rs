@@ -73,7 +73,7 @@ fn position(mark: Marker) -> Position {
 
 impl Walker {
     /// Called for every node that is a value (scalar, mapping or sequence start): returns its path.
-    fn value_path(&mut self, mark: Marker) -> Option<String> {
+    fn value_path(&mut self) -> Option<String> {
         match self.stack.last_mut() {
             None => Some(String::new()),
             Some(Frame::Mapping { path, expecting_key, key }) => {
@@ -107,19 +107,19 @@ impl MarkedEventReceiver for Walker {
                         return;
                     }
                 }
-                if let Some(path) = self.value_path(mark) {
+                if let Some(path) = self.value_path() {
                     self.positions.entry(path).or_insert(position(mark));
                 }
             }
             Event::Alias(_) => {
-                self.value_path(mark);
+                self.value_path();
             }
             Event::MappingStart(..) => {
-                let path = self.value_path(mark).unwrap_or_default();
+                let path = self.value_path().unwrap_or_default();
                 self.stack.push(Frame::Mapping { path, expecting_key: true, key: None });
             }
             Event::SequenceStart(..) => {
-                let path = self.value_path(mark).unwrap_or_default();
+                let path = self.value_path().unwrap_or_default();
                 self.stack.push(Frame::Sequence { path, next_index: 0 });
             }
             Event::MappingEnd | Event::SequenceEnd => {

@@ -1,0 +1,160 @@
+//! Cache keys per cache policy (SPEC §10.5): path, selected query strings, headers and cookies, and the
+//! normalised Accept-Encoding.
+//!
+//! The primary key starts with the invalidation path (`/p` or `/p?kept=query`) followed by a NUL, so
+//! the store can match CloudFront invalidation paths against it. Components are NUL-separated and header
+//! and cookie values are length-prefixed so no two different requests frame to the same key.
+
+use std::fmt::Write as _;
+
+use pingora_http::RequestHeader;
+use verge_config::model::{CachePolicy, Selection};
+
+/// `Accept-Encoding` normalised as CloudFront does: `br,gzip`, `gzip`, `br`, or none.
+pub fn normalised_accept_encoding(req: &RequestHeader, policy: &CachePolicy) -> Option<&'static str> {
+    if !policy.accept_encoding_gzip && !policy.accept_encoding_brotli {
+        return None;
+    }
+    let (mut gzip, mut br) = (false, false);
+    for value in req.headers.get_all(http::header::ACCEPT_ENCODING) {
+        for token in value.to_str().unwrap_or("").split(',') {
+            let mut parts = token.split(';');
+            let coding = parts.next().unwrap_or("").trim();
+            // `gzip;q=0` means "not gzip".
+            let refused = parts.any(|p| {
+                let p = p.trim();
+                p.strip_prefix("q=").is_some_and(|q| q.trim().parse::<f32>().is_ok_and(|q| q == 0.0))
+            });
+            if refused {
+                continue;
+            }
+            gzip |= coding.eq_ignore_ascii_case("gzip");
+            br |= coding.eq_ignore_ascii_case("br");
+        }
+    }
+    match (br && policy.accept_encoding_brotli, gzip && policy.accept_encoding_gzip) {
+        (true, true) => Some("br,gzip"),
+        (true, false) => Some("br"),
+        (false, true) => Some("gzip"),
+        (false, false) => None,
+    }
+}
+
+/// Query parameters (`&`-separated, order kept) that `selection` picks, joined with `&`.
+pub fn select_query(query: &str, selection: &Selection) -> String {
+    match selection {
+        Selection::None => String::new(),
+        Selection::All => query.to_string(),
+        _ => {
+            let mut out = String::new();
+            for pair in query.split('&').filter(|p| !p.is_empty()) {
+                let name = pair.split('=').next().unwrap_or("");
+                if selection.selects(name, false) {
+                    if !out.is_empty() {
+                        out.push('&');
+                    }
+                    out.push_str(pair);
+                }
+            }
+            out
+        }
+    }
+}
+
+/// `name=value` cookies of the request, in order.
+pub fn cookies(req: &RequestHeader) -> impl Iterator<Item = (&str, &str)> {
+    req.headers
+        .get_all(http::header::COOKIE)
+        .into_iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|c| {
+            let (n, v) = c.trim().split_once('=')?;
+            Some((n.trim(), v.trim()))
+        })
+}
+
+/// The primary cache key string for this request under `policy`.
+pub fn primary_key(domain: &str, req: &RequestHeader, policy: &CachePolicy) -> String {
+    let path = req.uri.path();
+    let query = select_query(req.uri.query().unwrap_or(""), &policy.query_strings);
+    let mut key = String::with_capacity(path.len() + query.len() + domain.len() + 16);
+    key.push_str(path);
+    if !query.is_empty() {
+        key.push('?');
+        key.push_str(&query);
+    }
+    key.push('\0');
+    key.push_str(domain);
+    key.push('\0');
+    if req.method == http::Method::OPTIONS {
+        key.push_str("OPTIONS");
+    }
+    if let Selection::Whitelist(names) = &policy.headers {
+        for name in names {
+            key.push('\0');
+            key.push_str(name);
+            for v in req.headers.get_all(name.as_str()) {
+                let _ = write!(key, "={}:", v.len());
+                key.push_str(&String::from_utf8_lossy(v.as_bytes()));
+            }
+        }
+    }
+    if policy.cookies != Selection::None {
+        key.push_str("\0c");
+        for (name, value) in cookies(req).filter(|(n, _)| policy.cookies.selects(n, false)) {
+            let _ = write!(key, "{}:{name}{}:{value}", name.len(), value.len());
+        }
+    }
+    if let Some(ae) = normalised_accept_encoding(req, policy) {
+        key.push_str("\0ae=");
+        key.push_str(ae);
+    }
+    key
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn policy() -> CachePolicy {
+        verge_config::managed::cache_policy("CachingOptimized").unwrap()
+    }
+
+    fn req(uri: &str, headers: &[(&str, &str)]) -> RequestHeader {
+        let mut r = RequestHeader::build("GET", uri.as_bytes(), None).unwrap();
+        for (n, v) in headers {
+            r.append_header(n.to_string(), *v).unwrap();
+        }
+        r
+    }
+
+    #[test]
+    fn accept_encoding_normalised() {
+        let p = policy();
+        let ae = |v: &str| normalised_accept_encoding(&req("/", &[("accept-encoding", v)]), &p);
+        assert_eq!(ae("gzip, deflate, br"), Some("br,gzip"));
+        assert_eq!(ae("gzip"), Some("gzip"));
+        assert_eq!(ae("br;q=1, gzip;q=0"), Some("br"));
+        assert_eq!(ae("deflate"), None);
+    }
+
+    #[test]
+    fn query_selection_keeps_order() {
+        let w = Selection::Whitelist(vec!["w".into(), "q".into()]);
+        assert_eq!(select_query("q=1&x=2&w=3", &w), "q=1&w=3");
+        assert_eq!(select_query("a=1&b=2", &Selection::AllExcept(vec!["a".into()])), "b=2");
+        assert_eq!(select_query("b=2&a=1", &Selection::All), "b=2&a=1");
+    }
+
+    #[test]
+    fn key_starts_with_invalidation_path() {
+        let mut p = policy();
+        p.query_strings = Selection::Whitelist(vec!["w".into()]);
+        let k = primary_key("d.example", &req("/img/a.jpg?x=1&w=3", &[]), &p);
+        assert!(k.starts_with("/img/a.jpg?w=3\0"), "{k:?}");
+        let a = primary_key("d", &req("/a?w=1", &[("accept-encoding", "gzip")]), &p);
+        let b = primary_key("d", &req("/a?w=1", &[("accept-encoding", "br")]), &p);
+        assert_ne!(a, b);
+    }
+}

@@ -1,0 +1,262 @@
+//! The bounded in-memory object store behind pingora-cache: moka weighted by bytes, zero-copy hits.
+//!
+//! pingora's `MemCache` is unbounded and test-only (PINGORA.md §3.1). This store is bounded by
+//! `cache.memory_mb` (TinyLFU admission + LRU eviction by moka), publishes an object only when its
+//! miss handler finishes (a cancelled transfer never becomes a servable object), and never panics.
+
+use std::any::Any;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use bytes::{Bytes, BytesMut};
+use pingora_cache::key::{CacheHashKey, CompactCacheKey};
+use pingora_cache::storage::{
+    HandleHit, HandleMiss, HitHandler, MissFinishType, MissHandler, PurgeOutcome, PurgeTarget,
+    PurgeType, Storage,
+};
+use pingora_cache::trace::SpanHandle;
+use pingora_cache::{CacheKey, CacheMeta};
+use pingora_error::{Error, ErrorType, Result};
+
+/// One stored response: serialized meta, the whole body, and the path used by invalidations.
+struct Entry {
+    meta_internal: Vec<u8>,
+    meta_header: Vec<u8>,
+    body: Bytes,
+    /// The invalidation path (`/a/b.jpg` or `/a/b.jpg?q=1`), taken from the primary key.
+    path: Box<str>,
+}
+
+impl Entry {
+    fn weight(&self) -> u32 {
+        let bytes = self.meta_internal.len() + self.meta_header.len() + self.body.len() + self.path.len() + 64;
+        u32::try_from(bytes).unwrap_or(u32::MAX)
+    }
+}
+
+/// Counters exposed by `stats()`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StorageStats {
+    pub objects: u64,
+    pub bytes: u64,
+    pub capacity_bytes: u64,
+    pub evicted_objects: u64,
+    pub rejected_too_large: u64,
+}
+
+pub struct ObjectStore {
+    objects: moka::sync::Cache<u128, Arc<Entry>>,
+    capacity_bytes: u64,
+    max_object_bytes: usize,
+    evicted: Arc<AtomicU64>,
+    rejected_too_large: AtomicU64,
+}
+
+fn storage_key(key: &CacheKey) -> u128 {
+    u128::from_be_bytes(key.combined_bin())
+}
+
+fn compact_storage_key(key: &CompactCacheKey) -> u128 {
+    u128::from_be_bytes(key.combined_bin())
+}
+
+/// The part of a primary key before the first NUL is the object's invalidation path (see `key.rs`).
+fn invalidation_path(key: &CacheKey) -> Box<str> {
+    let primary = key.primary_key_str().unwrap_or("");
+    primary.split('\0').next().unwrap_or("").into()
+}
+
+impl ObjectStore {
+    pub fn new(capacity_bytes: u64, max_object_bytes: u64) -> Self {
+        let evicted = Arc::new(AtomicU64::new(0));
+        let counter = evicted.clone();
+        let objects = moka::sync::Cache::builder()
+            .max_capacity(capacity_bytes)
+            .weigher(|_k: &u128, v: &Arc<Entry>| v.weight())
+            .eviction_listener(move |_k, _v, cause| {
+                if cause == moka::notification::RemovalCause::Size {
+                    counter.fetch_add(1, Ordering::Relaxed);
+                }
+            })
+            .build();
+        Self {
+            objects,
+            capacity_bytes,
+            max_object_bytes: usize::try_from(max_object_bytes).unwrap_or(usize::MAX),
+            evicted,
+            rejected_too_large: AtomicU64::new(0),
+        }
+    }
+
+    pub fn stats(&self) -> StorageStats {
+        self.objects.run_pending_tasks();
+        StorageStats {
+            objects: self.objects.entry_count(),
+            bytes: self.objects.weighted_size(),
+            capacity_bytes: self.capacity_bytes,
+            evicted_objects: self.evicted.load(Ordering::Relaxed),
+            rejected_too_large: self.rejected_too_large.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Removes every object (all variants) whose invalidation path matches; returns how many.
+    pub fn invalidate(&self, matches: impl Fn(&str) -> bool) -> usize {
+        let doomed: Vec<u128> =
+            self.objects.iter().filter(|(_, e)| matches(&e.path)).map(|(k, _)| *k).collect();
+        for k in &doomed {
+            self.objects.invalidate(k);
+        }
+        doomed.len()
+    }
+}
+
+struct Hit {
+    body: Bytes,
+    /// Current read window `[start, end)` into `body`, moved by `seek`.
+    start: usize,
+    end: usize,
+    done: bool,
+}
+
+#[async_trait]
+impl HandleHit for Hit {
+    async fn read_body(&mut self) -> Result<Option<Bytes>> {
+        if self.done {
+            return Ok(None);
+        }
+        self.done = true;
+        Ok(Some(self.body.slice(self.start..self.end)))
+    }
+
+    async fn finish(
+        self: Box<Self>,
+        _storage: &'static (dyn Storage + Sync),
+        _key: &CacheKey,
+        _trace: &SpanHandle,
+    ) -> Result<()> {
+        Ok(())
+    }
+
+    fn can_seek(&self) -> bool {
+        true
+    }
+
+    fn seek(&mut self, start: usize, end: Option<usize>) -> Result<()> {
+        let len = self.body.len();
+        let end = end.map_or(len, |e| e.min(len));
+        if start > end {
+            return Error::e_explain(ErrorType::InternalError, format!("seek {start} past end {end}"));
+        }
+        self.start = start;
+        self.end = end;
+        self.done = false;
+        Ok(())
+    }
+
+    fn as_any(&self) -> &(dyn Any + Send + Sync) {
+        self
+    }
+
+    fn as_any_mut(&mut self) -> &mut (dyn Any + Send + Sync) {
+        self
+    }
+}
+
+struct Miss {
+    store: &'static ObjectStore,
+    key: u128,
+    path: Box<str>,
+    meta: (Vec<u8>, Vec<u8>),
+    body: BytesMut,
+    too_large: bool,
+}
+
+#[async_trait]
+impl HandleMiss for Miss {
+    async fn write_body(&mut self, data: Bytes, _eof: bool) -> Result<()> {
+        if self.body.len() + data.len() > self.store.max_object_bytes {
+            // Stop buffering; finish() refuses to publish. The viewer still gets the whole body.
+            self.too_large = true;
+            self.body = BytesMut::new();
+            return Ok(());
+        }
+        if !self.too_large {
+            self.body.extend_from_slice(&data);
+        }
+        Ok(())
+    }
+
+    async fn finish(self: Box<Self>) -> Result<MissFinishType> {
+        if self.too_large {
+            self.store.rejected_too_large.fetch_add(1, Ordering::Relaxed);
+            return Error::e_explain(ErrorType::InternalError, "object exceeds cache.max_object_mb");
+        }
+        let size = self.body.len();
+        let entry = Entry {
+            meta_internal: self.meta.0,
+            meta_header: self.meta.1,
+            body: self.body.freeze(),
+            path: self.path,
+        };
+        self.store.objects.insert(self.key, Arc::new(entry));
+        Ok(MissFinishType::Created(size))
+    }
+}
+
+#[async_trait]
+impl Storage for ObjectStore {
+    async fn lookup(&'static self, key: &CacheKey, _trace: &SpanHandle) -> Result<Option<(CacheMeta, HitHandler)>> {
+        let Some(entry) = self.objects.get(&storage_key(key)) else {
+            return Ok(None);
+        };
+        let meta = CacheMeta::deserialize(&entry.meta_internal, &entry.meta_header)?;
+        let hit = Hit { body: entry.body.clone(), start: 0, end: entry.body.len(), done: false };
+        Ok(Some((meta, Box::new(hit))))
+    }
+
+    async fn get_miss_handler(
+        &'static self,
+        key: &CacheKey,
+        meta: &CacheMeta,
+        _trace: &SpanHandle,
+    ) -> Result<MissHandler> {
+        Ok(Box::new(Miss {
+            store: self,
+            key: storage_key(key),
+            path: invalidation_path(key),
+            meta: meta.serialize()?,
+            body: BytesMut::new(),
+            too_large: false,
+        }))
+    }
+
+    async fn purge(
+        &'static self,
+        target: PurgeTarget<'_>,
+        _purge_type: PurgeType,
+        _trace: &SpanHandle,
+    ) -> Result<PurgeOutcome> {
+        let k = compact_storage_key(target.key());
+        Ok(match self.objects.remove(&k) {
+            Some(_) => PurgeOutcome::Purged(None),
+            None => PurgeOutcome::NotFound,
+        })
+    }
+
+    async fn update_meta(&'static self, key: &CacheKey, meta: &CacheMeta, _trace: &SpanHandle) -> Result<bool> {
+        let k = storage_key(key);
+        // The object may have been evicted or purged since the lookup: report it, never panic.
+        let Some(old) = self.objects.get(&k) else {
+            return Ok(false);
+        };
+        let (meta_internal, meta_header) = meta.serialize()?;
+        let entry = Entry { meta_internal, meta_header, body: old.body.clone(), path: old.path.clone() };
+        self.objects.insert(k, Arc::new(entry));
+        Ok(true)
+    }
+
+    fn as_any(&self) -> &(dyn Any + Send + Sync + 'static) {
+        self
+    }
+}

@@ -1,0 +1,123 @@
+//! The `verge` command line: `serve` and `validate`. Bad configuration exits 64 (EX_USAGE),
+//! a start-up failure exits 1.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use crate::{demo, server, snapshot::Snapshot};
+
+pub const EXIT_CONFIG: u8 = 64;
+
+#[derive(Parser)]
+#[command(name = "verge", version, about = "A self-hosted CDN edge: caching reverse proxy with Lambda@Edge-style WebAssembly hooks")]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve a distribution (with no --config: the demo distribution in front of a built-in origin).
+    Serve {
+        /// The distribution file (YAML).
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+        /// Listen on these addresses instead of the file's `listen` (repeatable; port 0 picks a free port).
+        #[arg(long)]
+        listen: Vec<std::net::SocketAddr>,
+    },
+    /// Check distribution files; prints every problem with file:line:column: key: reason.
+    Validate {
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
+}
+
+pub fn run() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Validate { files } => validate(&files),
+        Command::Serve { config, listen } => serve(config, listen),
+    }
+}
+
+fn validate(files: &[PathBuf]) -> ExitCode {
+    let mut ok = true;
+    for file in files {
+        match verge_config::from_file(file) {
+            Ok(d) => println!("{}: ok ({} origins, {} behaviors)", file.display(), d.origins.len(), d.behaviors.len()),
+            Err(e) => {
+                eprintln!("{e}");
+                ok = false;
+            }
+        }
+    }
+    if ok { ExitCode::SUCCESS } else { ExitCode::from(EXIT_CONFIG) }
+}
+
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("VERGE_LOG").unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_target(true).try_init();
+}
+
+fn serve(config: Option<PathBuf>, listen: Vec<std::net::SocketAddr>) -> ExitCode {
+    init_logging();
+    let is_demo = config.is_none();
+    let parsed = match &config {
+        Some(path) => verge_config::from_file(path),
+        None => verge_config::parse_str("<embedded demo.yaml>", demo::DEMO_YAML),
+    };
+    let mut dist = match parsed {
+        Ok(d) => d,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    if !listen.is_empty() {
+        dist.listen = listen;
+    }
+    let runtime = match tokio::runtime::Builder::new_multi_thread().worker_threads(dist.threads).enable_all().build() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("verge: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(async move {
+        if is_demo {
+            match demo::start_origin(&mut dist).await {
+                Ok(addr) => println!("verge: demo origin on http://{addr}"),
+                Err(e) => {
+                    eprintln!("verge: cannot start the demo origin: {e}");
+                    return ExitCode::FAILURE;
+                }
+            }
+        }
+        let snapshot = match Snapshot::build(dist) {
+            Ok(s) => s,
+            Err(e) => {
+                eprintln!("verge: {e}");
+                return ExitCode::FAILURE;
+            }
+        };
+        let started = match server::start(snapshot).await {
+            Ok(s) => s,
+            Err(e) => {
+                eprintln!("verge: {e}");
+                return ExitCode::FAILURE;
+            }
+        };
+        for addr in &started.addrs {
+            println!("verge: listening on http://{addr}");
+        }
+        if is_demo {
+            let a = started.addrs[0];
+            println!("try:\n  curl -i http://{a}/            (default root object, cached: run it twice)\n  curl -i http://{a}/images/cat.jpg\n  curl -i http://{a}/api/time    (CachingDisabled behavior)\n  curl -i -X POST http://{a}/    (403: method not allowed)");
+        }
+        server::run_until_signal(started).await;
+        ExitCode::SUCCESS
+    })
+}

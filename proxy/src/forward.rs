@@ -1,0 +1,144 @@
+//! Builds the request verge sends to an origin (SPEC §8.2): origin path, forwarding per cache and
+//! origin request policy, custom headers, X-Forwarded-For, Via, request id, hop-by-hop headers removed.
+
+use http::header::{self, HeaderName};
+use pingora_error::Result;
+use pingora_http::RequestHeader;
+use verge_config::model::{Behavior, Origin, Selection};
+
+use crate::cache::key::{cookies, normalised_accept_encoding};
+
+/// Hop-by-hop headers (RFC 9110 §7.6.1) plus proxy-only ones; never forwarded.
+const HOP_BY_HOP: &[&str] = &["connection", "keep-alive", "proxy-connection", "proxy-authorization", "te", "trailer", "upgrade"];
+
+/// Headers forwarded whatever the policies say: message framing and request semantics.
+const ALWAYS_FORWARDED: &[&str] = &[
+    "content-type",
+    "content-length",
+    "content-encoding",
+    "transfer-encoding",
+    "cache-control",
+    "pragma",
+    "if-match",
+    "if-none-match",
+    "if-modified-since",
+    "if-unmodified-since",
+    "if-range",
+    "range",
+    "date",
+    "from",
+    "max-forwards",
+    "warning",
+    "expect",
+];
+
+/// Whether the viewer header `name` (lower-case) reaches the origin under the behavior's policies.
+fn forwards(behavior: &Behavior, name: &str) -> bool {
+    if ALWAYS_FORWARDED.contains(&name) {
+        return true;
+    }
+    if behavior.cache_policy.headers.selects(name, true) {
+        return true;
+    }
+    behavior.origin_request_policy.as_ref().is_some_and(|p| p.forwards_header(name))
+}
+
+/// Union of the cache key's and the origin request policy's selection for query strings / cookies.
+fn selected(key: &Selection, request: Option<&Selection>, name: &str) -> bool {
+    key.selects(name, false) || request.is_some_and(|r| r.selects(name, false))
+}
+
+/// Rewrites `req` (a copy of the viewer request) into the origin request.
+pub fn origin_request(
+    req: &mut RequestHeader,
+    behavior: &Behavior,
+    origin: &Origin,
+    client_ip: Option<&str>,
+    via: &str,
+    request_id: &str,
+) -> Result<()> {
+    let orp = behavior.origin_request_policy.as_deref();
+    let policy = &behavior.cache_policy;
+
+    // Path and query.
+    let query = req.uri.query().unwrap_or("");
+    let forwarded_query = match (&policy.query_strings, orp.map(|p| &p.query_strings)) {
+        (Selection::All, _) | (_, Some(Selection::All)) => query.to_string(),
+        (key, request) => {
+            let mut union = String::new();
+            for pair in query.split('&').filter(|p| !p.is_empty()) {
+                let name = pair.split('=').next().unwrap_or("");
+                if selected(key, request, name) {
+                    if !union.is_empty() {
+                        union.push('&');
+                    }
+                    union.push_str(pair);
+                }
+            }
+            union
+        }
+    };
+    let mut uri = String::with_capacity(origin.origin_path.len() + req.uri.path().len() + forwarded_query.len() + 1);
+    uri.push_str(&origin.origin_path);
+    uri.push_str(req.uri.path());
+    if !forwarded_query.is_empty() {
+        uri.push('?');
+        uri.push_str(&forwarded_query);
+    }
+    req.set_uri(uri.parse().map_err(|e| pingora_error::Error::because(pingora_error::ErrorType::InvalidHTTPHeader, "origin uri", e))?);
+
+    // Cookies: keep those selected by the cache key or the origin request policy.
+    let cookie_selected = |name: &str| selected(&policy.cookies, orp.map(|p| &p.cookies), name);
+    let kept_cookies: Vec<String> =
+        cookies(req).filter(|(n, _)| cookie_selected(n)).map(|(n, v)| format!("{n}={v}")).collect();
+
+    // Headers: drop what the policies do not forward.
+    let forward_host = forwards(behavior, "host");
+    let names: Vec<HeaderName> = req.headers.keys().cloned().collect();
+    for name in names {
+        let n = name.as_str();
+        let keep = !HOP_BY_HOP.contains(&n) && n != "cookie" && n != "host" && n != "accept-encoding" && forwards(behavior, n);
+        let strip_edge = n.starts_with("x-edge-") || n.starts_with("x-amz-cf-");
+        if !keep || strip_edge {
+            req.remove_header(&name);
+        }
+    }
+    if !kept_cookies.is_empty() {
+        req.insert_header(header::COOKIE, kept_cookies.join("; "))?;
+    }
+    if policy.accept_encoding_gzip || policy.accept_encoding_brotli {
+        let ae = normalised_accept_encoding(req, policy).unwrap_or("identity");
+        req.insert_header(header::ACCEPT_ENCODING, ae)?;
+    }
+    if !forward_host {
+        req.insert_header(header::HOST, host_header(origin))?;
+    }
+    if !forwards(behavior, "user-agent") {
+        req.insert_header(header::USER_AGENT, "verge")?;
+    }
+    if let Some(ip) = client_ip {
+        let xff = match req.headers.get("x-forwarded-for").and_then(|v| v.to_str().ok()) {
+            Some(prev) => format!("{prev}, {ip}"),
+            None => ip.to_string(),
+        };
+        req.insert_header("x-forwarded-for", xff)?;
+    }
+    let via_value = match req.headers.get(header::VIA).and_then(|v| v.to_str().ok()) {
+        Some(prev) => format!("{prev}, {via}"),
+        None => via.to_string(),
+    };
+    req.insert_header(header::VIA, via_value)?;
+    req.insert_header("x-amz-cf-id", request_id)?;
+    for (name, value) in &origin.custom_headers {
+        req.insert_header(name.clone(), value.as_str())?;
+    }
+    Ok(())
+}
+
+fn host_header(origin: &Origin) -> String {
+    if origin.http_port == 80 {
+        origin.domain_name.clone()
+    } else {
+        format!("{}:{}", origin.domain_name, origin.http_port)
+    }
+}

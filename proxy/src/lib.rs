@@ -1,0 +1,13 @@
+//! verge: a CloudFront-style caching edge on pingora. The binary is a thin wrapper over `cli::run`.
+#![deny(rust_2018_idioms)]
+
+pub mod cache;
+pub mod cli;
+pub mod demo;
+pub mod error_page;
+pub mod forward;
+pub mod origin_server;
+pub mod proxy;
+pub mod request_id;
+pub mod server;
+pub mod snapshot;

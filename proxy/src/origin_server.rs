@@ -1,0 +1,136 @@
+//! A small HTTP/1.1 origin server on tokio: the demo origin behind `verge serve`, and the programmable
+//! origin of the integration tests. Keep-alive, Content-Length bodies, optional per-response delay.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+/// A request as the origin saw it.
+#[derive(Debug, Clone)]
+pub struct OriginRequest {
+    pub method: String,
+    /// Path and query, exactly as received.
+    pub target: String,
+    /// Header names lower-cased, in arrival order.
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl OriginRequest {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+    }
+
+    pub fn path(&self) -> &str {
+        self.target.split('?').next().unwrap_or("")
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct OriginResponse {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Bytes,
+    /// Wait this long before answering (to provoke read timeouts).
+    pub delay: Option<Duration>,
+}
+
+impl OriginResponse {
+    pub fn new(status: u16, body: impl Into<Bytes>) -> Self {
+        Self { status, headers: Vec::new(), body: body.into(), delay: None }
+    }
+
+    pub fn header(mut self, name: &str, value: &str) -> Self {
+        self.headers.push((name.to_string(), value.to_string()));
+        self
+    }
+
+    pub fn delay(mut self, delay: Duration) -> Self {
+        self.delay = Some(delay);
+        self
+    }
+}
+
+pub type Handler = Arc<dyn Fn(&OriginRequest) -> OriginResponse + Send + Sync>;
+
+/// Accepts connections until the listener's task is dropped.
+pub async fn serve(listener: TcpListener, handler: Handler) {
+    loop {
+        let Ok((stream, _)) = listener.accept().await else { continue };
+        let handler = handler.clone();
+        tokio::spawn(async move {
+            let _ = connection(stream, handler).await;
+        });
+    }
+}
+
+async fn connection(mut stream: TcpStream, handler: Handler) -> std::io::Result<()> {
+    stream.set_nodelay(true)?;
+    let mut buf = Vec::with_capacity(4096);
+    loop {
+        // Read until the end of the header block.
+        let header_end = loop {
+            if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                break i + 4;
+            }
+            let mut chunk = [0u8; 4096];
+            let n = stream.read(&mut chunk).await?;
+            if n == 0 {
+                return Ok(());
+            }
+            buf.extend_from_slice(&chunk[..n]);
+        };
+        let mut headers = [httparse::EMPTY_HEADER; 64];
+        let mut parsed = httparse::Request::new(&mut headers);
+        if parsed.parse(&buf[..header_end]).is_err() {
+            stream.write_all(b"HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\nconnection: close\r\n\r\n").await?;
+            return Ok(());
+        }
+        let mut request = OriginRequest {
+            method: parsed.method.unwrap_or("").to_string(),
+            target: parsed.path.unwrap_or("").to_string(),
+            headers: parsed
+                .headers
+                .iter()
+                .map(|h| (h.name.to_ascii_lowercase(), String::from_utf8_lossy(h.value).into_owned()))
+                .collect(),
+            body: Vec::new(),
+        };
+        let length: usize = request.header("content-length").and_then(|v| v.parse().ok()).unwrap_or(0);
+        buf.drain(..header_end);
+        while buf.len() < length {
+            let mut chunk = [0u8; 4096];
+            let n = stream.read(&mut chunk).await?;
+            if n == 0 {
+                return Ok(());
+            }
+            buf.extend_from_slice(&chunk[..n]);
+        }
+        request.body = buf.drain(..length).collect();
+        let close = request.header("connection").is_some_and(|c| c.eq_ignore_ascii_case("close"));
+
+        let response = handler(&request);
+        if let Some(delay) = response.delay {
+            tokio::time::sleep(delay).await;
+        }
+        let mut head = format!("HTTP/1.1 {} {}\r\n", response.status, reason(response.status));
+        for (name, value) in &response.headers {
+            head.push_str(&format!("{name}: {value}\r\n"));
+        }
+        head.push_str(&format!("content-length: {}\r\n\r\n", response.body.len()));
+        stream.write_all(head.as_bytes()).await?;
+        if request.method != "HEAD" {
+            stream.write_all(&response.body).await?;
+        }
+        if close {
+            return Ok(());
+        }
+    }
+}
+
+fn reason(status: u16) -> &'static str {
+    http::StatusCode::from_u16(status).ok().and_then(|s| s.canonical_reason()).unwrap_or("Status")
+}

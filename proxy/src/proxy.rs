@@ -1,0 +1,377 @@
+//! verge's `ProxyHttp`: the pingora phase callbacks, each doing its CloudFront step (docs/phases.md).
+
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use async_trait::async_trait;
+use pingora_cache::cache_control::CacheControl;
+use pingora_cache::lock::CacheKeyLockImpl;
+use pingora_cache::{CacheKey, CacheMeta, CacheOptionOverrides, CachePhase, NoCacheReason, RespCacheable, VarianceBuilder};
+use pingora_cache::key::HashBinary;
+use pingora_core::upstreams::peer::HttpPeer;
+use pingora_error::{Error, ErrorType, Result};
+use pingora_http::{RequestHeader, ResponseHeader};
+use pingora_proxy::{FailToProxy, ProxyHttp, Session};
+use verge_config::model::{Target, ViewerProtocolPolicy};
+
+use crate::cache::key::primary_key;
+use crate::cache::storage::ObjectStore;
+use crate::cache::ttl::{self, Decision, OriginFreshness, TtlPolicy};
+use crate::error_page::{self, EdgeError};
+use crate::forward;
+use crate::request_id::new_request_id;
+use crate::snapshot::{SharedSnapshot, Snapshot};
+
+/// The error type verge raises to make pingora retry against the secondary origin of a group.
+const FAILOVER: ErrorType = ErrorType::Custom("verge-origin-failover");
+
+/// Process-wide cache parts pingora wants as `&'static` (leaked once at start).
+pub struct CacheParts {
+    pub store: &'static ObjectStore,
+    pub lock: &'static CacheKeyLockImpl,
+}
+
+pub struct VergeProxy {
+    pub snapshot: SharedSnapshot,
+    pub cache: CacheParts,
+}
+
+/// Per-request state. The snapshot is loaded once, so a request never sees two configurations.
+pub struct RequestContext {
+    snapshot: Arc<Snapshot>,
+    request_id: String,
+    started: Instant,
+    behavior: usize,
+    /// Index of the origin currently tried.
+    origin: usize,
+    on_secondary: bool,
+    /// Connection attempts made to the current origin.
+    attempts: u8,
+    /// Set when verge itself answered with an error page.
+    edge_error: Option<EdgeError>,
+}
+
+impl RequestContext {
+    /// Moves to the group's secondary origin when this request may fail over (GET/HEAD/OPTIONS).
+    fn try_failover(&mut self, method: &http::Method) -> bool {
+        let Target::Group(g) = self.snapshot.behavior(self.behavior).target else { return false };
+        let eligible = matches!(*method, http::Method::GET | http::Method::HEAD | http::Method::OPTIONS);
+        if self.on_secondary || !eligible {
+            return false;
+        }
+        self.origin = self.snapshot.dist.origin_groups[g].secondary;
+        self.on_secondary = true;
+        self.attempts = 0;
+        true
+    }
+
+    fn failover_codes(&self) -> &[u16] {
+        match self.snapshot.behavior(self.behavior).target {
+            Target::Group(g) if !self.on_secondary => &self.snapshot.dist.origin_groups[g].failover_status_codes,
+            _ => &[],
+        }
+    }
+}
+
+fn x_cache(session: &Session, status: u16) -> &'static str {
+    if status >= 400 {
+        return "Error from verge";
+    }
+    match session.cache.phase() {
+        CachePhase::Hit => "Hit from verge",
+        CachePhase::Revalidated | CachePhase::RevalidatedNoCache(_) => "RefreshHit from verge",
+        CachePhase::Stale | CachePhase::StaleUpdating => "RefreshHit from verge",
+        _ => "Miss from verge",
+    }
+}
+
+fn freshness(resp: &ResponseHeader) -> OriginFreshness {
+    let cc = CacheControl::from_resp_headers(resp);
+    let secs = |v: Result<Option<u32>>| v.ok().flatten().map(u64::from);
+    let header = |name: http::header::HeaderName| resp.headers.get(name).and_then(|v| v.to_str().ok());
+    let date = |name| header(name).and_then(|v| httpdate_secs(v));
+    let expires_in = match (date(http::header::EXPIRES), header(http::header::EXPIRES)) {
+        (Some(exp), _) => {
+            let base = date(http::header::DATE).unwrap_or_else(|| unix_now());
+            Some(exp as i64 - base as i64)
+        }
+        // An invalid Expires means "already expired" (RFC 9111 §5.3).
+        (None, Some(_)) => Some(0),
+        (None, None) => None,
+    };
+    OriginFreshness {
+        status: resp.status.as_u16(),
+        no_store: cc.as_ref().is_some_and(|c| c.no_store()),
+        no_cache: cc.as_ref().is_some_and(|c| c.no_cache()),
+        private: cc.as_ref().is_some_and(|c| c.private()),
+        s_maxage: cc.as_ref().and_then(|c| secs(c.s_maxage())),
+        max_age: cc.as_ref().and_then(|c| secs(c.max_age())),
+        expires_in,
+        age: header(http::header::AGE).and_then(|v| v.trim().parse().ok()).unwrap_or(0),
+        stale_while_revalidate: cc.as_ref().and_then(|c| secs(c.stale_while_revalidate())),
+        stale_if_error: cc.as_ref().and_then(|c| secs(c.stale_if_error())),
+        must_revalidate: cc.as_ref().is_some_and(|c| c.must_revalidate() || c.proxy_revalidate()),
+        has_validators: resp.headers.contains_key(http::header::ETAG) || resp.headers.contains_key(http::header::LAST_MODIFIED),
+        sets_cookie: resp.headers.contains_key(http::header::SET_COOKIE),
+        vary_star: resp
+            .headers
+            .get_all(http::header::VARY)
+            .iter()
+            .any(|v| v.as_bytes().split(|b| *b == b',').any(|t| t.trim_ascii() == b"*")),
+    }
+}
+
+fn unix_now() -> u64 {
+    SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}
+
+fn httpdate_secs(v: &str) -> Option<u64> {
+    httpdate::parse_http_date(v).ok()?.duration_since(SystemTime::UNIX_EPOCH).ok().map(|d| d.as_secs())
+}
+
+impl VergeProxy {
+    /// Writes an edge error page and records it for the access log.
+    async fn reject(&self, session: &mut Session, ctx: &mut RequestContext, error: EdgeError) -> Result<bool> {
+        ctx.edge_error = Some(error);
+        error_page::write(session, error, &ctx.snapshot.via, &ctx.request_id).await?;
+        Ok(true)
+    }
+}
+
+#[async_trait]
+impl ProxyHttp for VergeProxy {
+    type CTX = RequestContext;
+
+    fn new_ctx(&self) -> RequestContext {
+        let snapshot = self.snapshot.load_full();
+        RequestContext {
+            snapshot,
+            request_id: new_request_id(),
+            started: Instant::now(),
+            behavior: 0,
+            origin: 0,
+            on_secondary: false,
+            attempts: 0,
+            edge_error: None,
+        }
+    }
+
+    /// Distribution checks, behavior selection, viewer protocol policy, methods, default root object.
+    async fn request_filter(&self, session: &mut Session, ctx: &mut RequestContext) -> Result<bool> {
+        let snapshot = ctx.snapshot.clone();
+        if !snapshot.dist.enabled {
+            return self.reject(session, ctx, EdgeError::DistributionDisabled).await;
+        }
+        let req = session.req_header();
+        let host = req.headers.get(http::header::HOST).and_then(|h| h.to_str().ok()).or_else(|| req.uri.host()).unwrap_or("");
+        if !snapshot.serves_host(host) {
+            return self.reject(session, ctx, EdgeError::HostNotServed).await;
+        }
+        ctx.behavior = snapshot.behavior_for(req.uri.path());
+        let behavior = snapshot.behavior(ctx.behavior);
+        match behavior.viewer_protocol_policy {
+            ViewerProtocolPolicy::AllowAll => {}
+            ViewerProtocolPolicy::HttpsOnly => return self.reject(session, ctx, EdgeError::HttpsRequired).await,
+            ViewerProtocolPolicy::RedirectToHttps => {
+                let pq = req.uri.path_and_query().map_or("/", |pq| pq.as_str());
+                let location = format!("https://{host}{pq}");
+                let status = if matches!(req.method, http::Method::GET | http::Method::HEAD) { 301 } else { 307 };
+                error_page::write_https_redirect(session, status, &location, &snapshot.via, &ctx.request_id).await?;
+                return Ok(true);
+            }
+        }
+        if !behavior.allowed_methods.contains(req.method.as_str()) {
+            return self.reject(session, ctx, EdgeError::MethodNotAllowed).await;
+        }
+        if let Some(root) = &snapshot.dist.default_root_object {
+            if req.uri.path() == "/" {
+                let uri = match req.uri.query() {
+                    Some(q) => format!("/{root}?{q}"),
+                    None => format!("/{root}"),
+                };
+                if let Ok(uri) = uri.parse() {
+                    session.req_header_mut().set_uri(uri);
+                }
+            }
+        }
+        ctx.origin = snapshot.primary_origin(behavior.target);
+        Ok(false)
+    }
+
+    /// Enables the cache for the behavior's cached methods unless the policy never caches.
+    fn request_cache_filter(&self, session: &mut Session, ctx: &mut RequestContext) -> Result<()> {
+        let behavior = ctx.snapshot.behavior(ctx.behavior);
+        let method = session.req_header().method.as_str();
+        let cached = behavior.cached_methods.contains(method);
+        if !cached || behavior.cache_policy.max_ttl == 0 {
+            return Ok(());
+        }
+        let mut overrides = CacheOptionOverrides::default();
+        overrides.wait_timeout = Some(Duration::from_secs(ctx.snapshot.dist.origins[ctx.origin].read_timeout_secs + 5));
+        session.cache.enable(self.cache.store, None, None, Some(self.cache.lock), Some(overrides));
+        let max = ctx.snapshot.dist.cache.max_object_bytes;
+        session.cache.set_max_file_size_bytes(usize::try_from(max).unwrap_or(usize::MAX));
+        Ok(())
+    }
+
+    fn cache_key_callback(&self, session: &Session, ctx: &mut RequestContext) -> Result<CacheKey> {
+        let snapshot = &ctx.snapshot;
+        let policy = &snapshot.behavior(ctx.behavior).cache_policy;
+        Ok(CacheKey::new(primary_key(&snapshot.dist.domain_name, session.req_header(), policy), ""))
+    }
+
+    /// Honours the origin's `Vary` (each variant stored under its own secondary key).
+    fn cache_vary_filter(&self, meta: &CacheMeta, _ctx: &mut RequestContext, req: &RequestHeader) -> Option<HashBinary> {
+        let mut variance = VarianceBuilder::new();
+        let mut any = false;
+        for value in meta.headers().get_all(http::header::VARY) {
+            for name in value.to_str().unwrap_or("").split(',') {
+                let name = name.trim().to_ascii_lowercase();
+                if name.is_empty() || name == "*" {
+                    continue;
+                }
+                let v = req.headers.get(name.as_str()).map(|v| v.as_bytes().to_vec()).unwrap_or_default();
+                variance.add_owned_name_value(name, v);
+                any = true;
+            }
+        }
+        if any { variance.finalize() } else { None }
+    }
+
+    async fn upstream_peer(&self, _session: &mut Session, ctx: &mut RequestContext) -> Result<Box<HttpPeer>> {
+        Ok(Box::new(ctx.snapshot.peers[ctx.origin].clone()))
+    }
+
+    async fn upstream_request_filter(&self, session: &mut Session, req: &mut RequestHeader, ctx: &mut RequestContext) -> Result<()> {
+        let snapshot = &ctx.snapshot;
+        let client_ip = session.client_addr().and_then(|a| a.as_inet()).map(|a| a.ip().to_string());
+        forward::origin_request(
+            req,
+            snapshot.behavior(ctx.behavior),
+            &snapshot.dist.origins[ctx.origin],
+            client_ip.as_deref(),
+            &snapshot.via,
+            &ctx.request_id,
+        )
+    }
+
+    /// Origin-group failover on the configured status codes (before anything is cached or sent).
+    async fn upstream_response_filter(&self, session: &mut Session, resp: &mut ResponseHeader, ctx: &mut RequestContext) -> Result<()> {
+        let status = resp.status.as_u16();
+        if ctx.failover_codes().contains(&status) && ctx.try_failover(&session.req_header().method) {
+            let mut e = Error::explain(FAILOVER, format!("primary origin answered {status}"));
+            e.set_retry(true);
+            return Err(e);
+        }
+        Ok(())
+    }
+
+    fn response_cache_filter(&self, _session: &Session, resp: &ResponseHeader, ctx: &mut RequestContext) -> Result<RespCacheable> {
+        let policy = &ctx.snapshot.behavior(ctx.behavior).cache_policy;
+        let status = resp.status.as_u16();
+        let ttl_policy = TtlPolicy {
+            min_ttl: policy.min_ttl,
+            default_ttl: policy.default_ttl,
+            max_ttl: policy.max_ttl,
+            cookies_in_key: policy.cookies != verge_config::model::Selection::None,
+            error_caching_min_ttl: ctx.snapshot.error_caching_min_ttl(status),
+        };
+        Ok(match ttl::decide(&freshness(resp), &ttl_policy) {
+            Decision::DoNotStore(reason) => RespCacheable::Uncacheable(NoCacheReason::Custom(reason)),
+            Decision::Store { fresh_secs, stale_while_revalidate, stale_if_error } => {
+                let now = SystemTime::now();
+                let clamp = |s: u64| u32::try_from(s).unwrap_or(u32::MAX);
+                RespCacheable::Cacheable(CacheMeta::new(
+                    now + Duration::from_secs(fresh_secs),
+                    now,
+                    clamp(stale_while_revalidate),
+                    clamp(stale_if_error),
+                    resp.clone(),
+                ))
+            }
+        })
+    }
+
+    /// Viewer-facing headers on every response, hits included (never stored).
+    async fn response_filter(&self, session: &mut Session, resp: &mut ResponseHeader, ctx: &mut RequestContext) -> Result<()> {
+        let status = resp.status.as_u16();
+        resp.insert_header("x-cache", x_cache(session, status))?;
+        resp.insert_header("via", ctx.snapshot.via.as_str())?;
+        resp.insert_header("x-amz-cf-id", ctx.request_id.as_str())?;
+        Ok(())
+    }
+
+    /// Connection attempts per origin, then failover to a group's secondary.
+    fn fail_to_connect(&self, session: &mut Session, _peer: &HttpPeer, ctx: &mut RequestContext, mut e: Box<Error>) -> Box<Error> {
+        ctx.attempts += 1;
+        let allowed = ctx.snapshot.dist.origins[ctx.origin].connection_attempts;
+        let retry = ctx.attempts < allowed || ctx.try_failover(&session.req_header().method);
+        e.set_retry(retry);
+        e
+    }
+
+    fn error_while_proxy(&self, peer: &HttpPeer, session: &mut Session, e: Box<Error>, ctx: &mut RequestContext, client_reused: bool) -> Box<Error> {
+        let mut e = e.more_context(format!("Peer: {peer}"));
+        if e.etype() == &FAILOVER {
+            e.set_retry(true);
+            return e;
+        }
+        let timed_out = matches!(e.etype(), ErrorType::ReadTimedout | ErrorType::WriteTimedout);
+        if timed_out && ctx.try_failover(&session.req_header().method) {
+            e.set_retry(true);
+            return e;
+        }
+        if !session.req_header().method.is_idempotent() || session.as_ref().retry_buffer_truncated() || timed_out {
+            e.set_retry(false);
+        } else {
+            e.retry.decide_reuse(client_reused);
+        }
+        e
+    }
+
+    /// The one place proxy failures become responses: 502 for an unreachable origin, 504 for timeouts.
+    async fn fail_to_proxy(&self, session: &mut Session, e: &Error, ctx: &mut RequestContext) -> FailToProxy {
+        let error = match e.etype() {
+            ErrorType::ReadTimedout | ErrorType::WriteTimedout | ErrorType::ConnectTimedout => EdgeError::OriginTimeout,
+            _ => match e.esource() {
+                pingora_error::ErrorSource::Upstream => EdgeError::OriginUnreachable,
+                pingora_error::ErrorSource::Downstream => {
+                    return FailToProxy { error_code: 0, can_reuse_downstream: false };
+                }
+                _ => EdgeError::Internal,
+            },
+        };
+        ctx.edge_error = Some(error);
+        if let Err(write_error) = error_page::write(session, error, &ctx.snapshot.via, &ctx.request_id).await {
+            tracing::debug!(%write_error, "could not send error page");
+        }
+        FailToProxy { error_code: error.status(), can_reuse_downstream: false }
+    }
+
+    /// One access-log line per request.
+    async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut RequestContext) {
+        let status = session.response_written().map_or(0, |r| r.status.as_u16());
+        let req = session.req_header();
+        let result = match ctx.edge_error {
+            Some(_) => "Error",
+            None if session.cache.enabled() || session.cache.bypassing() => match session.cache.phase() {
+                CachePhase::Hit => "Hit",
+                CachePhase::Revalidated | CachePhase::Stale | CachePhase::StaleUpdating => "RefreshHit",
+                _ => "Miss",
+            },
+            None => "Miss",
+        };
+        tracing::info!(
+            target: "verge::access",
+            request_id = %ctx.request_id,
+            method = %req.method,
+            uri = %req.uri,
+            status,
+            result,
+            behavior = ctx.behavior,
+            origin = %ctx.snapshot.dist.origins.get(ctx.origin).map_or("", |o| o.id.as_str()),
+            millis = ctx.started.elapsed().as_millis() as u64,
+            error = e.map(|e| e.to_string()).unwrap_or_default(),
+        );
+    }
+}

@@ -1,0 +1,88 @@
+//! The immutable runtime snapshot: a validated distribution plus what is derived from it at load time
+//! (origin peers, the Via value, allowed hosts). One `ArcSwap` holds it; a request loads it once.
+
+use std::net::ToSocketAddrs;
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use pingora_core::upstreams::peer::HttpPeer;
+use verge_config::model::{Behavior, Distribution, Target};
+
+pub struct Snapshot {
+    pub dist: Distribution,
+    /// `1.1 <domain> (verge)`: sent to origins and viewers.
+    pub via: String,
+    /// One prebuilt peer per origin, cloned per request (no DNS, no parsing per request).
+    pub peers: Vec<HttpPeer>,
+}
+
+impl Snapshot {
+    /// Resolves every origin and prepares its peer; fails on an origin name that does not resolve.
+    pub fn build(dist: Distribution) -> Result<Self, String> {
+        let mut peers = Vec::with_capacity(dist.origins.len());
+        for origin in &dist.origins {
+            let addr = (origin.domain_name.as_str(), origin.http_port)
+                .to_socket_addrs()
+                .map_err(|e| format!("origin `{}`: cannot resolve {}: {e}", origin.id, origin.domain_name))?
+                .next()
+                .ok_or_else(|| format!("origin `{}`: {} has no address", origin.id, origin.domain_name))?;
+            let mut peer = HttpPeer::new(addr, false, origin.domain_name.clone());
+            let secs = std::time::Duration::from_secs;
+            peer.options.connection_timeout = Some(secs(origin.connection_timeout_secs));
+            peer.options.read_timeout = Some(secs(origin.read_timeout_secs));
+            peer.options.write_timeout = Some(secs(origin.read_timeout_secs));
+            peer.options.idle_timeout = Some(secs(origin.keepalive_timeout_secs));
+            peers.push(peer);
+        }
+        let via = format!("1.1 {} (verge)", dist.domain_name);
+        Ok(Self { dist, via, peers })
+    }
+
+    /// The first behavior whose pattern matches `path` (the default one matches everything).
+    pub fn behavior_for(&self, path: &str) -> usize {
+        let behaviors = &self.dist.behaviors;
+        behaviors.iter().position(|b| b.matches(path)).unwrap_or(behaviors.len() - 1)
+    }
+
+    pub fn behavior(&self, index: usize) -> &Behavior {
+        &self.dist.behaviors[index]
+    }
+
+    /// True when `host` (from the Host header, port stripped, any case) is served.
+    pub fn serves_host(&self, host: &str) -> bool {
+        let aliases = &self.dist.aliases;
+        if aliases.is_empty() {
+            return true;
+        }
+        let host = host.rsplit_once(':').filter(|(_, port)| port.bytes().all(|b| b.is_ascii_digit())).map_or(host, |(h, _)| h);
+        host.eq_ignore_ascii_case(&self.dist.domain_name)
+            || aliases.iter().any(|a| match a.strip_prefix("*.") {
+                Some(suffix) => {
+                    host.len() > suffix.len() + 1
+                        && host[host.len() - suffix.len()..].eq_ignore_ascii_case(suffix)
+                        && host.as_bytes()[host.len() - suffix.len() - 1] == b'.'
+                }
+                None => a.eq_ignore_ascii_case(host),
+            })
+    }
+
+    /// The primary origin index of a behavior's target.
+    pub fn primary_origin(&self, target: Target) -> usize {
+        match target {
+            Target::Origin(i) => i,
+            Target::Group(g) => self.dist.origin_groups[g].primary,
+        }
+    }
+
+    /// `error_caching_min_ttl` for `status` (10 s unless a custom error response says otherwise).
+    pub fn error_caching_min_ttl(&self, status: u16) -> u64 {
+        self.dist
+            .custom_error_responses
+            .iter()
+            .find(|e| e.error_code == status)
+            .map_or(10, |e| e.error_caching_min_ttl)
+    }
+}
+
+/// The live snapshot; `store` swaps in a new one atomically (requests in flight keep theirs).
+pub type SharedSnapshot = Arc<ArcSwap<Snapshot>>;
