@@ -48,8 +48,15 @@ impl LocationIndex {
 
 enum Frame {
     /// Inside a mapping: `expecting_key` alternates; `key` is the last key read.
-    Mapping { path: String, expecting_key: bool, key: Option<String> },
-    Sequence { path: String, next_index: usize },
+    Mapping {
+        path: String,
+        expecting_key: bool,
+        key: Option<String>,
+    },
+    Sequence {
+        path: String,
+        next_index: usize,
+    },
 }
 
 #[derive(Default)]

@@ -101,8 +101,7 @@ const MANAGED_CACHE: &[ManagedCache] = &[
 /// The managed cache policy called `name_or_id`, if there is one.
 pub fn cache_policy(name_or_id: &str) -> Option<CachePolicy> {
     let m = MANAGED_CACHE.iter().find(|m| m.name == name_or_id || m.id == name_or_id)?;
-    let headers =
-        if m.headers.is_empty() { Selection::None } else { Selection::Whitelist(names(m.headers)) };
+    let headers = if m.headers.is_empty() { Selection::None } else { Selection::Whitelist(names(m.headers)) };
     let query_strings = match (m.query_all, m.query) {
         (true, _) => Selection::All,
         (false, Some(items)) => Selection::Whitelist(names(items)),

@@ -146,9 +146,7 @@ impl Selection {
     /// True when `name` is selected; `case_insensitive` for header names (stored lower-case).
     pub fn selects(&self, name: &str, case_insensitive: bool) -> bool {
         let listed = |items: &Vec<String>| {
-            items
-                .iter()
-                .any(|i| if case_insensitive { i.eq_ignore_ascii_case(name) } else { i == name })
+            items.iter().any(|i| if case_insensitive { i.eq_ignore_ascii_case(name) } else { i == name })
         };
         match self {
             Selection::None => false,

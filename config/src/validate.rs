@@ -104,8 +104,7 @@ pub fn validate(raw: RawFile, p: &mut Problems) -> Option<Distribution> {
     let cache = validate_cache(raw.cache, p);
 
     let origins = validate_origins(&raw.origins, p);
-    let origin_index: HashMap<&str, usize> =
-        raw.origins.iter().enumerate().map(|(i, o)| (o.id.as_str(), i)).collect();
+    let origin_index: HashMap<&str, usize> = raw.origins.iter().enumerate().map(|(i, o)| (o.id.as_str(), i)).collect();
     let origin_groups = validate_groups(&raw.origin_groups, &origin_index, p);
     let group_index: HashMap<&str, usize> =
         raw.origin_groups.iter().enumerate().map(|(i, g)| (g.id.as_str(), i)).collect();
@@ -190,9 +189,7 @@ fn check_host(key: &str, host: &str, p: &mut Problems) {
     let ok = !host.is_empty()
         && host.len() <= 253
         && host.split('.').all(|label| {
-            !label.is_empty()
-                && label.len() <= 63
-                && label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+            !label.is_empty() && label.len() <= 63 && label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
         });
     if !ok {
         p.add(key, format!("`{host}` is not a valid host name"));
@@ -285,28 +282,10 @@ fn validate_origins(raw: &[RawOrigin], p: &mut Problems) -> Vec<Origin> {
             protocol_policy,
             origin_path,
             custom_headers,
-            connection_attempts: p.range(
-                &format!("{key}.connection_attempts"),
-                o.connection_attempts,
-                1,
-                3,
-                3,
-            ) as u8,
-            connection_timeout_secs: p.range(
-                &format!("{key}.connection_timeout"),
-                o.connection_timeout,
-                1,
-                10,
-                10,
-            ),
+            connection_attempts: p.range(&format!("{key}.connection_attempts"), o.connection_attempts, 1, 3, 3) as u8,
+            connection_timeout_secs: p.range(&format!("{key}.connection_timeout"), o.connection_timeout, 1, 10, 10),
             read_timeout_secs: p.range(&format!("{key}.read_timeout"), o.read_timeout, 1, 120, 30),
-            keepalive_timeout_secs: p.range(
-                &format!("{key}.keepalive_timeout"),
-                o.keepalive_timeout,
-                1,
-                120,
-                5,
-            ),
+            keepalive_timeout_secs: p.range(&format!("{key}.keepalive_timeout"), o.keepalive_timeout, 1, 120, 5),
         });
     }
     out
@@ -345,11 +324,7 @@ fn check_custom_headers(
     headers.iter().map(|(n, v)| (n.clone(), v.clone())).collect()
 }
 
-fn validate_groups(
-    raw: &[RawOriginGroup],
-    origins: &HashMap<&str, usize>,
-    p: &mut Problems,
-) -> Vec<OriginGroup> {
+fn validate_groups(raw: &[RawOriginGroup], origins: &HashMap<&str, usize>, p: &mut Problems) -> Vec<OriginGroup> {
     if raw.len() > 10 {
         p.add("origin_groups", "at most 10 origin groups");
     }
@@ -382,10 +357,7 @@ fn validate_groups(
             if FAILOVER_CODES.iter().any(|f| u64::from(*f) == *c) {
                 codes.push(*c as u16);
             } else {
-                p.add(
-                    format!("{key}.failover_status_codes[{j}]"),
-                    format!("{c} is not one of {FAILOVER_CODES:?}"),
-                );
+                p.add(format!("{key}.failover_status_codes[{j}]"), format!("{c} is not one of {FAILOVER_CODES:?}"));
             }
         }
         out.push(OriginGroup { id: g.id.clone(), primary, secondary, failover_status_codes: codes });
@@ -393,22 +365,13 @@ fn validate_groups(
     out
 }
 
-fn selection(
-    key: &str,
-    raw: &Option<RawItems>,
-    allowed: &[&str],
-    lowercase: bool,
-    p: &mut Problems,
-) -> Selection {
+fn selection(key: &str, raw: &Option<RawItems>, allowed: &[&str], lowercase: bool, p: &mut Problems) -> Selection {
     let Some(raw) = raw else { return Selection::None };
     if raw.items.len() > 10 {
         p.add(format!("{key}.items"), "at most 10 items");
     }
-    let items: Vec<String> = raw
-        .items
-        .iter()
-        .map(|i| if lowercase { i.to_ascii_lowercase() } else { i.clone() })
-        .collect();
+    let items: Vec<String> =
+        raw.items.iter().map(|i| if lowercase { i.to_ascii_lowercase() } else { i.clone() }).collect();
     let needs_items = matches!(raw.behavior.as_str(), "whitelist" | "allExcept");
     if needs_items && items.is_empty() {
         p.add(format!("{key}.items"), format!("`{}` needs at least one item", raw.behavior));
@@ -416,10 +379,7 @@ fn selection(
         p.add(format!("{key}.items"), format!("`{}` takes no items", raw.behavior));
     }
     if !allowed.contains(&raw.behavior.as_str()) {
-        p.add(
-            format!("{key}.behavior"),
-            format!("`{}` is not one of {}", raw.behavior, allowed.join(", ")),
-        );
+        p.add(format!("{key}.behavior"), format!("`{}` is not one of {}", raw.behavior, allowed.join(", ")));
         return Selection::None;
     }
     match raw.behavior.as_str() {
@@ -540,10 +500,7 @@ fn validate_behavior(key: &str, b: &RawBehavior, refs: &References<'_>, p: &mut 
     } else if let Some(i) = refs.groups.get(b.target_origin_id.as_str()) {
         Target::Group(*i)
     } else {
-        p.add(
-            format!("{key}.target_origin_id"),
-            format!("no origin or origin group with id `{}`", b.target_origin_id),
-        );
+        p.add(format!("{key}.target_origin_id"), format!("no origin or origin group with id `{}`", b.target_origin_id));
         Target::Origin(0)
     };
     let viewer_protocol_policy = match b.viewer_protocol_policy.as_deref() {
@@ -604,11 +561,8 @@ fn validate_behavior(key: &str, b: &RawBehavior, refs: &References<'_>, p: &mut 
     let origin_request_policy = match &b.origin_request_policy {
         None => None,
         Some(name) => {
-            let found = refs
-                .request_policies
-                .get(name)
-                .cloned()
-                .or_else(|| managed::origin_request_policy(name).map(Arc::new));
+            let found =
+                refs.request_policies.get(name).cloned().or_else(|| managed::origin_request_policy(name).map(Arc::new));
             if found.is_none() {
                 p.add(format!("{key}.origin_request_policy"), format!("no origin request policy `{name}`"));
             }

@@ -57,8 +57,12 @@ fn summary(d: &Distribution) -> String {
         .unwrap();
     }
     for e in &d.custom_error_responses {
-        writeln!(s, "error {} -> {:?} as {:?}, min ttl {}", e.error_code, e.response_page_path, e.response_code, e.error_caching_min_ttl)
-            .unwrap();
+        writeln!(
+            s,
+            "error {} -> {:?} as {:?}, min ttl {}",
+            e.error_code, e.response_page_path, e.response_code, e.error_caching_min_ttl
+        )
+        .unwrap();
     }
     s
 }

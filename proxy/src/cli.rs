@@ -11,7 +11,11 @@ use crate::{demo, server, snapshot::Snapshot};
 pub const EXIT_CONFIG: u8 = 64;
 
 #[derive(Parser)]
-#[command(name = "verge", version, about = "A self-hosted CDN edge: caching reverse proxy with Lambda@Edge-style WebAssembly hooks")]
+#[command(
+    name = "verge",
+    version,
+    about = "A self-hosted CDN edge: caching reverse proxy with Lambda@Edge-style WebAssembly hooks"
+)]
 pub struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -54,12 +58,22 @@ fn validate(files: &[PathBuf]) -> ExitCode {
             }
         }
     }
-    if ok { ExitCode::SUCCESS } else { ExitCode::from(EXIT_CONFIG) }
+    if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(EXIT_CONFIG)
+    }
 }
 
 fn init_logging() {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("VERGE_LOG").unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_target(true).try_init();
+    let filter = tracing_subscriber::EnvFilter::try_from_env("VERGE_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_target(true)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_writer(std::io::stderr)
+        .try_init();
 }
 
 fn serve(config: Option<PathBuf>, listen: Vec<std::net::SocketAddr>) -> ExitCode {

@@ -29,8 +29,12 @@ impl EdgeError {
 
     fn reason(self) -> &'static str {
         match self {
-            Self::MethodNotAllowed => "This distribution is not configured to allow the HTTP request method that was used for this request.",
-            Self::HostNotServed => "The request could not be satisfied: this distribution does not serve the requested Host.",
+            Self::MethodNotAllowed => {
+                "This distribution is not configured to allow the HTTP request method that was used for this request."
+            }
+            Self::HostNotServed => {
+                "The request could not be satisfied: this distribution does not serve the requested Host."
+            }
             Self::DistributionDisabled => "This distribution is disabled.",
             Self::HttpsRequired => "This distribution only accepts HTTPS requests.",
             Self::OriginUnreachable => "verge was unable to connect to the origin for this request.",
@@ -70,7 +74,13 @@ pub async fn write(session: &mut Session, error: EdgeError, via: &str, request_i
 }
 
 /// A redirect to the HTTPS URL (viewer protocol policy `redirect-to-https`).
-pub async fn write_https_redirect(session: &mut Session, status: u16, location: &str, via: &str, request_id: &str) -> Result<()> {
+pub async fn write_https_redirect(
+    session: &mut Session,
+    status: u16,
+    location: &str,
+    via: &str,
+    request_id: &str,
+) -> Result<()> {
     let mut resp = ResponseHeader::build(status, Some(6))?;
     resp.insert_header("location", location)?;
     resp.insert_header("content-length", "0")?;

@@ -9,7 +9,8 @@ use verge_config::model::{Behavior, Origin, Selection};
 use crate::cache::key::{cookies, normalised_accept_encoding};
 
 /// Hop-by-hop headers (RFC 9110 §7.6.1) plus proxy-only ones; never forwarded.
-const HOP_BY_HOP: &[&str] = &["connection", "keep-alive", "proxy-connection", "proxy-authorization", "te", "trailer", "upgrade"];
+const HOP_BY_HOP: &[&str] =
+    &["connection", "keep-alive", "proxy-connection", "proxy-authorization", "te", "trailer", "upgrade"];
 
 /// Headers forwarded whatever the policies say: message framing and request semantics.
 const ALWAYS_FORWARDED: &[&str] = &[
@@ -85,19 +86,27 @@ pub fn origin_request(
         uri.push('?');
         uri.push_str(&forwarded_query);
     }
-    req.set_uri(uri.parse().map_err(|e| pingora_error::Error::because(pingora_error::ErrorType::InvalidHTTPHeader, "origin uri", e))?);
+    req.set_uri(
+        uri.parse()
+            .map_err(|e| pingora_error::Error::because(pingora_error::ErrorType::InvalidHTTPHeader, "origin uri", e))?,
+    );
 
     // Cookies: keep those selected by the cache key or the origin request policy.
     let cookie_selected = |name: &str| selected(&policy.cookies, orp.map(|p| &p.cookies), name);
     let kept_cookies: Vec<String> =
         cookies(req).filter(|(n, _)| cookie_selected(n)).map(|(n, v)| format!("{n}={v}")).collect();
 
-    // Headers: drop what the policies do not forward.
+    // Headers: drop what the policies do not forward. The viewer's X-Forwarded-For is always extended.
     let forward_host = forwards(behavior, "host");
+    let previous_xff = req.headers.get("x-forwarded-for").and_then(|v| v.to_str().ok()).map(str::to_owned);
     let names: Vec<HeaderName> = req.headers.keys().cloned().collect();
     for name in names {
         let n = name.as_str();
-        let keep = !HOP_BY_HOP.contains(&n) && n != "cookie" && n != "host" && n != "accept-encoding" && forwards(behavior, n);
+        let keep = !HOP_BY_HOP.contains(&n)
+            && n != "cookie"
+            && (n != "host" || forward_host)
+            && n != "accept-encoding"
+            && forwards(behavior, n);
         let strip_edge = n.starts_with("x-edge-") || n.starts_with("x-amz-cf-");
         if !keep || strip_edge {
             req.remove_header(&name);
@@ -117,7 +126,7 @@ pub fn origin_request(
         req.insert_header(header::USER_AGENT, "verge")?;
     }
     if let Some(ip) = client_ip {
-        let xff = match req.headers.get("x-forwarded-for").and_then(|v| v.to_str().ok()) {
+        let xff = match previous_xff {
             Some(prev) => format!("{prev}, {ip}"),
             None => ip.to_string(),
         };

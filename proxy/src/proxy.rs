@@ -5,9 +5,11 @@ use std::time::{Duration, Instant, SystemTime};
 
 use async_trait::async_trait;
 use pingora_cache::cache_control::CacheControl;
-use pingora_cache::lock::CacheKeyLockImpl;
-use pingora_cache::{CacheKey, CacheMeta, CacheOptionOverrides, CachePhase, NoCacheReason, RespCacheable, VarianceBuilder};
 use pingora_cache::key::HashBinary;
+use pingora_cache::lock::CacheKeyLockImpl;
+use pingora_cache::{
+    CacheKey, CacheMeta, CacheOptionOverrides, CachePhase, NoCacheReason, RespCacheable, VarianceBuilder,
+};
 use pingora_core::upstreams::peer::HttpPeer;
 use pingora_error::{Error, ErrorType, Result};
 use pingora_http::{RequestHeader, ResponseHeader};
@@ -89,10 +91,10 @@ fn freshness(resp: &ResponseHeader) -> OriginFreshness {
     let cc = CacheControl::from_resp_headers(resp);
     let secs = |v: Result<Option<u32>>| v.ok().flatten().map(u64::from);
     let header = |name: http::header::HeaderName| resp.headers.get(name).and_then(|v| v.to_str().ok());
-    let date = |name| header(name).and_then(|v| httpdate_secs(v));
+    let date = |name| header(name).and_then(httpdate_secs);
     let expires_in = match (date(http::header::EXPIRES), header(http::header::EXPIRES)) {
         (Some(exp), _) => {
-            let base = date(http::header::DATE).unwrap_or_else(|| unix_now());
+            let base = date(http::header::DATE).unwrap_or_else(unix_now);
             Some(exp as i64 - base as i64)
         }
         // An invalid Expires means "already expired" (RFC 9111 §5.3).
@@ -111,7 +113,8 @@ fn freshness(resp: &ResponseHeader) -> OriginFreshness {
         stale_while_revalidate: cc.as_ref().and_then(|c| secs(c.stale_while_revalidate())),
         stale_if_error: cc.as_ref().and_then(|c| secs(c.stale_if_error())),
         must_revalidate: cc.as_ref().is_some_and(|c| c.must_revalidate() || c.proxy_revalidate()),
-        has_validators: resp.headers.contains_key(http::header::ETAG) || resp.headers.contains_key(http::header::LAST_MODIFIED),
+        has_validators: resp.headers.contains_key(http::header::ETAG)
+            || resp.headers.contains_key(http::header::LAST_MODIFIED),
         sets_cookie: resp.headers.contains_key(http::header::SET_COOKIE),
         vary_star: resp
             .headers
@@ -163,7 +166,8 @@ impl ProxyHttp for VergeProxy {
             return self.reject(session, ctx, EdgeError::DistributionDisabled).await;
         }
         let req = session.req_header();
-        let host = req.headers.get(http::header::HOST).and_then(|h| h.to_str().ok()).or_else(|| req.uri.host()).unwrap_or("");
+        let host =
+            req.headers.get(http::header::HOST).and_then(|h| h.to_str().ok()).or_else(|| req.uri.host()).unwrap_or("");
         if !snapshot.serves_host(host) {
             return self.reject(session, ctx, EdgeError::HostNotServed).await;
         }
@@ -221,7 +225,12 @@ impl ProxyHttp for VergeProxy {
     }
 
     /// Honours the origin's `Vary` (each variant stored under its own secondary key).
-    fn cache_vary_filter(&self, meta: &CacheMeta, _ctx: &mut RequestContext, req: &RequestHeader) -> Option<HashBinary> {
+    fn cache_vary_filter(
+        &self,
+        meta: &CacheMeta,
+        _ctx: &mut RequestContext,
+        req: &RequestHeader,
+    ) -> Option<HashBinary> {
         let mut variance = VarianceBuilder::new();
         let mut any = false;
         for value in meta.headers().get_all(http::header::VARY) {
@@ -235,14 +244,23 @@ impl ProxyHttp for VergeProxy {
                 any = true;
             }
         }
-        if any { variance.finalize() } else { None }
+        if any {
+            variance.finalize()
+        } else {
+            None
+        }
     }
 
     async fn upstream_peer(&self, _session: &mut Session, ctx: &mut RequestContext) -> Result<Box<HttpPeer>> {
         Ok(Box::new(ctx.snapshot.peers[ctx.origin].clone()))
     }
 
-    async fn upstream_request_filter(&self, session: &mut Session, req: &mut RequestHeader, ctx: &mut RequestContext) -> Result<()> {
+    async fn upstream_request_filter(
+        &self,
+        session: &mut Session,
+        req: &mut RequestHeader,
+        ctx: &mut RequestContext,
+    ) -> Result<()> {
         let snapshot = &ctx.snapshot;
         let client_ip = session.client_addr().and_then(|a| a.as_inet()).map(|a| a.ip().to_string());
         forward::origin_request(
@@ -256,7 +274,12 @@ impl ProxyHttp for VergeProxy {
     }
 
     /// Origin-group failover on the configured status codes (before anything is cached or sent).
-    async fn upstream_response_filter(&self, session: &mut Session, resp: &mut ResponseHeader, ctx: &mut RequestContext) -> Result<()> {
+    async fn upstream_response_filter(
+        &self,
+        session: &mut Session,
+        resp: &mut ResponseHeader,
+        ctx: &mut RequestContext,
+    ) -> Result<()> {
         let status = resp.status.as_u16();
         if ctx.failover_codes().contains(&status) && ctx.try_failover(&session.req_header().method) {
             let mut e = Error::explain(FAILOVER, format!("primary origin answered {status}"));
@@ -266,7 +289,12 @@ impl ProxyHttp for VergeProxy {
         Ok(())
     }
 
-    fn response_cache_filter(&self, _session: &Session, resp: &ResponseHeader, ctx: &mut RequestContext) -> Result<RespCacheable> {
+    fn response_cache_filter(
+        &self,
+        _session: &Session,
+        resp: &ResponseHeader,
+        ctx: &mut RequestContext,
+    ) -> Result<RespCacheable> {
         let policy = &ctx.snapshot.behavior(ctx.behavior).cache_policy;
         let status = resp.status.as_u16();
         let ttl_policy = TtlPolicy {
@@ -293,7 +321,12 @@ impl ProxyHttp for VergeProxy {
     }
 
     /// Viewer-facing headers on every response, hits included (never stored).
-    async fn response_filter(&self, session: &mut Session, resp: &mut ResponseHeader, ctx: &mut RequestContext) -> Result<()> {
+    async fn response_filter(
+        &self,
+        session: &mut Session,
+        resp: &mut ResponseHeader,
+        ctx: &mut RequestContext,
+    ) -> Result<()> {
         let status = resp.status.as_u16();
         resp.insert_header("x-cache", x_cache(session, status))?;
         resp.insert_header("via", ctx.snapshot.via.as_str())?;
@@ -302,7 +335,13 @@ impl ProxyHttp for VergeProxy {
     }
 
     /// Connection attempts per origin, then failover to a group's secondary.
-    fn fail_to_connect(&self, session: &mut Session, _peer: &HttpPeer, ctx: &mut RequestContext, mut e: Box<Error>) -> Box<Error> {
+    fn fail_to_connect(
+        &self,
+        session: &mut Session,
+        _peer: &HttpPeer,
+        ctx: &mut RequestContext,
+        mut e: Box<Error>,
+    ) -> Box<Error> {
         ctx.attempts += 1;
         let allowed = ctx.snapshot.dist.origins[ctx.origin].connection_attempts;
         let retry = ctx.attempts < allowed || ctx.try_failover(&session.req_header().method);
@@ -310,7 +349,14 @@ impl ProxyHttp for VergeProxy {
         e
     }
 
-    fn error_while_proxy(&self, peer: &HttpPeer, session: &mut Session, e: Box<Error>, ctx: &mut RequestContext, client_reused: bool) -> Box<Error> {
+    fn error_while_proxy(
+        &self,
+        peer: &HttpPeer,
+        session: &mut Session,
+        e: Box<Error>,
+        ctx: &mut RequestContext,
+        client_reused: bool,
+    ) -> Box<Error> {
         let mut e = e.more_context(format!("Peer: {peer}"));
         if e.etype() == &FAILOVER {
             e.set_retry(true);
@@ -354,6 +400,7 @@ impl ProxyHttp for VergeProxy {
         let req = session.req_header();
         let result = match ctx.edge_error {
             Some(_) => "Error",
+            None if status >= 400 => "Error",
             None if session.cache.enabled() || session.cache.bypassing() => match session.cache.phase() {
                 CachePhase::Hit => "Hit",
                 CachePhase::Revalidated | CachePhase::Stale | CachePhase::StaleUpdating => "RefreshHit",

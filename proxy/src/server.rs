@@ -55,8 +55,7 @@ pub async fn start(snapshot: Snapshot) -> std::io::Result<Started> {
         listeners.push(listener);
     }
     let shared: SharedSnapshot = Arc::new(ArcSwap::from_pointee(snapshot));
-    let mut conf = ServerConf::default();
-    conf.max_retries = 8;
+    let conf = ServerConf { max_retries: 8, ..Default::default() };
     let app = Arc::new(pingora_proxy::http_proxy(
         &Arc::new(conf),
         VergeProxy { snapshot: shared.clone(), cache: CacheParts { store, lock } },

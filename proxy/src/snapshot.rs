@@ -54,7 +54,8 @@ impl Snapshot {
         if aliases.is_empty() {
             return true;
         }
-        let host = host.rsplit_once(':').filter(|(_, port)| port.bytes().all(|b| b.is_ascii_digit())).map_or(host, |(h, _)| h);
+        let host =
+            host.rsplit_once(':').filter(|(_, port)| port.bytes().all(|b| b.is_ascii_digit())).map_or(host, |(h, _)| h);
         host.eq_ignore_ascii_case(&self.dist.domain_name)
             || aliases.iter().any(|a| match a.strip_prefix("*.") {
                 Some(suffix) => {
@@ -76,11 +77,7 @@ impl Snapshot {
 
     /// `error_caching_min_ttl` for `status` (10 s unless a custom error response says otherwise).
     pub fn error_caching_min_ttl(&self, status: u16) -> u64 {
-        self.dist
-            .custom_error_responses
-            .iter()
-            .find(|e| e.error_code == status)
-            .map_or(10, |e| e.error_caching_min_ttl)
+        self.dist.custom_error_responses.iter().find(|e| e.error_code == status).map_or(10, |e| e.error_caching_min_ttl)
     }
 }
 

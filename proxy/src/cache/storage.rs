@@ -12,8 +12,7 @@ use async_trait::async_trait;
 use bytes::{Bytes, BytesMut};
 use pingora_cache::key::{CacheHashKey, CompactCacheKey};
 use pingora_cache::storage::{
-    HandleHit, HandleMiss, HitHandler, MissFinishType, MissHandler, PurgeOutcome, PurgeTarget,
-    PurgeType, Storage,
+    HandleHit, HandleMiss, HitHandler, MissFinishType, MissHandler, PurgeOutcome, PurgeTarget, PurgeType, Storage,
 };
 use pingora_cache::trace::SpanHandle;
 use pingora_cache::{CacheKey, CacheMeta};
@@ -102,8 +101,7 @@ impl ObjectStore {
 
     /// Removes every object (all variants) whose invalidation path matches; returns how many.
     pub fn invalidate(&self, matches: impl Fn(&str) -> bool) -> usize {
-        let doomed: Vec<u128> =
-            self.objects.iter().filter(|(_, e)| matches(&e.path)).map(|(k, _)| *k).collect();
+        let doomed: Vec<u128> = self.objects.iter().filter(|(_, e)| matches(&e.path)).map(|(k, _)| *k).collect();
         for k in &doomed {
             self.objects.invalidate(k);
         }
@@ -193,12 +191,8 @@ impl HandleMiss for Miss {
             return Error::e_explain(ErrorType::InternalError, "object exceeds cache.max_object_mb");
         }
         let size = self.body.len();
-        let entry = Entry {
-            meta_internal: self.meta.0,
-            meta_header: self.meta.1,
-            body: self.body.freeze(),
-            path: self.path,
-        };
+        let entry =
+            Entry { meta_internal: self.meta.0, meta_header: self.meta.1, body: self.body.freeze(), path: self.path };
         self.store.objects.insert(self.key, Arc::new(entry));
         Ok(MissFinishType::Created(size))
     }

@@ -115,8 +115,13 @@ pub fn decide(o: &OriginFreshness, p: &TtlPolicy) -> Decision {
 mod tests {
     use super::*;
 
-    const OPTIMIZED: TtlPolicy =
-        TtlPolicy { min_ttl: 1, default_ttl: 86_400, max_ttl: 31_536_000, cookies_in_key: false, error_caching_min_ttl: 10 };
+    const OPTIMIZED: TtlPolicy = TtlPolicy {
+        min_ttl: 1,
+        default_ttl: 86_400,
+        max_ttl: 31_536_000,
+        cookies_in_key: false,
+        error_caching_min_ttl: 10,
+    };
     const RFC: TtlPolicy =
         TtlPolicy { min_ttl: 0, default_ttl: 0, max_ttl: 31_536_000, cookies_in_key: false, error_caching_min_ttl: 10 };
     const CLAMPED: TtlPolicy =
@@ -166,7 +171,12 @@ mod tests {
             ),
             ("no-store overridden by min_ttl", OriginFreshness { no_store: true, ..ok() }, CLAMPED, Some(60)),
             ("private overridden by min_ttl", OriginFreshness { private: true, ..ok() }, OPTIMIZED, Some(1)),
-            ("set-cookie not cached", OriginFreshness { sets_cookie: true, max_age: Some(60), ..ok() }, OPTIMIZED, None),
+            (
+                "set-cookie not cached",
+                OriginFreshness { sets_cookie: true, max_age: Some(60), ..ok() },
+                OPTIMIZED,
+                None,
+            ),
             (
                 "set-cookie cached when cookies in key",
                 OriginFreshness { sets_cookie: true, max_age: Some(60), ..ok() },
@@ -201,12 +211,16 @@ mod tests {
 
     #[test]
     fn stale_windows() {
-        let o = OriginFreshness { max_age: Some(10), stale_while_revalidate: Some(30), stale_if_error: Some(60), ..ok() };
+        let o =
+            OriginFreshness { max_age: Some(10), stale_while_revalidate: Some(30), stale_if_error: Some(60), ..ok() };
         assert_eq!(
             decide(&o, &OPTIMIZED),
             Decision::Store { fresh_secs: 10, stale_while_revalidate: 30, stale_if_error: 60 }
         );
         let strict = OriginFreshness { must_revalidate: true, ..o };
-        assert_eq!(decide(&strict, &OPTIMIZED), Decision::Store { fresh_secs: 10, stale_while_revalidate: 0, stale_if_error: 0 });
+        assert_eq!(
+            decide(&strict, &OPTIMIZED),
+            Decision::Store { fresh_secs: 10, stale_while_revalidate: 0, stale_if_error: 0 }
+        );
     }
 }

@@ -1,0 +1,263 @@
+//! Test harness: real origin servers on loopback (port 0), the real `verge` binary, a plain HTTP client.
+
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+
+pub use verge::origin_server::{OriginRequest, OriginResponse};
+
+/// Generous for a loaded 2-core CI machine; only used as an upper bound, never as synchronisation.
+pub const TIMEOUT: Duration = Duration::from_secs(30);
+
+fn runtime() -> &'static tokio::runtime::Runtime {
+    static RT: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
+    RT.get_or_init(|| tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap())
+}
+
+/// A programmable origin that records every request it receives.
+pub struct Origin {
+    pub addr: SocketAddr,
+    seen: Arc<Mutex<Vec<OriginRequest>>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Origin {
+    pub fn start(handler: impl Fn(&OriginRequest) -> OriginResponse + Send + Sync + 'static) -> Self {
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let log = seen.clone();
+        let handler: verge::origin_server::Handler = Arc::new(move |req: &OriginRequest| {
+            log.lock().unwrap().push(req.clone());
+            handler(req)
+        });
+        let listener = runtime().block_on(tokio::net::TcpListener::bind("127.0.0.1:0")).unwrap();
+        let addr = listener.local_addr().unwrap();
+        let task = runtime().spawn(verge::origin_server::serve(listener, handler));
+        Self { addr, seen, task }
+    }
+
+    /// An origin answering every request with `status` and `body`.
+    pub fn fixed(status: u16, body: &'static str) -> Self {
+        Self::start(move |_| OriginResponse::new(status, body).header("content-type", "text/plain"))
+    }
+
+    pub fn port(&self) -> u16 {
+        self.addr.port()
+    }
+
+    pub fn requests(&self) -> Vec<OriginRequest> {
+        self.seen.lock().unwrap().clone()
+    }
+
+    pub fn count(&self) -> usize {
+        self.seen.lock().unwrap().len()
+    }
+}
+
+impl Drop for Origin {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// A loopback port with nothing listening on it (connections are refused).
+pub fn closed_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    l.local_addr().unwrap().port()
+}
+
+/// The real `verge` binary serving a distribution file.
+pub struct Verge {
+    pub addr: SocketAddr,
+    child: Child,
+    _dir: TempDir,
+    pub log: Arc<Mutex<String>>,
+}
+
+impl Verge {
+    /// Writes `yaml` to a file and runs `verge serve --config FILE --listen 127.0.0.1:0`.
+    pub fn start(yaml: &str) -> Self {
+        let dir = TempDir::new();
+        let path = dir.path.join("distribution.yaml");
+        std::fs::write(&path, yaml).unwrap();
+        let mut child = Command::new(env!("CARGO_BIN_EXE_verge"))
+            .args(["serve", "--config"])
+            .arg(&path)
+            .args(["--listen", "127.0.0.1:0"])
+            .env("VERGE_LOG", "info")
+            .env_remove("RUST_BACKTRACE")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn verge");
+        let log = Arc::new(Mutex::new(String::new()));
+        let stderr = child.stderr.take().unwrap();
+        let err_log = log.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                err_log.lock().unwrap().push_str(&(line + "\n"));
+            }
+        });
+        let (tx, rx) = std::sync::mpsc::channel();
+        let stdout = child.stdout.take().unwrap();
+        let out_log = log.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if let Some(addr) = line.strip_prefix("verge: listening on http://") {
+                    let _ = tx.send(addr.parse::<SocketAddr>().unwrap());
+                }
+                out_log.lock().unwrap().push_str(&(line + "\n"));
+            }
+        });
+        let addr = match rx.recv_timeout(TIMEOUT) {
+            Ok(a) => a,
+            Err(_) => {
+                let _ = child.kill();
+                panic!("verge did not start; output:\n{}", log.lock().unwrap());
+            }
+        };
+        Self { addr, child, _dir: dir, log }
+    }
+
+    pub fn get(&self, path: &str) -> Response {
+        self.request("GET", path, &[], b"")
+    }
+
+    pub fn request(&self, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> Response {
+        http_request(self.addr, method, path, headers, body)
+    }
+
+    /// Everything the process printed so far.
+    pub fn output(&self) -> String {
+        self.log.lock().unwrap().clone()
+    }
+}
+
+impl Drop for Verge {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub struct TempDir {
+    pub path: std::path::PathBuf,
+}
+
+impl TempDir {
+    pub fn new() -> Self {
+        static N: AtomicUsize = AtomicUsize::new(0);
+        let path =
+            std::env::temp_dir().join(format!("verge-it-{}-{}", std::process::id(), N.fetch_add(1, Ordering::Relaxed)));
+        std::fs::create_dir_all(&path).unwrap();
+        Self { path }
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.path);
+    }
+}
+
+#[derive(Debug)]
+pub struct Response {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl Response {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+    }
+
+    pub fn x_cache(&self) -> &str {
+        self.header("x-cache").unwrap_or("")
+    }
+
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+}
+
+/// One HTTP/1.1 request on a fresh connection (`Connection: close`), read to the end.
+pub fn http_request(addr: SocketAddr, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> Response {
+    let mut stream = TcpStream::connect_timeout(&addr, TIMEOUT).expect("connect to verge");
+    stream.set_read_timeout(Some(TIMEOUT)).unwrap();
+    let mut head = format!("{method} {path} HTTP/1.1\r\n");
+    if !headers.iter().any(|(n, _)| n.eq_ignore_ascii_case("host")) {
+        head.push_str(&format!("Host: {addr}\r\n"));
+    }
+    for (n, v) in headers {
+        head.push_str(&format!("{n}: {v}\r\n"));
+    }
+    if !body.is_empty() || matches!(method, "POST" | "PUT" | "PATCH") {
+        head.push_str(&format!("Content-Length: {}\r\n", body.len()));
+    }
+    head.push_str("Connection: close\r\n\r\n");
+    stream.write_all(head.as_bytes()).unwrap();
+    stream.write_all(body).unwrap();
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw).expect("read response");
+    parse_response(&raw, method == "HEAD")
+}
+
+fn parse_response(raw: &[u8], head_only: bool) -> Response {
+    let end = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .unwrap_or_else(|| panic!("no header end in {:?}", String::from_utf8_lossy(raw)))
+        + 4;
+    let mut headers = [httparse::EMPTY_HEADER; 64];
+    let mut parsed = httparse::Response::new(&mut headers);
+    parsed.parse(&raw[..end]).unwrap();
+    let headers: Vec<(String, String)> = parsed
+        .headers
+        .iter()
+        .map(|h| (h.name.to_ascii_lowercase(), String::from_utf8_lossy(h.value).into_owned()))
+        .collect();
+    let status = parsed.code.unwrap();
+    let rest = &raw[end..];
+    let chunked = headers.iter().any(|(n, v)| n == "transfer-encoding" && v.contains("chunked"));
+    let body = if head_only {
+        Vec::new()
+    } else if chunked {
+        dechunk(rest)
+    } else {
+        rest.to_vec()
+    };
+    Response { status, headers, body }
+}
+
+fn dechunk(mut data: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    loop {
+        let Some(line_end) = data.windows(2).position(|w| w == b"\r\n") else { return out };
+        let size = usize::from_str_radix(
+            std::str::from_utf8(&data[..line_end]).unwrap().split(';').next().unwrap().trim(),
+            16,
+        )
+        .unwrap();
+        data = &data[line_end + 2..];
+        if size == 0 {
+            return out;
+        }
+        out.extend_from_slice(&data[..size]);
+        data = &data[size + 2..];
+    }
+}
+
+/// Runs `verge` with arguments and returns (exit code, stdout, stderr).
+pub fn run_verge(args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_verge")).args(args).output().unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}

@@ -1,0 +1,6 @@
+//! End-to-end tests: the real `verge` binary in front of real origin servers on loopback.
+
+mod harness;
+
+mod cli;
+mod routing;

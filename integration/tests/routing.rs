@@ -1,0 +1,202 @@
+//! Behaviors, methods, origin requests, failover, error pages, default root object, first cache hit.
+
+use std::time::Duration;
+
+use crate::harness::*;
+
+fn one_origin(port: u16, extra: &str) -> String {
+    format!(
+        "origins:\n  - id: app\n    domain_name: 127.0.0.1\n    http_port: {port}\n    connection_attempts: 1\n    connection_timeout: 2\n{extra}"
+    )
+}
+
+#[test]
+fn routes_by_path_pattern_first_match_wins() {
+    let app = Origin::fixed(200, "app");
+    let images = Origin::fixed(200, "images");
+    let yaml = format!(
+        "origins:\n  - {{id: app, domain_name: 127.0.0.1, http_port: {}}}\n  - {{id: img, domain_name: 127.0.0.1, http_port: {}}}\n\
+default_cache_behavior: {{target_origin_id: app, cache_policy: CachingDisabled}}\n\
+cache_behaviors:\n  - {{path_pattern: /images/*.jpg, target_origin_id: img, cache_policy: CachingDisabled}}\n  - {{path_pattern: /images/*, target_origin_id: app, cache_policy: CachingDisabled}}\n",
+        app.port(),
+        images.port()
+    );
+    let verge = Verge::start(&yaml);
+    assert_eq!(verge.get("/images/a/b.jpg?x=1").text(), "images", "* crosses / and the query is ignored");
+    assert_eq!(verge.get("/images/a.png").text(), "app", "second behavior");
+    assert_eq!(verge.get("/images/A.JPG").text(), "app", "patterns are case-sensitive");
+    assert_eq!(verge.get("/other").text(), "app", "default behavior last");
+    assert_eq!(images.count(), 1);
+    assert_eq!(app.count(), 3);
+}
+
+#[test]
+fn methods_outside_allowed_methods_get_403() {
+    let app = Origin::fixed(200, "ok");
+    let yaml = one_origin(app.port(), "default_cache_behavior: {target_origin_id: app}\n");
+    let verge = Verge::start(&yaml);
+    for method in ["POST", "PUT", "DELETE", "OPTIONS"] {
+        let resp = verge.request(method, "/x", &[], b"data");
+        assert_eq!(resp.status, 403, "{method}");
+        assert_eq!(resp.x_cache(), "Error from verge");
+        assert!(resp.text().contains("not configured to allow the HTTP request method"), "{}", resp.text());
+    }
+    assert_eq!(verge.get("/x").status, 200);
+    assert_eq!(app.count(), 1, "rejected requests never reach the origin");
+}
+
+#[test]
+fn origin_request_has_origin_path_custom_headers_and_proxy_headers() {
+    let app = Origin::fixed(200, "ok");
+    let yaml = format!(
+        "distribution: {{domain_name: d1.verge.test}}\norigins:\n  - id: app\n    domain_name: 127.0.0.1\n    http_port: {}\n    origin_path: /v1\n    custom_headers: {{X-Origin-Verify: s3cr3t}}\n\
+default_cache_behavior: {{target_origin_id: app, cache_policy: CachingDisabled}}\n",
+        app.port()
+    );
+    let verge = Verge::start(&yaml);
+    let resp = verge.request(
+        "GET",
+        "/a/b?q=1",
+        &[("X-Forwarded-For", "203.0.113.9"), ("Connection", "close"), ("Cookie", "s=1"), ("Accept-Language", "fr")],
+        b"",
+    );
+    assert_eq!(resp.status, 200);
+    assert_eq!(resp.header("via"), Some("1.1 d1.verge.test (verge)"));
+    let id = resp.header("x-amz-cf-id").expect("request id header").to_string();
+    let seen = &app.requests()[0];
+    assert_eq!(seen.target, "/v1/a/b", "origin path prefixed; query not in key or policy is dropped");
+    assert_eq!(seen.header("x-origin-verify"), Some("s3cr3t"));
+    assert_eq!(seen.header("x-forwarded-for"), Some("203.0.113.9, 127.0.0.1"));
+    assert_eq!(seen.header("via"), Some("1.1 d1.verge.test (verge)"));
+    assert_eq!(seen.header("host"), Some(format!("127.0.0.1:{}", app.port()).as_str()));
+    assert_eq!(seen.header("x-amz-cf-id"), Some(id.as_str()));
+    assert_eq!(seen.header("cookie"), None, "cookies are not forwarded without a policy");
+    assert_eq!(seen.header("accept-language"), None);
+    assert!(verge.output().contains(&id), "the request id is logged");
+}
+
+#[test]
+fn origin_request_policy_forwards_viewer_values() {
+    let app = Origin::fixed(200, "ok");
+    let yaml = one_origin(
+        app.port(),
+        "default_cache_behavior: {target_origin_id: app, cache_policy: CachingDisabled, origin_request_policy: AllViewer}\n",
+    );
+    let verge = Verge::start(&yaml);
+    verge.request(
+        "GET",
+        "/p?b=2&a=1",
+        &[("Host", "www.example.com"), ("Cookie", "s=1; t=2"), ("Accept-Language", "fr")],
+        b"",
+    );
+    let seen = &app.requests()[0];
+    assert_eq!(seen.target, "/p?b=2&a=1");
+    assert_eq!(seen.header("host"), Some("www.example.com"));
+    assert_eq!(seen.header("cookie"), Some("s=1; t=2"));
+    assert_eq!(seen.header("accept-language"), Some("fr"));
+}
+
+fn group_yaml(primary: u16, secondary: u16) -> String {
+    [
+        "origins:".to_string(),
+        format!("  - {{id: primary, domain_name: 127.0.0.1, http_port: {primary}, connection_attempts: 2, connection_timeout: 2, read_timeout: 2}}"),
+        format!("  - {{id: backup, domain_name: 127.0.0.1, http_port: {secondary}, connection_attempts: 1}}"),
+        "origin_groups:".to_string(),
+        "  - {id: ha, primary: primary, secondary: backup, failover_status_codes: [500, 503]}".to_string(),
+        "default_cache_behavior:".to_string(),
+        "  target_origin_id: ha".to_string(),
+        "  cache_policy: CachingDisabled".to_string(),
+        "  allowed_methods: [GET, HEAD, OPTIONS, PUT, POST, PATCH, DELETE]\n".to_string(),
+    ]
+    .join("\n")
+}
+
+#[test]
+fn origin_group_fails_over_on_status_for_safe_methods_only() {
+    let primary = Origin::fixed(503, "primary down");
+    let backup = Origin::fixed(200, "backup");
+    let verge = Verge::start(&group_yaml(primary.port(), backup.port()));
+    let resp = verge.get("/page");
+    assert_eq!((resp.status, resp.text().as_str()), (200, "backup"));
+    assert_eq!((primary.count(), backup.count()), (1, 1), "every request tries the primary first");
+    let resp = verge.get("/page");
+    assert_eq!(resp.status, 200);
+    assert_eq!((primary.count(), backup.count()), (2, 2), "no stickiness");
+    let resp = verge.request("POST", "/page", &[], b"x");
+    assert_eq!(resp.status, 503, "POST never fails over");
+    assert_eq!((primary.count(), backup.count()), (3, 2));
+}
+
+#[test]
+fn origin_group_fails_over_on_connection_failure_and_timeout() {
+    let backup = Origin::fixed(200, "backup");
+    let verge = Verge::start(&group_yaml(closed_port(), backup.port()));
+    let resp = verge.get("/x");
+    assert_eq!((resp.status, resp.text().as_str()), (200, "backup"));
+
+    let slow = Origin::start(|_| OriginResponse::new(200, "slow").delay(Duration::from_secs(6)));
+    let verge = Verge::start(&group_yaml(slow.port(), backup.port()));
+    let resp = verge.get("/y");
+    assert_eq!((resp.status, resp.text().as_str()), (200, "backup"), "read timeout fails over");
+}
+
+#[test]
+fn unreachable_origin_gives_502_page_and_slow_origin_504() {
+    let verge = Verge::start(&one_origin(closed_port(), "default_cache_behavior: {target_origin_id: app}\n"));
+    let resp = verge.get("/x");
+    assert_eq!(resp.status, 502);
+    assert_eq!(resp.x_cache(), "Error from verge");
+    assert!(resp.text().contains("502 ERROR") && resp.text().contains("Request ID: "), "{}", resp.text());
+
+    let slow = Origin::start(|_| OriginResponse::new(200, "late").delay(Duration::from_secs(5)));
+    let yaml = format!(
+        "origins:\n  - {{id: app, domain_name: 127.0.0.1, http_port: {}, read_timeout: 1}}\ndefault_cache_behavior: {{target_origin_id: app}}\n",
+        slow.port()
+    );
+    let verge = Verge::start(&yaml);
+    let resp = verge.get("/x");
+    assert_eq!(resp.status, 504);
+    assert_eq!(resp.x_cache(), "Error from verge");
+    assert!(resp.text().contains("504 ERROR"));
+}
+
+#[test]
+fn default_root_object_applies_to_slash_only() {
+    let app = Origin::start(|req| OriginResponse::new(200, req.target.clone()));
+    let yaml = format!(
+        "distribution: {{default_root_object: index.html}}\n{}default_cache_behavior: {{target_origin_id: app, cache_policy: CachingDisabled}}\n",
+        one_origin(app.port(), "")
+    );
+    let verge = Verge::start(&yaml);
+    assert_eq!(verge.get("/").text(), "/index.html");
+    assert_eq!(verge.get("/docs/").text(), "/docs/");
+}
+
+#[test]
+fn second_get_is_a_cache_hit() {
+    let app = Origin::start(|_| OriginResponse::new(200, "cached body").header("cache-control", "max-age=300"));
+    let verge = Verge::start(&one_origin(app.port(), "default_cache_behavior: {target_origin_id: app}\n"));
+    let first = verge.get("/obj");
+    assert_eq!(first.x_cache(), "Miss from verge");
+    let second = verge.get("/obj");
+    assert_eq!(second.x_cache(), "Hit from verge");
+    assert_eq!(second.text(), "cached body");
+    assert!(second.header("age").is_some(), "Age on hits");
+    assert_eq!(app.count(), 1);
+}
+
+#[test]
+fn hosts_outside_aliases_get_403() {
+    let app = Origin::fixed(200, "ok");
+    let yaml = format!(
+        "distribution: {{domain_name: d1.verge.test, aliases: [www.example.com, '*.cdn.example.com']}}\n{}default_cache_behavior: {{target_origin_id: app}}\n",
+        one_origin(app.port(), "")
+    );
+    let verge = Verge::start(&yaml);
+    let host = |h: &str| verge.request("GET", "/", &[("Host", h)], b"").status;
+    assert_eq!(host("www.example.com"), 200);
+    assert_eq!(host("WWW.example.com:8080"), 200);
+    assert_eq!(host("img.cdn.example.com"), 200);
+    assert_eq!(host("d1.verge.test"), 200);
+    assert_eq!(host("evil.example.net"), 403);
+}
