@@ -28,16 +28,17 @@ pub fn parse_str(file: &str, text: &str) -> Result<Distribution, ConfigErrors> {
         Some(d) if problems.0.is_empty() => Ok(d),
         _ => {
             let index = LocationIndex::build(text);
-            Err(ConfigErrors(
-                problems
-                    .0
-                    .into_iter()
-                    .map(|(key, reason)| {
-                        let pos = index.find(&key).unwrap_or(locate::Position { line: 1, column: 1 });
-                        ConfigError { file: file.to_string(), line: pos.line, column: pos.column, key, reason }
-                    })
-                    .collect(),
-            ))
+            let mut errors: Vec<ConfigError> = problems
+                .0
+                .into_iter()
+                .map(|(key, reason)| {
+                    let pos = index.find(&key).unwrap_or(locate::Position { line: 1, column: 1 });
+                    ConfigError { file: file.to_string(), line: pos.line, column: pos.column, key, reason }
+                })
+                .collect();
+            // Report in file order, as a reader scans the file.
+            errors.sort_by_key(|e| (e.line, e.column));
+            Err(ConfigErrors(errors))
         }
     }
 }
