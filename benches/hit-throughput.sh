@@ -1,0 +1,77 @@
+#!/usr/bin/env bash
+# Cache-hit throughput of verge vs nginx proxy_cache vs the origin served directly, same machine, same run.
+# Each server under test is pinned to CPU 0 with one worker; wrk runs on CPU 1. Prints req/s and ratios.
+# Usage: benches/hit-throughput.sh [seconds-per-run]   (needs wrk and nginx: apt-get install wrk nginx)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+DURATION=${1:-10}
+CONNS=${CONNS:-32}
+for tool in wrk nginx taskset; do
+  command -v $tool >/dev/null || { echo "missing $tool: apt-get install -y wrk nginx util-linux" >&2; exit 1; }
+done
+cargo build --release -q -p verge
+WORK=$(mktemp -d)
+trap 'kill $(jobs -p) 2>/dev/null; sleep 0.3; rm -rf "$WORK"' EXIT
+mkdir -p "$WORK/www" "$WORK/cache"
+chmod 755 "$WORK" "$WORK/www"; chmod 777 "$WORK/cache"
+head -c 1024 /dev/urandom > "$WORK/www/1k.bin"
+head -c 102400 /dev/urandom > "$WORK/www/100k.bin"
+chmod 644 "$WORK"/www/*.bin
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+wait_port() { for _ in $(seq 1 100); do (echo > /dev/tcp/127.0.0.1/$1) 2>/dev/null && return 0; sleep 0.1; done; echo "port $1 never opened" >&2; exit 1; }
+
+ORIGIN=$(free_port); NGINX=$(free_port); VERGE=$(free_port)
+cat > "$WORK/nginx.conf" <<CONF
+worker_processes 1;
+daemon off;
+pid $WORK/nginx.pid;
+error_log $WORK/nginx-error.log warn;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  keepalive_requests 1000000;
+  proxy_cache_path $WORK/cache levels=1:2 keys_zone=edge:10m max_size=256m inactive=1h use_temp_path=off;
+  server {
+    listen 127.0.0.1:$ORIGIN;
+    root $WORK/www;
+    add_header Cache-Control "max-age=3600";
+  }
+  server {
+    listen 127.0.0.1:$NGINX;
+    location / {
+      proxy_pass http://127.0.0.1:$ORIGIN;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+      proxy_cache edge;
+      proxy_cache_valid 200 1h;
+      add_header X-Cache \$upstream_cache_status;
+    }
+  }
+}
+CONF
+# nginx serves both the origin and the nginx edge with a single worker pinned to CPU 0.
+taskset -c 0 nginx -c "$WORK/nginx.conf" -p "$WORK" &
+cat > "$WORK/verge.yaml" <<YAML
+listen: ["127.0.0.1:$VERGE"]
+server: { threads: 1 }
+cache: { memory_mb: 256, max_object_mb: 8 }
+origins:
+  - { id: origin, domain_name: 127.0.0.1, http_port: $ORIGIN }
+default_cache_behavior: { target_origin_id: origin, cache_policy: CachingOptimized }
+YAML
+VERGE_LOG=warn taskset -c 0 target/release/verge serve --config "$WORK/verge.yaml" > "$WORK/verge.log" 2>&1 &
+wait_port $ORIGIN; wait_port $NGINX; wait_port $VERGE
+
+measure() { # url -> requests/s
+  curl -s -o /dev/null "$1"; curl -s -o /dev/null "$1"   # fill the cache
+  taskset -c 1 wrk -t1 -c"$CONNS" -d"${DURATION}s" --latency "$1" | awk '/Requests\/sec/ {print $2}'
+}
+printf "%-6s %12s %12s %12s %14s %14s\n" size origin nginx-cache verge verge/nginx verge/origin
+for size in 1k 100k; do
+  o=$(measure "http://127.0.0.1:$ORIGIN/$size.bin")
+  n=$(measure "http://127.0.0.1:$NGINX/$size.bin")
+  v=$(measure "http://127.0.0.1:$VERGE/$size.bin")
+  printf "%-6s %12.0f %12.0f %12.0f %14.2f %14.2f\n" "$size" "$o" "$n" "$v" "$(echo "$v / $n" | bc -l)" "$(echo "$v / $o" | bc -l)"
+done
+curl -s -D - -o /dev/null "http://127.0.0.1:$VERGE/1k.bin" | grep -i '^x-cache'
