@@ -7,21 +7,76 @@
 use std::any::Any;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::time::SystemTime;
 
 use async_trait::async_trait;
 use bytes::{Bytes, BytesMut};
-use pingora_cache::key::{CacheHashKey, CompactCacheKey};
+use pingora_cache::key::{CacheHashKey, CompactCacheKey, HashBinary};
 use pingora_cache::storage::{
     HandleHit, HandleMiss, HitHandler, MissFinishType, MissHandler, PurgeOutcome, PurgeTarget, PurgeType, Storage,
 };
 use pingora_cache::trace::SpanHandle;
 use pingora_cache::{CacheKey, CacheMeta};
 use pingora_error::{Error, ErrorType, Result};
+use pingora_http::ResponseHeader;
 
-/// One stored response: serialized meta, the whole body, and the path used by invalidations.
+/// A `CacheMeta` kept as plain fields. pingora's own serialisation zstd-compresses the header, and
+/// decompressing it on every hit cost ~10% of hit throughput; rebuilding from these fields costs a
+/// header clone. (Provenance is rebuilt as `created`: a Vary variant admitted between an object's first
+/// admission and its refresh may then miss once; content is never wrong.)
+struct StoredMeta {
+    fresh_until: SystemTime,
+    created: SystemTime,
+    updated: SystemTime,
+    epoch_override: Option<SystemTime>,
+    stale_while_revalidate: u32,
+    stale_if_error: u32,
+    variance: Option<HashBinary>,
+    header: ResponseHeader,
+}
+
+impl StoredMeta {
+    fn from_meta(meta: &CacheMeta) -> Self {
+        Self {
+            fresh_until: meta.fresh_until(),
+            created: meta.created(),
+            updated: meta.updated(),
+            epoch_override: meta.epoch_override(),
+            stale_while_revalidate: meta.stale_while_revalidate_sec(),
+            stale_if_error: meta.stale_if_error_sec(),
+            variance: meta.variance(),
+            header: meta.response_header_copy(),
+        }
+    }
+
+    fn to_meta(&self) -> CacheMeta {
+        let mut meta = CacheMeta::new(
+            self.fresh_until,
+            self.created,
+            self.stale_while_revalidate,
+            self.stale_if_error,
+            self.header.clone(),
+        );
+        // `updated` has no setter; the epoch override is what age and freshness are computed from.
+        match self.epoch_override {
+            Some(epoch) => meta.set_epoch_override(epoch),
+            None if self.updated != self.created => meta.set_epoch_override(self.updated),
+            None => {}
+        }
+        if let Some(v) = self.variance {
+            meta.set_variance(v);
+        }
+        meta
+    }
+
+    fn approximate_size(&self) -> usize {
+        self.header.headers.iter().map(|(n, v)| n.as_str().len() + v.len() + 32).sum::<usize>() + 128
+    }
+}
+
+/// One stored response: its meta, the whole body, and the path used by invalidations.
 struct Entry {
-    meta_internal: Vec<u8>,
-    meta_header: Vec<u8>,
+    meta: StoredMeta,
     body: Bytes,
     /// The invalidation path (`/a/b.jpg` or `/a/b.jpg?q=1`), taken from the primary key.
     path: Box<str>,
@@ -29,7 +84,7 @@ struct Entry {
 
 impl Entry {
     fn weight(&self) -> u32 {
-        let bytes = self.meta_internal.len() + self.meta_header.len() + self.body.len() + self.path.len() + 64;
+        let bytes = self.meta.approximate_size() + self.body.len() + self.path.len() + 64;
         u32::try_from(bytes).unwrap_or(u32::MAX)
     }
 }
@@ -165,7 +220,7 @@ struct Miss {
     store: &'static ObjectStore,
     key: u128,
     path: Box<str>,
-    meta: (Vec<u8>, Vec<u8>),
+    meta: StoredMeta,
     body: BytesMut,
     too_large: bool,
 }
@@ -191,8 +246,7 @@ impl HandleMiss for Miss {
             return Error::e_explain(ErrorType::InternalError, "object exceeds cache.max_object_mb");
         }
         let size = self.body.len();
-        let entry =
-            Entry { meta_internal: self.meta.0, meta_header: self.meta.1, body: self.body.freeze(), path: self.path };
+        let entry = Entry { meta: self.meta, body: self.body.freeze(), path: self.path };
         self.store.objects.insert(self.key, Arc::new(entry));
         Ok(MissFinishType::Created(size))
     }
@@ -204,7 +258,7 @@ impl Storage for ObjectStore {
         let Some(entry) = self.objects.get(&storage_key(key)) else {
             return Ok(None);
         };
-        let meta = CacheMeta::deserialize(&entry.meta_internal, &entry.meta_header)?;
+        let meta = entry.meta.to_meta();
         let hit = Hit { body: entry.body.clone(), start: 0, end: entry.body.len(), done: false };
         Ok(Some((meta, Box::new(hit))))
     }
@@ -219,7 +273,7 @@ impl Storage for ObjectStore {
             store: self,
             key: storage_key(key),
             path: invalidation_path(key),
-            meta: meta.serialize()?,
+            meta: StoredMeta::from_meta(meta),
             body: BytesMut::new(),
             too_large: false,
         }))
@@ -244,8 +298,7 @@ impl Storage for ObjectStore {
         let Some(old) = self.objects.get(&k) else {
             return Ok(false);
         };
-        let (meta_internal, meta_header) = meta.serialize()?;
-        let entry = Entry { meta_internal, meta_header, body: old.body.clone(), path: old.path.clone() };
+        let entry = Entry { meta: StoredMeta::from_meta(meta), body: old.body.clone(), path: old.path.clone() };
         self.objects.insert(k, Arc::new(entry));
         Ok(true)
     }
