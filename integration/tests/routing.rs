@@ -72,7 +72,7 @@ default_cache_behavior: {{target_origin_id: app, cache_policy: CachingDisabled}}
     assert_eq!(seen.header("x-amz-cf-id"), Some(id.as_str()));
     assert_eq!(seen.header("cookie"), None, "cookies are not forwarded without a policy");
     assert_eq!(seen.header("accept-language"), None);
-    assert!(verge.output().contains(&id), "the request id is logged");
+    assert!(verge.wait_for_output(&id), "the request id is logged:\n{}", verge.output());
 }
 
 #[test]

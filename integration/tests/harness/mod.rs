@@ -131,6 +131,18 @@ impl Verge {
         http_request(self.addr, method, path, headers, body)
     }
 
+    /// Waits (up to `TIMEOUT`) until the process has printed `needle`; returns whether it did.
+    pub fn wait_for_output(&self, needle: &str) -> bool {
+        let deadline = std::time::Instant::now() + TIMEOUT;
+        while std::time::Instant::now() < deadline {
+            if self.log.lock().unwrap().contains(needle) {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        false
+    }
+
     /// Everything the process printed so far.
     pub fn output(&self) -> String {
         self.log.lock().unwrap().clone()
