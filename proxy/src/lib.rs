@@ -1,4 +1,5 @@
 //! verge: a CloudFront-style caching edge on pingora. The binary is a thin wrapper over `cli::run`.
+#![forbid(unsafe_code)]
 #![deny(rust_2018_idioms)]
 
 pub mod cache;

@@ -2,6 +2,7 @@
 //! accepted connections to pingora's HTTP proxy app, and shuts down gracefully on SIGTERM/SIGINT.
 
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -32,6 +33,8 @@ pub struct Started {
     pub snapshot: SharedSnapshot,
     pub store: &'static ObjectStore,
     shutdown: watch::Sender<bool>,
+    /// Open viewer connections (drained on shutdown).
+    connections: Arc<AtomicUsize>,
 }
 
 impl Started {
@@ -61,15 +64,30 @@ pub async fn start(snapshot: Snapshot) -> std::io::Result<Started> {
         VergeProxy { snapshot: shared.clone(), cache: CacheParts { store, lock } },
     ));
     let (shutdown, watch) = watch::channel(false);
+    let connections = Arc::new(AtomicUsize::new(0));
     let mut addrs = Vec::new();
     for listener in listeners {
         addrs.push(listener.local_addr()?);
-        tokio::spawn(accept_loop(listener, app.clone(), watch.clone()));
+        tokio::spawn(accept_loop(listener, app.clone(), watch.clone(), connections.clone()));
     }
-    Ok(Started { addrs, snapshot: shared, store, shutdown })
+    Ok(Started { addrs, snapshot: shared, store, shutdown, connections })
 }
 
-async fn accept_loop(listener: TcpListener, app: Arc<HttpProxy<VergeProxy>>, mut shutdown: ShutdownWatch) {
+/// Decrements the open-connection count when a connection task ends, however it ends.
+struct ConnectionGuard(Arc<AtomicUsize>);
+
+impl Drop for ConnectionGuard {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+async fn accept_loop(
+    listener: TcpListener,
+    app: Arc<HttpProxy<VergeProxy>>,
+    mut shutdown: ShutdownWatch,
+    connections: Arc<AtomicUsize>,
+) {
     loop {
         let accepted = tokio::select! {
             accepted = listener.accept() => accepted,
@@ -92,7 +110,10 @@ async fn accept_loop(listener: TcpListener, app: Arc<HttpProxy<VergeProxy>>, mut
         let stream: pingora_core::protocols::Stream = Box::new(stream);
         let app = app.clone();
         let shutdown = shutdown.clone();
+        connections.fetch_add(1, Ordering::AcqRel);
+        let guard = ConnectionGuard(connections.clone());
         tokio::spawn(async move {
+            let _guard = guard;
             let mut next = app.process_new(stream, &shutdown).await;
             while let Some(stream) = next {
                 next = app.process_new(stream, &shutdown).await;
@@ -108,7 +129,12 @@ pub async fn run_until_signal(started: Started) {
         _ = tokio::signal::ctrl_c() => {}
         _ = async { match term.as_mut() { Some(t) => { t.recv().await; } None => std::future::pending().await } } => {}
     }
-    tracing::info!("shutting down");
+    tracing::info!("shutting down: no new connections; draining open ones");
     started.shutdown();
-    tokio::time::sleep(Duration::from_millis(100).min(GRACE)).await;
+    // pingora closes keep-alive connections after their current request once shutdown is signalled.
+    let deadline = tokio::time::Instant::now() + GRACE;
+    while started.connections.load(Ordering::Acquire) > 0 && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    tracing::info!(open = started.connections.load(Ordering::Acquire), "stopped");
 }
