@@ -10,6 +10,8 @@ pub struct Distribution {
     pub listen: Vec<SocketAddr>,
     /// Worker threads of the viewer service.
     pub threads: usize,
+    /// The admin API (invalidations, cache stats); off unless configured.
+    pub admin_listen: Option<SocketAddr>,
     pub id: String,
     pub domain_name: String,
     /// Lower-cased Host names served; empty means any Host.

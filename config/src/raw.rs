@@ -11,6 +11,7 @@ use serde::Deserialize;
 pub struct RawFile {
     pub listen: Option<Vec<String>>,
     pub server: Option<RawServer>,
+    pub admin: Option<RawAdmin>,
     pub distribution: Option<RawDistribution>,
     pub cache: Option<RawCache>,
     #[serde(default)]
@@ -32,6 +33,12 @@ pub struct RawFile {
 #[serde(deny_unknown_fields)]
 pub struct RawServer {
     pub threads: Option<u64>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAdmin {
+    pub listen: String,
 }
 
 #[derive(Debug, Deserialize)]

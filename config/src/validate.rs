@@ -69,6 +69,13 @@ pub fn validate(raw: RawFile, p: &mut Problems) -> Option<Distribution> {
         None => std::thread::available_parallelism().map_or(1, |n| n.get()),
         Some(t) => p.range("server.threads", Some(t), 1, 256, 1) as usize,
     };
+    let admin_listen = raw.admin.and_then(|a| match a.listen.to_socket_addrs().map(|mut i| i.next()) {
+        Ok(Some(addr)) => Some(addr),
+        _ => {
+            p.add("admin.listen", format!("`{}` is not a host:port address", a.listen));
+            None
+        }
+    });
     let dist = raw.distribution.unwrap_or(RawDistribution {
         id: None,
         domain_name: None,
@@ -157,6 +164,7 @@ pub fn validate(raw: RawFile, p: &mut Problems) -> Option<Distribution> {
     Some(Distribution {
         listen,
         threads,
+        admin_listen,
         id,
         domain_name,
         aliases,

@@ -32,6 +32,15 @@ enum Command {
         #[arg(long)]
         listen: Vec<std::net::SocketAddr>,
     },
+    /// Invalidate cached objects through a running verge's admin API (`admin.listen`).
+    Invalidate {
+        /// The admin address, e.g. 127.0.0.1:9180.
+        #[arg(long)]
+        admin: std::net::SocketAddr,
+        /// CloudFront invalidation paths: /a.jpg, /images/*, /*
+        #[arg(required = true)]
+        paths: Vec<String>,
+    },
     /// Check distribution files; prints every problem with file:line:column: key: reason.
     Validate {
         #[arg(required = true)]
@@ -44,6 +53,7 @@ pub fn run() -> ExitCode {
     match cli.command {
         Command::Validate { files } => validate(&files),
         Command::Serve { config, listen } => serve(config, listen),
+        Command::Invalidate { admin, paths } => invalidate(admin, &paths),
     }
 }
 
@@ -62,6 +72,40 @@ fn validate(files: &[PathBuf]) -> ExitCode {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(EXIT_CONFIG)
+    }
+}
+
+fn invalidate(admin: std::net::SocketAddr, paths: &[String]) -> ExitCode {
+    use std::io::{Read, Write};
+    let body = paths.join("\n");
+    let result = (|| -> std::io::Result<String> {
+        let mut stream = std::net::TcpStream::connect_timeout(&admin, std::time::Duration::from_secs(10))?;
+        stream.set_read_timeout(Some(std::time::Duration::from_secs(60)))?;
+        write!(
+            stream,
+            "POST /invalidations HTTP/1.1\r\nHost: {admin}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        )?;
+        let mut response = String::new();
+        stream.read_to_string(&mut response)?;
+        Ok(response)
+    })();
+    match result {
+        Ok(response) => {
+            let ok = response.starts_with("HTTP/1.1 200");
+            let body = response.split_once("\r\n\r\n").map_or("", |(_, b)| b);
+            if ok {
+                print!("{body}");
+                ExitCode::SUCCESS
+            } else {
+                eprint!("verge: invalidation refused: {body}");
+                ExitCode::from(EXIT_CONFIG)
+            }
+        }
+        Err(e) => {
+            eprintln!("verge: cannot reach the admin API at {admin}: {e}");
+            ExitCode::FAILURE
+        }
     }
 }
 
@@ -124,6 +168,10 @@ fn serve(config: Option<PathBuf>, listen: Vec<std::net::SocketAddr>) -> ExitCode
                 return ExitCode::FAILURE;
             }
         };
+        // The admin line comes first: a reader that saw `listening on` has seen everything.
+        if let Some(addr) = started.admin_addr {
+            println!("verge: admin API on http://{addr}");
+        }
         for addr in &started.addrs {
             println!("verge: listening on http://{addr}");
         }

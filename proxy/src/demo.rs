@@ -6,7 +6,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use tokio::net::TcpListener;
 use verge_config::Distribution;
 
-use crate::origin_server::{self, OriginRequest, OriginResponse};
+use crate::http_server::{self, OriginRequest, OriginResponse};
 
 /// The embedded demo distribution (the same file as `examples/demo.yaml`).
 pub const DEMO_YAML: &str = include_str!("../../examples/demo.yaml");
@@ -40,7 +40,7 @@ fn demo_origin(req: &OriginRequest) -> OriginResponse {
 pub async fn start_origin(dist: &mut Distribution) -> std::io::Result<std::net::SocketAddr> {
     let listener = TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;
-    tokio::spawn(origin_server::serve(listener, Arc::new(demo_origin)));
+    tokio::spawn(http_server::serve(listener, Arc::new(demo_origin)));
     for origin in dist.origins.iter_mut().filter(|o| o.id == DEMO_ORIGIN_ID) {
         origin.domain_name = addr.ip().to_string();
         origin.http_port = addr.port();

@@ -2,12 +2,13 @@
 #![forbid(unsafe_code)]
 #![deny(rust_2018_idioms)]
 
+pub mod admin;
 pub mod cache;
 pub mod cli;
 pub mod demo;
 pub mod error_page;
 pub mod forward;
-pub mod origin_server;
+pub mod http_server;
 pub mod proxy;
 pub mod request_id;
 pub mod server;

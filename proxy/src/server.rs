@@ -30,6 +30,7 @@ const GRACE: Duration = Duration::from_secs(10);
 /// A started verge: its bound addresses and the live snapshot.
 pub struct Started {
     pub addrs: Vec<SocketAddr>,
+    pub admin_addr: Option<SocketAddr>,
     pub snapshot: SharedSnapshot,
     pub store: &'static ObjectStore,
     shutdown: watch::Sender<bool>,
@@ -57,6 +58,17 @@ pub async fn start(snapshot: Snapshot) -> std::io::Result<Started> {
             .map_err(|e| std::io::Error::new(e.kind(), format!("cannot listen on {addr}: {e}")))?;
         listeners.push(listener);
     }
+    let admin_addr = match dist.admin_listen {
+        Some(addr) => {
+            let listener = TcpListener::bind(addr)
+                .await
+                .map_err(|e| std::io::Error::new(e.kind(), format!("cannot listen on {addr} (admin): {e}")))?;
+            let bound = listener.local_addr()?;
+            crate::admin::spawn(listener, store);
+            Some(bound)
+        }
+        None => None,
+    };
     let shared: SharedSnapshot = Arc::new(ArcSwap::from_pointee(snapshot));
     let conf = ServerConf { max_retries: 8, ..Default::default() };
     let app = Arc::new(pingora_proxy::http_proxy(
@@ -70,7 +82,7 @@ pub async fn start(snapshot: Snapshot) -> std::io::Result<Started> {
         addrs.push(listener.local_addr()?);
         tokio::spawn(accept_loop(listener, app.clone(), watch.clone(), connections.clone()));
     }
-    Ok(Started { addrs, snapshot: shared, store, shutdown, connections })
+    Ok(Started { addrs, admin_addr, snapshot: shared, store, shutdown, connections })
 }
 
 /// Decrements the open-connection count when a connection task ends, however it ends.

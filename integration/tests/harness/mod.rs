@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
-pub use verge::origin_server::{OriginRequest, OriginResponse};
+pub use verge::http_server::{OriginRequest, OriginResponse};
 
 /// Generous for a loaded 2-core CI machine; only used as an upper bound, never as synchronisation.
 pub const TIMEOUT: Duration = Duration::from_secs(30);
@@ -30,13 +30,13 @@ impl Origin {
     pub fn start(handler: impl Fn(&OriginRequest) -> OriginResponse + Send + Sync + 'static) -> Self {
         let seen = Arc::new(Mutex::new(Vec::new()));
         let log = seen.clone();
-        let handler: verge::origin_server::Handler = Arc::new(move |req: &OriginRequest| {
+        let handler: verge::http_server::Handler = Arc::new(move |req: &OriginRequest| {
             log.lock().unwrap().push(req.clone());
             handler(req)
         });
         let listener = runtime().block_on(tokio::net::TcpListener::bind("127.0.0.1:0")).unwrap();
         let addr = listener.local_addr().unwrap();
-        let task = runtime().spawn(verge::origin_server::serve(listener, handler));
+        let task = runtime().spawn(verge::http_server::serve(listener, handler));
         Self { addr, seen, task }
     }
 
@@ -73,6 +73,7 @@ pub fn closed_port() -> u16 {
 /// The real `verge` binary serving a distribution file.
 pub struct Verge {
     pub addr: SocketAddr,
+    pub admin: Option<SocketAddr>,
     child: Child,
     _dir: TempDir,
     pub log: Arc<Mutex<String>>,
@@ -107,20 +108,27 @@ impl Verge {
         let out_log = log.clone();
         std::thread::spawn(move || {
             for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if let Some(addr) = line.strip_prefix("verge: admin API on http://") {
+                    let _ = tx.send((true, addr.parse::<SocketAddr>().unwrap()));
+                }
                 if let Some(addr) = line.strip_prefix("verge: listening on http://") {
-                    let _ = tx.send(addr.parse::<SocketAddr>().unwrap());
+                    let _ = tx.send((false, addr.parse::<SocketAddr>().unwrap()));
                 }
                 out_log.lock().unwrap().push_str(&(line + "\n"));
             }
         });
-        let addr = match rx.recv_timeout(TIMEOUT) {
-            Ok(a) => a,
-            Err(_) => {
-                let _ = child.kill();
-                panic!("verge did not start; output:\n{}", log.lock().unwrap());
+        let mut admin = None;
+        let addr = loop {
+            match rx.recv_timeout(TIMEOUT) {
+                Ok((true, a)) => admin = Some(a),
+                Ok((false, a)) => break a,
+                Err(_) => {
+                    let _ = child.kill();
+                    panic!("verge did not start; output:\n{}", log.lock().unwrap());
+                }
             }
         };
-        Self { addr, child, _dir: dir, log }
+        Self { addr, admin, child, _dir: dir, log }
     }
 
     pub fn get(&self, path: &str) -> Response {
@@ -129,6 +137,17 @@ impl Verge {
 
     pub fn request(&self, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> Response {
         http_request(self.addr, method, path, headers, body)
+    }
+
+    /// `POST /invalidations` on the admin API.
+    pub fn invalidate(&self, paths: &[&str]) -> Response {
+        http_request(
+            self.admin.expect("admin API configured"),
+            "POST",
+            "/invalidations",
+            &[],
+            paths.join("\n").as_bytes(),
+        )
     }
 
     /// Waits (up to `TIMEOUT`) until the process has printed `needle`; returns whether it did.

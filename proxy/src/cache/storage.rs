@@ -20,10 +20,27 @@ use pingora_cache::{CacheKey, CacheMeta};
 use pingora_error::{Error, ErrorType, Result};
 use pingora_http::ResponseHeader;
 
+use crate::cache::invalidation::{InvalidationPath, PathIndex};
+
+/// `remove` only when the stored object's path passes `check` (wildcards are matched against full paths).
+trait RemoveIf {
+    fn remove_if_path(&self, key: &u128, check: impl Fn(&str) -> bool) -> bool;
+}
+
+impl RemoveIf for moka::sync::Cache<u128, Arc<Entry>> {
+    fn remove_if_path(&self, key: &u128, check: impl Fn(&str) -> bool) -> bool {
+        match self.get(key) {
+            Some(entry) if check(&entry.path) => self.remove(key).is_some(),
+            _ => false,
+        }
+    }
+}
+
 /// A `CacheMeta` kept as plain fields. pingora's own serialisation zstd-compresses the header, and
 /// decompressing it on every hit cost ~10% of hit throughput; rebuilding from these fields costs a
 /// header clone. (Provenance is rebuilt as `created`: a Vary variant admitted between an object's first
 /// admission and its refresh may then miss once; content is never wrong.)
+#[derive(Clone)]
 struct StoredMeta {
     fresh_until: SystemTime,
     created: SystemTime,
@@ -77,6 +94,8 @@ impl StoredMeta {
 /// One stored response: its meta, the whole body, and the path used by invalidations.
 struct Entry {
     meta: StoredMeta,
+    /// Unique per stored object; see `PathIndex`.
+    generation: u64,
     body: Bytes,
     /// The invalidation path (`/a/b.jpg` or `/a/b.jpg?q=1`), taken from the primary key.
     path: Box<str>,
@@ -101,6 +120,8 @@ pub struct StorageStats {
 
 pub struct ObjectStore {
     objects: moka::sync::Cache<u128, Arc<Entry>>,
+    index: Arc<PathIndex>,
+    generations: AtomicU64,
     capacity_bytes: u64,
     max_object_bytes: usize,
     evicted: Arc<AtomicU64>,
@@ -125,17 +146,26 @@ impl ObjectStore {
     pub fn new(capacity_bytes: u64, max_object_bytes: u64) -> Self {
         let evicted = Arc::new(AtomicU64::new(0));
         let counter = evicted.clone();
+        let index = Arc::new(PathIndex::default());
+        let listener_index = index.clone();
         let objects = moka::sync::Cache::builder()
             .max_capacity(capacity_bytes)
             .weigher(|_k: &u128, v: &Arc<Entry>| v.weight())
-            .eviction_listener(move |_k, _v, cause| {
-                if cause == moka::notification::RemovalCause::Size {
+            .eviction_listener(move |key: Arc<u128>, entry: Arc<Entry>, cause| {
+                use moka::notification::RemovalCause;
+                if cause == RemovalCause::Size {
                     counter.fetch_add(1, Ordering::Relaxed);
+                }
+                // A replaced entry's key now holds a newer object, indexed under its own generation.
+                if cause != RemovalCause::Replaced {
+                    listener_index.remove(&entry.path, *key, entry.generation);
                 }
             })
             .build();
         Self {
             objects,
+            index,
+            generations: AtomicU64::new(1),
             capacity_bytes,
             max_object_bytes: usize::try_from(max_object_bytes).unwrap_or(usize::MAX),
             evicted,
@@ -154,13 +184,39 @@ impl ObjectStore {
         }
     }
 
-    /// Removes every object (all variants) whose invalidation path matches; returns how many.
-    pub fn invalidate(&self, matches: impl Fn(&str) -> bool) -> usize {
-        let doomed: Vec<u128> = self.objects.iter().filter(|(_, e)| matches(&e.path)).map(|(k, _)| *k).collect();
-        for k in &doomed {
-            self.objects.invalidate(k);
+    /// Removes every object, all variants, matching a CloudFront invalidation path; returns how many.
+    pub fn invalidate(&self, path: &InvalidationPath) -> usize {
+        let mut removed = 0;
+        for key in self.index.candidates(path) {
+            if self.objects.remove_if_path(&key, |p| path.matches(p)) {
+                removed += 1;
+            }
         }
-        doomed.len()
+        removed
+    }
+
+    /// Makes a stored object fresh for `duration` more (CloudFront serves a stale object for
+    /// `error_caching_min_ttl` after its origin failed, before asking the origin again).
+    pub fn extend_freshness(&self, key: &CacheKey, duration: std::time::Duration) {
+        let k = storage_key(key);
+        if let Some(old) = self.objects.get(&k) {
+            let mut meta = old.meta.clone();
+            meta.fresh_until = SystemTime::now() + duration;
+            let entry = Entry { meta, generation: old.generation, body: old.body.clone(), path: old.path.clone() };
+            self.objects.insert(k, Arc::new(entry));
+        }
+    }
+
+    /// Removes every stored variant of a URL path, whatever its query (RFC 9111 §4.4, after an unsafe
+    /// method succeeded on it); returns how many.
+    pub fn invalidate_url_path(&self, url_path: &str) -> usize {
+        let mut removed = 0;
+        for key in self.index.keys_for(url_path) {
+            if self.objects.remove(&key).is_some() {
+                removed += 1;
+            }
+        }
+        removed
     }
 }
 
@@ -246,7 +302,9 @@ impl HandleMiss for Miss {
             return Error::e_explain(ErrorType::InternalError, "object exceeds cache.max_object_mb");
         }
         let size = self.body.len();
-        let entry = Entry { meta: self.meta, body: self.body.freeze(), path: self.path };
+        let generation = self.store.generations.fetch_add(1, Ordering::Relaxed);
+        self.store.index.add(&self.path, self.key, generation);
+        let entry = Entry { meta: self.meta, generation, body: self.body.freeze(), path: self.path };
         self.store.objects.insert(self.key, Arc::new(entry));
         Ok(MissFinishType::Created(size))
     }
@@ -298,7 +356,12 @@ impl Storage for ObjectStore {
         let Some(old) = self.objects.get(&k) else {
             return Ok(false);
         };
-        let entry = Entry { meta: StoredMeta::from_meta(meta), body: old.body.clone(), path: old.path.clone() };
+        let entry = Entry {
+            meta: StoredMeta::from_meta(meta),
+            generation: old.generation,
+            body: old.body.clone(),
+            path: old.path.clone(),
+        };
         self.objects.insert(k, Arc::new(entry));
         Ok(true)
     }

@@ -60,10 +60,13 @@ pub fn decide(o: &OriginFreshness, p: &TtlPolicy) -> Decision {
         return Decision::DoNotStore("set-cookie");
     }
     let header_ttl = o.s_maxage.or(o.max_age).or(o.expires_in.map(|e| e.max(0) as u64));
-    let (swr, sie) = if o.must_revalidate || o.s_maxage.is_some() && o.stale_while_revalidate.is_none() {
-        (0, o.stale_if_error.unwrap_or(0))
+    // Without an explicit stale-if-error, a stale copy stays usable when the origin fails (SPEC §10.9,
+    // §10.12) for as long as the policy would keep any object: max_ttl past its expiry.
+    let sie = o.stale_if_error.unwrap_or(p.max_ttl);
+    let swr = if o.s_maxage.is_some() && o.stale_while_revalidate.is_none() {
+        0
     } else {
-        (o.stale_while_revalidate.unwrap_or(0), o.stale_if_error.unwrap_or(0))
+        o.stale_while_revalidate.unwrap_or(0)
     };
     let store = |ttl: u64| Decision::Store {
         fresh_secs: ttl,

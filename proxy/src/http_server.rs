@@ -1,5 +1,5 @@
-//! A small HTTP/1.1 origin server on tokio: the demo origin behind `verge serve`, and the programmable
-//! origin of the integration tests. Keep-alive, Content-Length bodies, optional per-response delay.
+//! A small HTTP/1.1 server on tokio: the demo origin, the admin API and the integration tests' origins.
+//! Keep-alive, Content-Length bodies, optional per-response delay.
 
 use std::sync::Arc;
 use std::time::Duration;
