@@ -2,5 +2,6 @@
 
 mod harness;
 
+mod caching;
 mod cli;
 mod routing;

@@ -96,6 +96,10 @@ pub fn origin_request(
     let kept_cookies: Vec<String> =
         cookies(req).filter(|(n, _)| cookie_selected(n)).map(|(n, v)| format!("{n}={v}")).collect();
 
+    // Computed before the viewer's Accept-Encoding is dropped below.
+    let accept_encoding = (policy.accept_encoding_gzip || policy.accept_encoding_brotli)
+        .then(|| normalised_accept_encoding(req, policy).unwrap_or("identity"));
+
     // Headers: drop what the policies do not forward. The viewer's X-Forwarded-For is always extended.
     let forward_host = forwards(behavior, "host");
     let previous_xff = req.headers.get("x-forwarded-for").and_then(|v| v.to_str().ok()).map(str::to_owned);
@@ -115,8 +119,7 @@ pub fn origin_request(
     if !kept_cookies.is_empty() {
         req.insert_header(header::COOKIE, kept_cookies.join("; "))?;
     }
-    if policy.accept_encoding_gzip || policy.accept_encoding_brotli {
-        let ae = normalised_accept_encoding(req, policy).unwrap_or("identity");
+    if let Some(ae) = accept_encoding {
         req.insert_header(header::ACCEPT_ENCODING, ae)?;
     }
     if !forward_host {

@@ -36,15 +36,22 @@ pub struct OriginResponse {
     pub body: Bytes,
     /// Wait this long before answering (to provoke read timeouts).
     pub delay: Option<Duration>,
+    /// Send only this many body bytes, then close (a broken origin transfer).
+    pub truncate_to: Option<usize>,
 }
 
 impl OriginResponse {
     pub fn new(status: u16, body: impl Into<Bytes>) -> Self {
-        Self { status, headers: Vec::new(), body: body.into(), delay: None }
+        Self { status, headers: Vec::new(), body: body.into(), delay: None, truncate_to: None }
     }
 
     pub fn header(mut self, name: &str, value: &str) -> Self {
         self.headers.push((name.to_string(), value.to_string()));
+        self
+    }
+
+    pub fn truncate_to(mut self, bytes: usize) -> Self {
+        self.truncate_to = Some(bytes);
         self
     }
 
@@ -122,6 +129,10 @@ async fn connection(mut stream: TcpStream, handler: Handler) -> std::io::Result<
         }
         head.push_str(&format!("content-length: {}\r\n\r\n", response.body.len()));
         stream.write_all(head.as_bytes()).await?;
+        if let Some(cut) = response.truncate_to {
+            stream.write_all(&response.body[..cut.min(response.body.len())]).await?;
+            return Ok(());
+        }
         if request.method != "HEAD" {
             stream.write_all(&response.body).await?;
         }

@@ -320,6 +320,27 @@ impl ProxyHttp for VergeProxy {
         })
     }
 
+    /// Serve stale: inside a stale-while-revalidate window (`None`: pingora already checked the window),
+    /// or when the origin failed (5xx, unreachable, timeout) and the object is within its stale-if-error
+    /// window. After an origin failure the stale object is made fresh for `error_caching_min_ttl`.
+    fn should_serve_stale(&self, session: &mut Session, ctx: &mut RequestContext, error: Option<&Error>) -> bool {
+        let Some(error) = error else { return true };
+        let origin_failed = error.esource() == &pingora_error::ErrorSource::Upstream
+            || matches!(error.etype(), ErrorType::HTTPStatus(code) if *code >= 500);
+        if origin_failed {
+            let status = match error.etype() {
+                ErrorType::HTTPStatus(code) => *code,
+                ErrorType::ReadTimedout | ErrorType::ConnectTimedout => 504,
+                _ => 502,
+            };
+            let window = Duration::from_secs(ctx.snapshot.error_caching_min_ttl(status));
+            if !window.is_zero() {
+                self.cache.store.extend_freshness(session.cache.cache_key(), window);
+            }
+        }
+        origin_failed
+    }
+
     /// Viewer-facing headers on every response, hits included (never stored).
     async fn response_filter(
         &self,
@@ -328,6 +349,13 @@ impl ProxyHttp for VergeProxy {
         ctx: &mut RequestContext,
     ) -> Result<()> {
         let status = resp.status.as_u16();
+        // RFC 9111 §4.4: a successful unsafe method invalidates what is stored for its URL.
+        let method = &session.req_header().method;
+        let unsafe_method =
+            matches!(*method, http::Method::POST | http::Method::PUT | http::Method::DELETE | http::Method::PATCH);
+        if unsafe_method && status < 400 {
+            self.cache.store.invalidate_url_path(session.req_header().uri.path());
+        }
         resp.insert_header("x-cache", x_cache(session, status))?;
         resp.insert_header("via", ctx.snapshot.via.as_str())?;
         resp.insert_header("x-amz-cf-id", ctx.request_id.as_str())?;
@@ -367,7 +395,13 @@ impl ProxyHttp for VergeProxy {
             e.set_retry(true);
             return e;
         }
-        if !session.req_header().method.is_idempotent() || session.as_ref().retry_buffer_truncated() || timed_out {
+        // Once the viewer has received part of a response, retrying would splice two bodies together.
+        let response_started = session.response_written().is_some();
+        if !session.req_header().method.is_idempotent()
+            || session.as_ref().retry_buffer_truncated()
+            || timed_out
+            || response_started
+        {
             e.set_retry(false);
         } else {
             e.retry.decide_reuse(client_reused);
@@ -388,6 +422,11 @@ impl ProxyHttp for VergeProxy {
             },
         };
         ctx.edge_error = Some(error);
+        if session.response_written().is_some() {
+            // The viewer already has a header (and maybe part of a body): the only honest signal left
+            // is closing the connection, so the response is visibly incomplete.
+            return FailToProxy { error_code: error.status(), can_reuse_downstream: false };
+        }
         if let Err(write_error) = error_page::write(session, error, &ctx.snapshot.via, &ctx.request_id).await {
             tracing::debug!(%write_error, "could not send error page");
         }

@@ -1,0 +1,419 @@
+//! CloudFront cache semantics end to end: TTLs, keys, managed policies, collapsing, revalidation,
+//! conditional/HEAD/Range from cache, stale serving, error caching, invalidation, storage bounds.
+//! Sleeps here wait for a TTL to run out (the behaviour under test), never to synchronise.
+
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::harness::*;
+
+/// A distribution with one origin, the given cache policies and a default behavior using `policy`.
+fn dist(port: u16, policies: &str, behavior: &str) -> String {
+    format!(
+        "admin: {{listen: '127.0.0.1:0'}}\norigins:\n  - {{id: app, domain_name: 127.0.0.1, http_port: {port}, connection_attempts: 1}}\n{policies}default_cache_behavior: {{target_origin_id: app, {behavior}}}\n"
+    )
+}
+
+fn cc(value: &'static str) -> impl Fn(&OriginRequest) -> OriginResponse {
+    move |req| OriginResponse::new(200, format!("body of {}", req.target)).header("cache-control", value)
+}
+
+#[test]
+fn default_ttl_applies_only_without_origin_freshness() {
+    let plain = Origin::start(|_| OriginResponse::new(200, "plain"));
+    let policies = "cache_policies:\n  - {name: p, min_ttl: 0, default_ttl: 60, max_ttl: 100}\n";
+    let verge = Verge::start(&dist(plain.port(), policies, "cache_policy: p"));
+    verge.get("/x");
+    assert_eq!(verge.get("/x").x_cache(), "Hit from verge");
+    assert_eq!(plain.count(), 1);
+
+    // UseOriginCacheControlHeaders is 0/0/1y: a plain RFC 9111 cache, so no freshness means no reuse.
+    let verge = Verge::start(&dist(plain.port(), "", "cache_policy: UseOriginCacheControlHeaders"));
+    verge.get("/y");
+    verge.get("/y");
+    assert_eq!(plain.count(), 3);
+}
+
+#[test]
+fn no_store_is_honoured_at_min_ttl_zero_and_overridden_above() {
+    let origin = Origin::start(cc("no-store"));
+    let policies = "cache_policies:\n  - {name: rfc, min_ttl: 0, default_ttl: 60, max_ttl: 100}\n  - {name: forced, min_ttl: 60, default_ttl: 60, max_ttl: 100}\n";
+    let yaml = dist(origin.port(), policies, "cache_policy: rfc")
+        + "cache_behaviors:\n  - {path_pattern: /forced/*, target_origin_id: app, cache_policy: forced}\n";
+    let verge = Verge::start(&yaml);
+    verge.get("/a");
+    assert_eq!(verge.get("/a").x_cache(), "Miss from verge");
+    assert_eq!(origin.count(), 2, "min_ttl 0: no-store honoured");
+    verge.get("/forced/a");
+    assert_eq!(verge.get("/forced/a").x_cache(), "Hit from verge", "min_ttl 60 overrides no-store");
+    assert_eq!(origin.count(), 3);
+}
+
+#[test]
+fn max_age_expires_and_origin_age_counts() {
+    let origin = Origin::start(|req| {
+        let r = OriginResponse::new(200, "x").header("cache-control", "max-age=2");
+        if req.path() == "/aged" {
+            r.header("age", "1")
+        } else {
+            r
+        }
+    });
+    let policies = "cache_policies:\n  - {name: p, min_ttl: 0, default_ttl: 0, max_ttl: 100}\n";
+    let verge = Verge::start(&dist(origin.port(), policies, "cache_policy: p"));
+    verge.get("/aged");
+    verge.get("/fresh");
+    assert_eq!(verge.get("/aged").x_cache(), "Hit from verge");
+    std::thread::sleep(Duration::from_millis(1400));
+    assert_eq!(verge.get("/fresh").x_cache(), "Hit from verge", "2 s TTL still fresh");
+    assert_eq!(verge.get("/aged").x_cache(), "Miss from verge", "Age: 1 left 1 s of freshness");
+    assert_eq!(origin.count(), 3);
+}
+
+#[test]
+fn set_cookie_cached_only_when_cookies_are_in_the_key_and_vary_star_never() {
+    let origin = Origin::start(|req| match req.path() {
+        "/star" => OriginResponse::new(200, "v").header("cache-control", "max-age=60").header("vary", "*"),
+        _ => OriginResponse::new(200, "c").header("cache-control", "max-age=60").header("set-cookie", "a=b"),
+    });
+    let policies = "cache_policies:\n  - {name: cookies, cookies: {behavior: all}}\n";
+    let yaml = dist(origin.port(), policies, "cache_policy: CachingOptimized")
+        + "cache_behaviors:\n  - {path_pattern: /keyed, target_origin_id: app, cache_policy: cookies}\n";
+    let verge = Verge::start(&yaml);
+    verge.get("/plain");
+    verge.get("/plain");
+    assert_eq!(origin.count(), 2, "Set-Cookie response not cached");
+    verge.get("/keyed");
+    assert_eq!(verge.get("/keyed").x_cache(), "Hit from verge");
+    assert_eq!(origin.count(), 3);
+    verge.get("/star");
+    verge.get("/star");
+    assert_eq!(origin.count(), 5, "Vary: * never served from cache");
+}
+
+#[test]
+fn cache_key_query_strings_follow_the_policy() {
+    let origin = Origin::start(cc("max-age=60"));
+    let policies = "cache_policies:\n  - {name: w, query_strings: {behavior: whitelist, items: [w]}}\n  - {name: all, query_strings: {behavior: all}}\n";
+    let yaml = dist(origin.port(), policies, "cache_policy: w")
+        + "cache_behaviors:\n  - {path_pattern: /all/*, target_origin_id: app, cache_policy: all}\n";
+    let verge = Verge::start(&yaml);
+    assert_eq!(verge.get("/a?w=1&x=1").text(), "body of /a?w=1", "only keyed query strings reach the origin");
+    assert_eq!(verge.get("/a?x=2&w=1").x_cache(), "Hit from verge");
+    assert_eq!(verge.get("/a?w=2").x_cache(), "Miss from verge");
+    verge.get("/all/b?a=1&b=2");
+    assert_eq!(verge.get("/all/b?b=2&a=1").x_cache(), "Miss from verge", "order matters");
+    assert_eq!(verge.get("/all/b?a=1&b=2").x_cache(), "Hit from verge");
+    assert_eq!(origin.count(), 4);
+}
+
+#[test]
+fn cache_key_headers_cookies_and_accept_encoding() {
+    let origin = Origin::start(|req| {
+        let body = format!(
+            "accept={:?} cookie={:?} ae={:?}",
+            req.header("accept"),
+            req.header("cookie"),
+            req.header("accept-encoding")
+        );
+        OriginResponse::new(200, body).header("cache-control", "max-age=60")
+    });
+    let policies = "cache_policies:\n  - name: k\n    headers: {behavior: whitelist, items: [Accept]}\n    cookies: {behavior: whitelist, items: [session]}\n    enable_accept_encoding_gzip: true\n    enable_accept_encoding_brotli: true\n";
+    let verge = Verge::start(&dist(origin.port(), policies, "cache_policy: k"));
+    let get = |headers: &[(&str, &str)]| verge.request("GET", "/r", headers, b"");
+    let first =
+        get(&[("Accept", "image/webp"), ("Cookie", "session=1; other=x"), ("Accept-Encoding", "gzip, deflate")]);
+    assert_eq!(first.text(), "accept=Some(\"image/webp\") cookie=Some(\"session=1\") ae=Some(\"gzip\")");
+    let same = get(&[("accept", "image/webp"), ("Cookie", "other=y; session=1"), ("Accept-Encoding", "deflate,gzip")]);
+    assert_eq!(same.x_cache(), "Hit from verge", "header names any case, other cookies and encodings ignored");
+    assert_eq!(
+        get(&[("Accept", "image/png"), ("Cookie", "session=1"), ("Accept-Encoding", "gzip")]).x_cache(),
+        "Miss from verge"
+    );
+    assert_eq!(
+        get(&[("Accept", "image/webp"), ("Cookie", "session=2"), ("Accept-Encoding", "gzip")]).x_cache(),
+        "Miss from verge"
+    );
+    let br = get(&[("Accept", "image/webp"), ("Cookie", "session=1"), ("Accept-Encoding", "br, gzip")]);
+    assert_eq!(br.x_cache(), "Miss from verge");
+    assert!(br.text().ends_with("ae=Some(\"br,gzip\")"), "{}", br.text());
+    let none = get(&[("Accept", "image/webp"), ("Cookie", "session=1")]);
+    assert!(none.text().ends_with("ae=Some(\"identity\")"), "{}", none.text());
+    assert_eq!(origin.count(), 5);
+}
+
+#[test]
+fn options_cached_separately_and_vary_honoured() {
+    let origin = Origin::start(|req| {
+        OriginResponse::new(200, format!("{} {:?}", req.method, req.header("accept-language")))
+            .header("cache-control", "max-age=60")
+            .header("vary", "Accept-Language")
+    });
+    // Vary names a header the origin request policy forwards (CloudFront keeps Vary only for those).
+    let policies =
+        "origin_request_policies:\n  - {name: lang, headers: {behavior: whitelist, items: [Accept-Language]}}\n";
+    let verge = Verge::start(&dist(
+        origin.port(),
+        policies,
+        "cache_policy: CachingOptimized, origin_request_policy: lang, allowed_methods: [GET, HEAD, OPTIONS], cached_methods: [GET, HEAD, OPTIONS]",
+    ));
+    assert_eq!(verge.request("OPTIONS", "/o", &[], b"").text(), "OPTIONS None");
+    assert_eq!(verge.get("/o").text(), "GET None", "OPTIONS has its own key");
+    assert_eq!(verge.request("OPTIONS", "/o", &[], b"").x_cache(), "Hit from verge");
+    let lang = |l: &str| verge.request("GET", "/v", &[("Accept-Language", l)], b"");
+    assert_eq!(lang("en").text(), "GET Some(\"en\")");
+    assert_eq!(lang("fr").text(), "GET Some(\"fr\")");
+    let again = lang("en");
+    assert_eq!((again.x_cache(), again.text().as_str()), ("Hit from verge", "GET Some(\"en\")"));
+    assert_eq!(lang("fr").x_cache(), "Hit from verge");
+    assert_eq!(origin.count(), 4);
+}
+
+#[test]
+fn managed_caching_disabled_never_caches() {
+    let origin = Origin::start(cc("max-age=600"));
+    let verge = Verge::start(&dist(origin.port(), "", "cache_policy: 4135ea2d-6df8-44a3-9df3-4b5a84be39ad"));
+    verge.get("/d");
+    assert_eq!(verge.get("/d").x_cache(), "Miss from verge");
+    assert_eq!(origin.count(), 2);
+}
+
+fn concurrent_gets(verge: &Verge, path: &str, n: usize) -> Vec<Response> {
+    let addr = verge.addr;
+    let threads: Vec<_> = (0..n)
+        .map(|_| {
+            let path = path.to_string();
+            std::thread::spawn(move || http_request(addr, "GET", &path, &[], b""))
+        })
+        .collect();
+    threads.into_iter().map(|t| t.join().unwrap()).collect()
+}
+
+#[test]
+fn concurrent_misses_collapse_into_one_origin_request() {
+    let origin = Origin::start(|_| {
+        OriginResponse::new(200, "slow").header("cache-control", "max-age=60").delay(Duration::from_millis(700))
+    });
+    let yaml = dist(origin.port(), "", "cache_policy: CachingOptimized")
+        + "cache_behaviors:\n  - {path_pattern: /nocache/*, target_origin_id: app, cache_policy: CachingDisabled}\n";
+    let verge = Verge::start(&yaml);
+    let responses = concurrent_gets(&verge, "/cold", 100);
+    assert!(responses.iter().all(|r| r.status == 200 && r.text() == "slow"));
+    assert_eq!(origin.count(), 1, "100 concurrent misses, one origin request");
+    let responses = concurrent_gets(&verge, "/nocache/x", 20);
+    assert!(responses.iter().all(|r| r.status == 200));
+    assert_eq!(origin.count(), 21, "CachingDisabled does not collapse");
+}
+
+#[test]
+fn expired_objects_revalidate_with_validators() {
+    let origin = Origin::start(|req| {
+        if req.header("if-none-match") == Some("\"v1\"") {
+            return OriginResponse::new(304, "").header("etag", "\"v1\"").header("cache-control", "max-age=1");
+        }
+        OriginResponse::new(200, "0123456789").header("etag", "\"v1\"").header("cache-control", "max-age=1")
+    });
+    let policies = "cache_policies:\n  - {name: p, min_ttl: 0, default_ttl: 0, max_ttl: 100}\n";
+    let verge = Verge::start(&dist(origin.port(), policies, "cache_policy: p"));
+    verge.get("/e");
+    std::thread::sleep(Duration::from_millis(1300));
+    let refreshed = verge.get("/e");
+    assert_eq!(
+        (refreshed.status, refreshed.x_cache(), refreshed.text().as_str()),
+        (200, "RefreshHit from verge", "0123456789")
+    );
+    assert_eq!(origin.requests()[1].header("if-none-match"), Some("\"v1\""));
+    assert_eq!(verge.get("/e").x_cache(), "Hit from verge", "the 304 refreshed the TTL");
+    assert_eq!(origin.count(), 2);
+}
+
+#[test]
+fn conditional_head_and_range_requests_are_served_from_cache() {
+    let origin = Origin::start(|_| {
+        OriginResponse::new(200, "0123456789").header("etag", "\"v1\"").header("cache-control", "max-age=60")
+    });
+    let verge = Verge::start(&dist(origin.port(), "", "cache_policy: CachingOptimized"));
+    verge.get("/r");
+    let cond = verge.request("GET", "/r", &[("If-None-Match", "\"v1\"")], b"");
+    assert_eq!(cond.status, 304);
+    let head = verge.request("HEAD", "/r", &[], b"");
+    assert_eq!((head.status, head.x_cache()), (200, "Hit from verge"));
+    let range = verge.request("GET", "/r", &[("Range", "bytes=2-4")], b"");
+    assert_eq!((range.status, range.text().as_str()), (206, "234"));
+    assert_eq!(range.header("content-range"), Some("bytes 2-4/10"));
+    let multi = verge.request("GET", "/r", &[("Range", "bytes=0-1,5-6")], b"");
+    assert_eq!(multi.status, 206);
+    assert!(multi.header("content-type").unwrap_or("").starts_with("multipart/byteranges"), "{:?}", multi.headers);
+    let overlapping = verge.request("GET", "/r", &[("Range", "bytes=0-5,3-8")], b"");
+    assert_eq!(
+        (overlapping.status, overlapping.text().as_str()),
+        (200, "0123456789"),
+        "invalid multi-range: full body"
+    );
+    assert_eq!(origin.count(), 1);
+}
+
+#[test]
+fn stale_while_revalidate_serves_at_once_and_refreshes_in_background() {
+    let version = Arc::new(AtomicUsize::new(1));
+    let v = version.clone();
+    let origin = Origin::start(move |_| {
+        OriginResponse::new(200, format!("v{}", v.load(Ordering::SeqCst)))
+            .header("cache-control", "max-age=1, stale-while-revalidate=30")
+    });
+    let policies = "cache_policies:\n  - {name: p, min_ttl: 0, default_ttl: 0, max_ttl: 100}\n";
+    let verge = Verge::start(&dist(origin.port(), policies, "cache_policy: p"));
+    assert_eq!(verge.get("/s").text(), "v1");
+    version.store(2, Ordering::SeqCst);
+    std::thread::sleep(Duration::from_millis(1300));
+    let stale = verge.get("/s");
+    assert_eq!((stale.text().as_str(), stale.x_cache()), ("v1", "RefreshHit from verge"), "stale served at once");
+    let deadline = std::time::Instant::now() + TIMEOUT;
+    while origin.count() < 2 && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(origin.count(), 2, "one background refresh");
+    let deadline = std::time::Instant::now() + TIMEOUT;
+    while verge.get("/s").text() != "v2" && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(verge.get("/s").text(), "v2");
+    assert_eq!(origin.count(), 2);
+}
+
+#[test]
+fn stale_if_error_and_stale_on_origin_5xx() {
+    let broken = Arc::new(AtomicBool::new(false));
+    let b = broken.clone();
+    let origin = Origin::start(move |req| {
+        if b.load(Ordering::SeqCst) {
+            return OriginResponse::new(503, "down");
+        }
+        let cc = if req.path() == "/explicit" { "max-age=1, stale-if-error=60" } else { "max-age=1" };
+        OriginResponse::new(200, format!("good {}", req.path())).header("cache-control", cc)
+    });
+    let policies = "cache_policies:\n  - {name: p, min_ttl: 0, default_ttl: 0, max_ttl: 100}\n";
+    let yaml = dist(origin.port(), policies, "cache_policy: p")
+        + "custom_error_responses:\n  - {error_code: 503, error_caching_min_ttl: 30}\n";
+    let verge = Verge::start(&yaml);
+    verge.get("/explicit");
+    verge.get("/implicit");
+    broken.store(true, Ordering::SeqCst);
+    std::thread::sleep(Duration::from_millis(1300));
+    let a = verge.get("/explicit");
+    assert_eq!((a.status, a.text().as_str()), (200, "good /explicit"));
+    let b = verge.get("/implicit");
+    assert_eq!((b.status, b.text().as_str()), (200, "good /implicit"), "expired + origin 5xx: stale");
+    let before = origin.count();
+    assert_eq!(verge.get("/implicit").text(), "good /implicit");
+    assert_eq!(origin.count(), before, "served stale for error_caching_min_ttl without asking the origin");
+    assert_eq!(verge.get("/never-cached").status, 503);
+}
+
+#[test]
+fn error_responses_are_cached_per_cloudfront_rules() {
+    let origin = Origin::start(|req| match req.path() {
+        "/404" => OriginResponse::new(404, "missing"),
+        "/403" => OriginResponse::new(403, "no"),
+        "/403-max-age" => OriginResponse::new(403, "no").header("cache-control", "max-age=60"),
+        _ => OriginResponse::new(416, "range").header("cache-control", "max-age=60"),
+    });
+    let verge = Verge::start(&dist(origin.port(), "", "cache_policy: CachingOptimized"));
+    for path in ["/404", "/403", "/403-max-age", "/416"] {
+        verge.get(path);
+        let again = verge.get(path);
+        assert_eq!(again.x_cache(), "Error from verge");
+    }
+    let per_path = |p: &str| origin.requests().iter().filter(|r| r.path() == p).count();
+    assert_eq!(per_path("/404"), 1, "404 cached for error_caching_min_ttl");
+    assert_eq!(per_path("/403"), 2, "403 only with an explicit max-age");
+    assert_eq!(per_path("/403-max-age"), 1);
+    assert_eq!(per_path("/416"), 2, "416 never");
+}
+
+#[test]
+fn unsafe_methods_pass_through_and_invalidate_the_url() {
+    let origin =
+        Origin::start(|req| OriginResponse::new(200, req.method.clone()).header("cache-control", "max-age=60"));
+    let verge = Verge::start(&dist(
+        origin.port(),
+        "",
+        "cache_policy: CachingOptimized, allowed_methods: [GET, HEAD, OPTIONS, PUT, POST, PATCH, DELETE]",
+    ));
+    verge.request("GET", "/u", &[("Accept-Encoding", "gzip")], b"");
+    verge.get("/u");
+    assert_eq!(verge.get("/u").x_cache(), "Hit from verge");
+    assert_eq!(verge.request("POST", "/u", &[], b"data").text(), "POST");
+    assert_eq!(verge.request("POST", "/u", &[], b"data").x_cache(), "Miss from verge", "never cached");
+    assert_eq!(verge.get("/u").x_cache(), "Miss from verge", "the POST invalidated the GET");
+    assert_eq!(
+        verge.request("GET", "/u", &[("Accept-Encoding", "gzip")], b"").x_cache(),
+        "Miss from verge",
+        "every variant"
+    );
+    assert_eq!(origin.count(), 6);
+}
+
+#[test]
+fn invalidation_removes_matching_objects_and_their_variants() {
+    let origin = Origin::start(cc("max-age=600"));
+    let verge = Verge::start(&dist(origin.port(), "", "cache_policy: CachingOptimized"));
+    for p in ["/a.jpg", "/images/1.png", "/images/deep/2.png", "/Images/3.png"] {
+        verge.get(p);
+        verge.request("GET", p, &[("Accept-Encoding", "br")], b"");
+    }
+    assert_eq!(origin.count(), 8);
+    let resp = verge.invalidate(&["/images/*"]);
+    assert_eq!(resp.status, 200);
+    assert_eq!(resp.text(), "{\"paths\":1,\"removed\":4}\n");
+    assert_eq!(verge.get("/images/1.png").x_cache(), "Miss from verge");
+    assert_eq!(verge.get("/Images/3.png").x_cache(), "Hit from verge", "case-sensitive");
+    assert_eq!(verge.get("/a.jpg").x_cache(), "Hit from verge");
+
+    let admin = verge.admin.unwrap().to_string();
+    let (code, out, _) = run_verge(&["invalidate", "--admin", &admin, "/a.jpg"]);
+    assert_eq!((code, out.as_str()), (0, "{\"paths\":1,\"removed\":2}\n"));
+    assert_eq!(verge.get("/a.jpg").x_cache(), "Miss from verge");
+    let (code, _, err) = run_verge(&["invalidate", "--admin", &admin, "/a/*/b"]);
+    assert_eq!(code, 64, "{err}");
+    assert!(err.contains("only as the last character"), "{err}");
+}
+
+#[test]
+fn storage_is_bounded_and_never_keeps_oversized_or_truncated_objects() {
+    let origin = Origin::start(|req| match req.path() {
+        "/big" => OriginResponse::new(200, vec![b'b'; 1_500_000]).header("cache-control", "max-age=60"),
+        "/broken" => OriginResponse::new(200, vec![b'x'; 1000]).header("cache-control", "max-age=60").truncate_to(500),
+        _ => OriginResponse::new(200, vec![b'o'; 300_000]).header("cache-control", "max-age=60"),
+    });
+    let yaml = dist(origin.port(), "", "cache_policy: CachingOptimized")
+        .replace("admin:", "cache: {memory_mb: 1, max_object_mb: 1}\nadmin:");
+    let verge = Verge::start(&yaml);
+    for i in 0..8 {
+        assert_eq!(verge.get(&format!("/obj{i}")).body.len(), 300_000);
+    }
+    let stats = http_request(verge.admin.unwrap(), "GET", "/stats", &[], b"").text();
+    let field = |name: &str| -> u64 {
+        let rest = &stats[stats.find(&format!("\"{name}\":")).unwrap() + name.len() + 3..];
+        rest.split([',', '}']).next().unwrap().parse().unwrap()
+    };
+    assert!(field("bytes") <= field("capacity_bytes"), "{stats}");
+    assert!(field("evicted_objects") >= 4, "{stats}");
+
+    assert_eq!(verge.get("/big").body.len(), 1_500_000, "served whole");
+    assert_eq!(verge.get("/big").body.len(), 1_500_000);
+    assert_eq!(origin.requests().iter().filter(|r| r.path() == "/big").count(), 2, "over max_object_mb: not stored");
+
+    let first = verge.get("/broken");
+    assert!(
+        first.body.len() < 1000,
+        "the viewer cannot get more than the origin sent: {} {} {:?}",
+        first.body.len(),
+        first.status,
+        first.headers
+    );
+    let second = verge.get("/broken");
+    assert!(second.x_cache() != "Hit from verge", "a truncated transfer is never served as complete");
+    assert_eq!(origin.requests().iter().filter(|r| r.path() == "/broken").count(), 2);
+}
