@@ -47,8 +47,11 @@ pub fn bare(path: &str) -> &str {
 /// the entry it evicted, never a newer object stored under the same key.
 #[derive(Default)]
 pub struct PathIndex {
-    by_path: Mutex<HashMap<Box<str>, Vec<(u128, u64)>>>,
+    by_path: Mutex<HashMap<Box<str>, Vec<StoredObject>>>,
 }
+
+/// `(storage key, generation)` of one stored object.
+type StoredObject = (u128, u64);
 
 impl PathIndex {
     pub fn add(&self, path: &str, key: u128, generation: u64) {
