@@ -417,3 +417,37 @@ fn storage_is_bounded_and_never_keeps_oversized_or_truncated_objects() {
     assert!(second.x_cache() != "Hit from verge", "a truncated transfer is never served as complete");
     assert_eq!(origin.requests().iter().filter(|r| r.path() == "/broken").count(), 2);
 }
+
+#[test]
+fn custom_error_responses_fetch_the_page_through_its_behavior() {
+    let app = Origin::start(|req| match req.path() {
+        "/down" => OriginResponse::new(503, "origin 503"),
+        _ => OriginResponse::new(404, "origin 404"),
+    });
+    let pages = Origin::start(|req| match req.path() {
+        "/errors/404.html" => OriginResponse::new(200, "<h1>custom not found</h1>")
+            .header("content-type", "text/html")
+            .header("cache-control", "max-age=600"),
+        _ => OriginResponse::new(404, "no such page"),
+    });
+    let yaml = format!(
+        "origins:\n  - {{id: app, domain_name: 127.0.0.1, http_port: {}}}\n  - {{id: pages, domain_name: 127.0.0.1, http_port: {}}}\n  - {{id: dead, domain_name: 127.0.0.1, http_port: {}, connection_attempts: 1}}\n\
+default_cache_behavior: {{target_origin_id: app}}\n\
+cache_behaviors:\n  - {{path_pattern: /errors/*, target_origin_id: pages}}\n  - {{path_pattern: /dead/*, target_origin_id: dead}}\n\
+custom_error_responses:\n  - {{error_code: 404, response_page_path: /errors/404.html, response_code: 404}}\n  - {{error_code: 503, response_page_path: /errors/503.html, response_code: 200}}\n  - {{error_code: 502, response_page_path: /errors/404.html, response_code: 200}}\n",
+        app.port(),
+        pages.port(),
+        closed_port()
+    );
+    let verge = Verge::start(&yaml);
+    let missing = verge.get("/nope");
+    assert_eq!((missing.status, missing.text().as_str()), (404, "<h1>custom not found</h1>"));
+    assert_eq!(missing.header("content-type"), Some("text/html"));
+    verge.get("/nope2");
+    let page_fetches = pages.requests().iter().filter(|r| r.path() == "/errors/404.html").count();
+    assert_eq!(page_fetches, 1, "the page is cached by its own behavior");
+    let down = verge.get("/down");
+    assert_eq!((down.status, down.text().as_str()), (404, "no such page"), "a missing page: the page origin's status");
+    let dead = verge.get("/dead/x");
+    assert_eq!((dead.status, dead.text().as_str()), (200, "<h1>custom not found</h1>"), "verge's own 502 too");
+}

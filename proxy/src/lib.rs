@@ -7,6 +7,7 @@ pub mod cache;
 pub mod cli;
 pub mod demo;
 pub mod error_page;
+pub mod error_pages;
 pub mod forward;
 pub mod http_server;
 pub mod proxy;

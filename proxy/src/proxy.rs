@@ -26,6 +26,8 @@ use crate::snapshot::{SharedSnapshot, Snapshot};
 
 /// The error type verge raises to make pingora retry against the secondary origin of a group.
 const FAILOVER: ErrorType = ErrorType::Custom("verge-origin-failover");
+/// The error type verge raises to replace an origin error response with a custom error page.
+const CUSTOM_ERROR_PAGE: ErrorType = ErrorType::Custom("verge-custom-error-page");
 
 /// Process-wide cache parts pingora wants as `&'static` (leaked once at start).
 pub struct CacheParts {
@@ -36,6 +38,8 @@ pub struct CacheParts {
 pub struct VergeProxy {
     pub snapshot: SharedSnapshot,
     pub cache: CacheParts,
+    /// verge's own first listener: custom error pages are fetched through it.
+    pub self_addr: std::net::SocketAddr,
 }
 
 /// Per-request state. The snapshot is loaded once, so a request never sees two configurations.
@@ -51,6 +55,8 @@ pub struct RequestContext {
     attempts: u8,
     /// Set when verge itself answered with an error page.
     edge_error: Option<EdgeError>,
+    /// The origin's status when a custom error response replaces it.
+    custom_error_status: Option<u16>,
 }
 
 impl RequestContext {
@@ -133,6 +139,46 @@ fn httpdate_secs(v: &str) -> Option<u64> {
 }
 
 impl VergeProxy {
+    /// Fetches the custom error page for `status` through verge and sends it with its `response_code`.
+    /// A page that cannot be fetched leaves the viewer with the page fetch's own status (SPEC §10.9).
+    async fn write_custom_error_page(
+        &self,
+        session: &mut Session,
+        ctx: &mut RequestContext,
+        status: u16,
+    ) -> FailToProxy {
+        let Some((path, response_code)) = ctx.snapshot.custom_error_page(status) else {
+            return FailToProxy { error_code: status, can_reuse_downstream: false };
+        };
+        let timeout = Duration::from_secs(ctx.snapshot.dist.origins[ctx.origin].read_timeout_secs + 5);
+        let page = crate::error_pages::fetch(self.self_addr, &ctx.snapshot.dist.domain_name, path, timeout).await;
+        let (code, content_type, body) = match page {
+            Some(p) if p.status < 400 => (response_code, p.content_type, p.body),
+            Some(p) => (p.status, p.content_type, p.body),
+            None => (502, Some("text/plain".to_string()), bytes::Bytes::from_static(b"error page unavailable\n")),
+        };
+        let written = async {
+            let mut resp = ResponseHeader::build(code, Some(6))?;
+            if let Some(ct) = content_type {
+                resp.insert_header("content-type", ct)?;
+            }
+            resp.insert_header("content-length", body.len().to_string())?;
+            resp.insert_header("x-cache", "Error from verge")?;
+            resp.insert_header("via", ctx.snapshot.via.as_str())?;
+            resp.insert_header("x-amz-cf-id", ctx.request_id.as_str())?;
+            let head_only = session.req_header().method == http::Method::HEAD;
+            session.write_response_header(Box::new(resp), head_only).await?;
+            if !head_only {
+                session.write_response_body(Some(body), true).await?;
+            }
+            Ok::<_, Box<Error>>(())
+        };
+        if let Err(e) = written.await {
+            tracing::debug!(error = %e, "could not send custom error page");
+        }
+        FailToProxy { error_code: code, can_reuse_downstream: false }
+    }
+
     /// Writes an edge error page and records it for the access log.
     async fn reject(&self, session: &mut Session, ctx: &mut RequestContext, error: EdgeError) -> Result<bool> {
         ctx.edge_error = Some(error);
@@ -156,6 +202,7 @@ impl ProxyHttp for VergeProxy {
             on_secondary: false,
             attempts: 0,
             edge_error: None,
+            custom_error_status: None,
         }
     }
 
@@ -286,6 +333,13 @@ impl ProxyHttp for VergeProxy {
             e.set_retry(true);
             return Err(e);
         }
+        let internal = session.req_header().headers.contains_key(crate::error_pages::INTERNAL_HEADER);
+        if !internal && ctx.snapshot.custom_error_page(status).is_some() {
+            ctx.custom_error_status = Some(status);
+            let mut e = Error::explain(CUSTOM_ERROR_PAGE, format!("origin answered {status}"));
+            e.set_retry(false);
+            return Err(e);
+        }
         Ok(())
     }
 
@@ -390,6 +444,10 @@ impl ProxyHttp for VergeProxy {
             e.set_retry(true);
             return e;
         }
+        if e.etype() == &CUSTOM_ERROR_PAGE {
+            e.set_retry(false);
+            return e;
+        }
         let timed_out = matches!(e.etype(), ErrorType::ReadTimedout | ErrorType::WriteTimedout);
         if timed_out && ctx.try_failover(&session.req_header().method) {
             e.set_retry(true);
@@ -411,6 +469,9 @@ impl ProxyHttp for VergeProxy {
 
     /// The one place proxy failures become responses: 502 for an unreachable origin, 504 for timeouts.
     async fn fail_to_proxy(&self, session: &mut Session, e: &Error, ctx: &mut RequestContext) -> FailToProxy {
+        if let Some(status) = ctx.custom_error_status {
+            return self.write_custom_error_page(session, ctx, status).await;
+        }
         let error = match e.etype() {
             ErrorType::ReadTimedout | ErrorType::WriteTimedout | ErrorType::ConnectTimedout => EdgeError::OriginTimeout,
             _ => match e.esource() {
@@ -426,6 +487,10 @@ impl ProxyHttp for VergeProxy {
             // The viewer already has a header (and maybe part of a body): the only honest signal left
             // is closing the connection, so the response is visibly incomplete.
             return FailToProxy { error_code: error.status(), can_reuse_downstream: false };
+        }
+        let internal = session.req_header().headers.contains_key(crate::error_pages::INTERNAL_HEADER);
+        if !internal && ctx.snapshot.custom_error_page(error.status()).is_some() {
+            return self.write_custom_error_page(session, ctx, error.status()).await;
         }
         if let Err(write_error) = error_page::write(session, error, &ctx.snapshot.via, &ctx.request_id).await {
             tracing::debug!(%write_error, "could not send error page");

@@ -70,10 +70,14 @@ pub async fn start(snapshot: Snapshot) -> std::io::Result<Started> {
         None => None,
     };
     let shared: SharedSnapshot = Arc::new(ArcSwap::from_pointee(snapshot));
+    let self_addr = match listeners.first() {
+        Some(l) => l.local_addr()?,
+        None => return Err(std::io::Error::other("no listen address")),
+    };
     let conf = ServerConf { max_retries: 8, ..Default::default() };
     let app = Arc::new(pingora_proxy::http_proxy(
         &Arc::new(conf),
-        VergeProxy { snapshot: shared.clone(), cache: CacheParts { store, lock } },
+        VergeProxy { snapshot: shared.clone(), cache: CacheParts { store, lock }, self_addr },
     ));
     let (shutdown, watch) = watch::channel(false);
     let connections = Arc::new(AtomicUsize::new(0));

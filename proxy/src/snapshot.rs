@@ -75,6 +75,12 @@ impl Snapshot {
         }
     }
 
+    /// The custom error page `(response_page_path, response_code)` configured for `status`, if any.
+    pub fn custom_error_page(&self, status: u16) -> Option<(&str, u16)> {
+        let entry = self.dist.custom_error_responses.iter().find(|e| e.error_code == status)?;
+        Some((entry.response_page_path.as_deref()?, entry.response_code?))
+    }
+
     /// `error_caching_min_ttl` for `status` (10 s unless a custom error response says otherwise).
     pub fn error_caching_min_ttl(&self, status: u16) -> u64 {
         self.dist.custom_error_responses.iter().find(|e| e.error_code == status).map_or(10, |e| e.error_caching_min_ttl)
