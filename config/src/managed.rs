@@ -181,3 +181,40 @@ pub fn origin_request_policy(name_or_id: &str) -> Option<OriginRequestPolicy> {
 pub fn cache_policy_names() -> impl Iterator<Item = &'static str> {
     MANAGED_CACHE.iter().map(|m| m.name)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn managed_cache_policies_by_name_and_id() {
+        let ttl = |n: &str| cache_policy(n).map(|p| (p.min_ttl, p.default_ttl, p.max_ttl));
+        assert_eq!(ttl("CachingOptimized"), Some((1, 86_400, 31_536_000)));
+        assert_eq!(ttl("658327ea-f89d-4fab-a63d-7e88639e58f6"), ttl("CachingOptimized"));
+        assert_eq!(ttl("CachingOptimizedForUncompressedObjects"), Some((1, 86_400, 31_536_000)));
+        assert_eq!(ttl("CachingDisabled"), Some((0, 0, 0)));
+        assert_eq!(ttl("UseOriginCacheControlHeaders"), Some((0, 0, 31_536_000)));
+        assert_eq!(ttl("UseOriginCacheControlHeaders-QueryStrings"), Some((0, 0, 31_536_000)));
+        assert_eq!(ttl("Elemental-MediaPackage"), Some((0, 86_400, 31_536_000)));
+        assert_eq!(ttl("Amplify"), Some((2, 2, 600)));
+        assert_eq!(ttl("cachingoptimized"), None, "names are case-sensitive");
+        let optimized = cache_policy("CachingOptimized").unwrap();
+        assert!(optimized.accept_encoding_gzip && optimized.accept_encoding_brotli);
+        assert_eq!(optimized.query_strings, Selection::None);
+        assert!(!cache_policy("CachingOptimizedForUncompressedObjects").unwrap().accept_encoding_gzip);
+        assert_eq!(cache_policy("UseOriginCacheControlHeaders-QueryStrings").unwrap().query_strings, Selection::All);
+        assert_eq!(cache_policy("Amplify").unwrap().cookies, Selection::All);
+    }
+
+    #[test]
+    fn managed_origin_request_policies() {
+        let all = origin_request_policy("AllViewer").unwrap();
+        assert!(all.forwards_header("Host") && all.forwards_header("x-anything"));
+        let except_host = origin_request_policy("AllViewerExceptHostHeader").unwrap();
+        assert!(!except_host.forwards_header("host") && except_host.forwards_header("accept"));
+        let cors = origin_request_policy("59781a5b-3903-41f3-afcb-af62929ccde1").unwrap();
+        assert_eq!(cors.name, "CORS-CustomOrigin");
+        assert!(cors.forwards_header("Origin") && !cors.forwards_header("cookie"));
+        assert!(origin_request_policy("Nope").is_none());
+    }
+}

@@ -207,6 +207,19 @@ fn concurrent_misses_collapse_into_one_origin_request() {
 }
 
 #[test]
+fn forwarding_cookies_disables_collapsing() {
+    let origin = Origin::start(|_| {
+        OriginResponse::new(200, "slow").header("cache-control", "max-age=60").delay(Duration::from_millis(700))
+    });
+    let verge =
+        Verge::start(&dist(origin.port(), "", "cache_policy: CachingOptimized, origin_request_policy: AllViewer"));
+    let responses = concurrent_gets(&verge, "/with-cookies", 10);
+    assert!(responses.iter().all(|r| r.status == 200));
+    assert_eq!(origin.count(), 10, "cookies forwarded: every concurrent miss goes to the origin");
+    assert_eq!(verge.get("/with-cookies").x_cache(), "Hit from verge", "still cached");
+}
+
+#[test]
 fn expired_objects_revalidate_with_validators() {
     let origin = Origin::start(|req| {
         if req.header("if-none-match") == Some("\"v1\"") {

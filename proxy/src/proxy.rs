@@ -14,7 +14,7 @@ use pingora_core::upstreams::peer::HttpPeer;
 use pingora_error::{Error, ErrorType, Result};
 use pingora_http::{RequestHeader, ResponseHeader};
 use pingora_proxy::{FailToProxy, ProxyHttp, Session};
-use verge_config::model::{Target, ViewerProtocolPolicy};
+use verge_config::model::{Selection, Target, ViewerProtocolPolicy};
 
 use crate::cache::key::primary_key;
 use crate::cache::storage::ObjectStore;
@@ -259,7 +259,11 @@ impl ProxyHttp for VergeProxy {
         }
         let mut overrides = CacheOptionOverrides::default();
         overrides.wait_timeout = Some(Duration::from_secs(ctx.snapshot.dist.origins[ctx.origin].read_timeout_secs + 5));
-        session.cache.enable(self.cache.store, None, None, Some(self.cache.lock), Some(overrides));
+        // CloudFront does not collapse requests whose cookies reach the origin (SPEC §10.14).
+        let forwards_cookies = behavior.cache_policy.cookies != Selection::None
+            || behavior.origin_request_policy.as_ref().is_some_and(|p| p.cookies != Selection::None);
+        let lock = if forwards_cookies { None } else { Some(self.cache.lock) };
+        session.cache.enable(self.cache.store, None, None, lock, Some(overrides));
         let max = ctx.snapshot.dist.cache.max_object_bytes;
         session.cache.set_max_file_size_bytes(usize::try_from(max).unwrap_or(usize::MAX));
         Ok(())
@@ -355,7 +359,7 @@ impl ProxyHttp for VergeProxy {
             min_ttl: policy.min_ttl,
             default_ttl: policy.default_ttl,
             max_ttl: policy.max_ttl,
-            cookies_in_key: policy.cookies != verge_config::model::Selection::None,
+            cookies_in_key: policy.cookies != Selection::None,
             error_caching_min_ttl: ctx.snapshot.error_caching_min_ttl(status),
         };
         Ok(match ttl::decide(&freshness(resp), &ttl_policy) {
