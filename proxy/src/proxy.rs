@@ -4,7 +4,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use async_trait::async_trait;
-use pingora_cache::cache_control::CacheControl;
 use pingora_cache::key::HashBinary;
 use pingora_cache::lock::CacheKeyLockImpl;
 use pingora_cache::{
@@ -16,9 +15,10 @@ use pingora_http::{RequestHeader, ResponseHeader};
 use pingora_proxy::{FailToProxy, ProxyHttp, Session};
 use verge_config::model::{Selection, Target, ViewerProtocolPolicy};
 
+use crate::cache::freshness::freshness;
 use crate::cache::key::primary_key;
 use crate::cache::storage::ObjectStore;
-use crate::cache::ttl::{self, Decision, OriginFreshness, TtlPolicy};
+use crate::cache::ttl::{self, Decision, TtlPolicy};
 use crate::error_page::{self, EdgeError};
 use crate::forward;
 use crate::request_id::new_request_id;
@@ -93,49 +93,9 @@ fn x_cache(session: &Session, status: u16) -> &'static str {
     }
 }
 
-fn freshness(resp: &ResponseHeader) -> OriginFreshness {
-    let cc = CacheControl::from_resp_headers(resp);
-    let secs = |v: Result<Option<u32>>| v.ok().flatten().map(u64::from);
-    let header = |name: http::header::HeaderName| resp.headers.get(name).and_then(|v| v.to_str().ok());
-    let date = |name| header(name).and_then(httpdate_secs);
-    let expires_in = match (date(http::header::EXPIRES), header(http::header::EXPIRES)) {
-        (Some(exp), _) => {
-            let base = date(http::header::DATE).unwrap_or_else(unix_now);
-            Some(exp as i64 - base as i64)
-        }
-        // An invalid Expires means "already expired" (RFC 9111 §5.3).
-        (None, Some(_)) => Some(0),
-        (None, None) => None,
-    };
-    OriginFreshness {
-        status: resp.status.as_u16(),
-        no_store: cc.as_ref().is_some_and(|c| c.no_store()),
-        no_cache: cc.as_ref().is_some_and(|c| c.no_cache()),
-        private: cc.as_ref().is_some_and(|c| c.private()),
-        s_maxage: cc.as_ref().and_then(|c| secs(c.s_maxage())),
-        max_age: cc.as_ref().and_then(|c| secs(c.max_age())),
-        expires_in,
-        age: header(http::header::AGE).and_then(|v| v.trim().parse().ok()).unwrap_or(0),
-        stale_while_revalidate: cc.as_ref().and_then(|c| secs(c.stale_while_revalidate())),
-        stale_if_error: cc.as_ref().and_then(|c| secs(c.stale_if_error())),
-        must_revalidate: cc.as_ref().is_some_and(|c| c.must_revalidate() || c.proxy_revalidate()),
-        has_validators: resp.headers.contains_key(http::header::ETAG)
-            || resp.headers.contains_key(http::header::LAST_MODIFIED),
-        sets_cookie: resp.headers.contains_key(http::header::SET_COOKIE),
-        vary_star: resp
-            .headers
-            .get_all(http::header::VARY)
-            .iter()
-            .any(|v| v.as_bytes().split(|b| *b == b',').any(|t| t.trim_ascii() == b"*")),
-    }
-}
-
-fn unix_now() -> u64 {
-    SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_secs())
-}
-
-fn httpdate_secs(v: &str) -> Option<u64> {
-    httpdate::parse_http_date(v).ok()?.duration_since(SystemTime::UNIX_EPOCH).ok().map(|d| d.as_secs())
+/// verge's own fetch of a custom error page (never replaced by another error page).
+fn is_error_page_fetch(session: &Session) -> bool {
+    session.req_header().headers.contains_key(crate::error_pages::INTERNAL_HEADER)
 }
 
 impl VergeProxy {
@@ -337,8 +297,7 @@ impl ProxyHttp for VergeProxy {
             e.set_retry(true);
             return Err(e);
         }
-        let internal = session.req_header().headers.contains_key(crate::error_pages::INTERNAL_HEADER);
-        if !internal && ctx.snapshot.custom_error_page(status).is_some() {
+        if !is_error_page_fetch(session) && ctx.snapshot.custom_error_page(status).is_some() {
             ctx.custom_error_status = Some(status);
             let mut e = Error::explain(CUSTOM_ERROR_PAGE, format!("origin answered {status}"));
             e.set_retry(false);
@@ -492,8 +451,7 @@ impl ProxyHttp for VergeProxy {
             // is closing the connection, so the response is visibly incomplete.
             return FailToProxy { error_code: error.status(), can_reuse_downstream: false };
         }
-        let internal = session.req_header().headers.contains_key(crate::error_pages::INTERNAL_HEADER);
-        if !internal && ctx.snapshot.custom_error_page(error.status()).is_some() {
+        if !is_error_page_fetch(session) && ctx.snapshot.custom_error_page(error.status()).is_some() {
             return self.write_custom_error_page(session, ctx, error.status()).await;
         }
         if let Err(write_error) = error_page::write(session, error, &ctx.snapshot.via, &ctx.request_id).await {

@@ -1,0 +1,55 @@
+//! Reads the freshness facts of an origin response (Cache-Control, Expires, Date, Age, validators)
+//! into the plain input of the TTL algorithm.
+
+use std::time::SystemTime;
+
+use pingora_cache::cache_control::CacheControl;
+use pingora_error::Result;
+use pingora_http::ResponseHeader;
+
+use crate::cache::ttl::OriginFreshness;
+
+pub fn freshness(resp: &ResponseHeader) -> OriginFreshness {
+    let cc = CacheControl::from_resp_headers(resp);
+    let secs = |v: Result<Option<u32>>| v.ok().flatten().map(u64::from);
+    let header = |name: http::header::HeaderName| resp.headers.get(name).and_then(|v| v.to_str().ok());
+    let date = |name| header(name).and_then(httpdate_secs);
+    let expires_in = match (date(http::header::EXPIRES), header(http::header::EXPIRES)) {
+        (Some(exp), _) => {
+            let base = date(http::header::DATE).unwrap_or_else(unix_now);
+            Some(exp as i64 - base as i64)
+        }
+        // An invalid Expires means "already expired" (RFC 9111 §5.3).
+        (None, Some(_)) => Some(0),
+        (None, None) => None,
+    };
+    OriginFreshness {
+        status: resp.status.as_u16(),
+        no_store: cc.as_ref().is_some_and(|c| c.no_store()),
+        no_cache: cc.as_ref().is_some_and(|c| c.no_cache()),
+        private: cc.as_ref().is_some_and(|c| c.private()),
+        s_maxage: cc.as_ref().and_then(|c| secs(c.s_maxage())),
+        max_age: cc.as_ref().and_then(|c| secs(c.max_age())),
+        expires_in,
+        age: header(http::header::AGE).and_then(|v| v.trim().parse().ok()).unwrap_or(0),
+        stale_while_revalidate: cc.as_ref().and_then(|c| secs(c.stale_while_revalidate())),
+        stale_if_error: cc.as_ref().and_then(|c| secs(c.stale_if_error())),
+        must_revalidate: cc.as_ref().is_some_and(|c| c.must_revalidate() || c.proxy_revalidate()),
+        has_validators: resp.headers.contains_key(http::header::ETAG)
+            || resp.headers.contains_key(http::header::LAST_MODIFIED),
+        sets_cookie: resp.headers.contains_key(http::header::SET_COOKIE),
+        vary_star: resp
+            .headers
+            .get_all(http::header::VARY)
+            .iter()
+            .any(|v| v.as_bytes().split(|b| *b == b',').any(|t| t.trim_ascii() == b"*")),
+    }
+}
+
+fn unix_now() -> u64 {
+    SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}
+
+fn httpdate_secs(v: &str) -> Option<u64> {
+    httpdate::parse_http_date(v).ok()?.duration_since(SystemTime::UNIX_EPOCH).ok().map(|d| d.as_secs())
+}
