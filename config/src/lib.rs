@@ -5,6 +5,7 @@
 #![forbid(unsafe_code)]
 #![deny(rust_2018_idioms)]
 
+pub mod arn;
 pub mod error;
 pub mod locate;
 pub mod managed;

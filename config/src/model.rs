@@ -25,6 +25,107 @@ pub struct Distribution {
     /// Ordered: `cache_behaviors` in file order, then the default behavior last.
     pub behaviors: Vec<Behavior>,
     pub custom_error_responses: Vec<CustomErrorResponse>,
+    pub functions: Functions,
+}
+
+/// The four Lambda@Edge trigger points.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum EventType {
+    ViewerRequest,
+    OriginRequest,
+    OriginResponse,
+    ViewerResponse,
+}
+
+impl EventType {
+    pub const ALL: [EventType; 4] =
+        [EventType::ViewerRequest, EventType::OriginRequest, EventType::OriginResponse, EventType::ViewerResponse];
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|e| e.as_str() == s)
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventType::ViewerRequest => "viewer-request",
+            EventType::OriginRequest => "origin-request",
+            EventType::OriginResponse => "origin-response",
+            EventType::ViewerResponse => "viewer-response",
+        }
+    }
+
+    pub fn index(self) -> usize {
+        self as usize
+    }
+
+    pub fn is_viewer(self) -> bool {
+        matches!(self, EventType::ViewerRequest | EventType::ViewerResponse)
+    }
+
+    /// Lambda@Edge quotas for this trigger (SPEC §5.1).
+    pub fn limits(self) -> TriggerLimits {
+        if self.is_viewer() {
+            TriggerLimits {
+                max_timeout_ms: 5_000,
+                max_memory_mb: 128,
+                max_package_bytes: 1 << 20,
+                max_generated_response_bytes: 40 * 1024,
+                max_body_bytes: 40 * 1024,
+            }
+        } else {
+            TriggerLimits {
+                max_timeout_ms: 30_000,
+                max_memory_mb: 10_240,
+                max_package_bytes: 50 << 20,
+                max_generated_response_bytes: 1 << 20,
+                max_body_bytes: 1 << 20,
+            }
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TriggerLimits {
+    pub max_timeout_ms: u64,
+    pub max_memory_mb: u64,
+    pub max_package_bytes: u64,
+    /// Generated response, headers + body.
+    pub max_generated_response_bytes: usize,
+    /// IncludeBody exposure.
+    pub max_body_bytes: usize,
+}
+
+/// A behavior's hook for one trigger.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Association {
+    pub event_type: EventType,
+    pub arn: crate::arn::FunctionArn,
+    pub include_body: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Isolation {
+    /// Lambda's execution-environment model: a warm instance serves one call at a time and is reused.
+    #[default]
+    Warm,
+    /// A fresh instance for every call.
+    PerRequest,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FunctionSettings {
+    pub memory_mb: u64,
+    pub timeout_ms: u64,
+    pub env: Vec<(String, String)>,
+    pub isolation: Isolation,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct Functions {
+    /// The function store directory as written (relative paths are relative to the distribution file).
+    pub store: Option<String>,
+    /// Per function name; functions without an entry get the defaults of their strictest trigger.
+    pub settings: std::collections::BTreeMap<String, FunctionSettings>,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -126,6 +227,8 @@ pub struct Behavior {
     pub cached_methods: MethodSet,
     pub cache_policy: Arc<CachePolicy>,
     pub origin_request_policy: Option<Arc<OriginRequestPolicy>>,
+    /// Indexed by `EventType::index`.
+    pub functions: [Option<Association>; 4],
 }
 
 impl Behavior {

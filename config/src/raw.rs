@@ -27,6 +27,34 @@ pub struct RawFile {
     pub cache_behaviors: Vec<RawBehavior>,
     #[serde(default)]
     pub custom_error_responses: Vec<RawCustomErrorResponse>,
+    pub functions: Option<RawFunctions>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawFunctions {
+    pub store: Option<String>,
+    #[serde(default)]
+    pub settings: BTreeMap<String, RawFunctionSettings>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawFunctionSettings {
+    pub memory_mb: Option<u64>,
+    pub timeout_ms: Option<u64>,
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
+    pub isolation: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAssociation {
+    pub event_type: String,
+    pub lambda_function_arn: String,
+    #[serde(default)]
+    pub include_body: bool,
 }
 
 #[derive(Debug, Deserialize)]
@@ -129,6 +157,8 @@ pub struct RawBehavior {
     pub cached_methods: Option<Vec<String>>,
     pub cache_policy: Option<String>,
     pub origin_request_policy: Option<String>,
+    #[serde(default)]
+    pub lambda_function_associations: Vec<RawAssociation>,
 }
 
 #[derive(Debug, Deserialize)]

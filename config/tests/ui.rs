@@ -55,6 +55,13 @@ fn summary(d: &Distribution) -> String {
             b.origin_request_policy.as_ref().map(|p| p.name.as_str())
         )
         .unwrap();
+        for a in b.functions.iter().flatten() {
+            writeln!(s, "  {} -> {} include_body={}", a.event_type.as_str(), a.arn, a.include_body).unwrap();
+        }
+    }
+    writeln!(s, "functions store {:?}", d.functions.store).unwrap();
+    for (name, f) in &d.functions.settings {
+        writeln!(s, "  {name}: {} MB, {} ms, env {:?}, {:?}", f.memory_mb, f.timeout_ms, f.env, f.isolation).unwrap();
     }
     for e in &d.custom_error_responses {
         writeln!(

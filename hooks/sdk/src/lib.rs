@@ -1,0 +1,53 @@
+//! Guest SDK for verge hooks: the Lambda@Edge event as Rust types, `handler!` to export a function
+//! through verge's fast ABI (warm instances, no stdin/stdout), and helpers for headers and cookies.
+//!
+//! ```ignore
+//! use verge_hook_sdk::{handler, Event, Outcome};
+//! fn handle(event: Event) -> Result<Outcome, String> {
+//!     let mut request = event.request;
+//!     request.headers.set("x-hello", "world");
+//!     Ok(Outcome::Request(request))
+//! }
+//! handler!(handle);
+//! ```
+//! The same function can be built as a plain WASI command with `command!(handle)` instead.
+
+mod abi;
+pub mod cookies;
+mod headers;
+mod types;
+
+pub use headers::{HeaderEntry, Headers};
+pub use types::*;
+
+#[doc(hidden)]
+pub use abi::{__alloc, __free, __handle, __run_command};
+
+/// Exports `handle: fn(Event) -> Result<Outcome, String>` through verge's fast ABI.
+#[macro_export]
+macro_rules! handler {
+    ($handle:path) => {
+        #[no_mangle]
+        pub extern "C" fn verge_alloc(len: u32) -> u32 {
+            $crate::__alloc(len)
+        }
+        #[no_mangle]
+        pub extern "C" fn verge_free(ptr: u32, len: u32) {
+            $crate::__free(ptr, len)
+        }
+        #[no_mangle]
+        pub extern "C" fn verge_handle(ptr: u32, len: u32) -> u64 {
+            $crate::__handle(ptr, len, $handle)
+        }
+    };
+}
+
+/// Builds `handle` as a WASI command: event JSON on stdin, result JSON on stdout.
+#[macro_export]
+macro_rules! command {
+    ($handle:path) => {
+        fn main() {
+            $crate::__run_command($handle)
+        }
+    };
+}
