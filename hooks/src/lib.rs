@@ -1,1 +1,12 @@
-//! placeholder
+//! verge's Lambda@Edge-style hooks: the function store, the event format and result validation, and the
+//! wasmtime runtime that runs versioned functions under per-trigger limits. No pingora here.
+#![deny(rust_2018_idioms)]
+
+pub mod error;
+pub mod event;
+pub mod runtime;
+pub mod store;
+
+pub use error::{HookError, HookErrorKind};
+pub use runtime::{Abi, Function, HookEngine, Limits};
+pub use store::FunctionStore;

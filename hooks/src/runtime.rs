@@ -1,0 +1,395 @@
+//! The wasmtime host: one shared `Engine` (pooling allocator, epoch interruption), functions compiled
+//! once per load, and invocations under per-call time and memory limits (WASM.md §3-§6).
+//!
+//! Two ABIs, detected from the exports: verge's SDK ABI (`verge_alloc`/`verge_handle`/`verge_free`, warm
+//! instances reused like Lambda execution environments) and the WASI command ABI (`_start`, event on
+//! stdin, result on stdout, a fresh instance per call).
+
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use wasmtime::{
+    Config, Engine, InstanceAllocationStrategy, InstancePre, Linker, Memory, Module, PoolingAllocationConfig,
+    ResourceLimiter, Store, Trap, TypedFunc, UpdateDeadline,
+};
+use wasmtime_wasi::p1::WasiP1Ctx;
+use wasmtime_wasi::p2::pipe::{MemoryInputPipe, MemoryOutputPipe};
+use wasmtime_wasi::{I32Exit, WasiCtxBuilder};
+
+use crate::error::HookError;
+
+/// Epoch tick: the resolution of hook timeouts.
+const TICK: Duration = Duration::from_millis(1);
+/// Instance slots of the pooling allocator: hooks running at once plus warm instances kept.
+const POOL_SLOTS: u32 = 256;
+/// Warm instances kept per function.
+const WARM_PER_FUNCTION: usize = 16;
+/// A warm instance is recycled after this many calls, or once its memory grew past this size.
+const MAX_WARM_CALLS: u32 = 10_000;
+const MAX_WARM_MEMORY: usize = 64 << 20;
+/// Bytes of a hook's stderr kept per invocation for the log.
+const STDERR_CAP: usize = 4096;
+/// Largest result a hook may write (generated responses are limited further by trigger).
+const OUTPUT_CAP: usize = 2 << 20;
+
+/// The engine shared by every function of the process.
+#[derive(Clone)]
+pub struct HookEngine {
+    engine: Engine,
+    linker: Arc<Linker<HostState>>,
+}
+
+struct HostState {
+    wasi: WasiP1Ctx,
+    limiter: MemoryLimiter,
+    stderr: MemoryOutputPipe,
+    /// Bytes of `stderr` already logged (a warm instance keeps one pipe).
+    stderr_seen: usize,
+}
+
+struct MemoryLimiter {
+    max_bytes: usize,
+    exceeded: bool,
+}
+
+impl ResourceLimiter for MemoryLimiter {
+    fn memory_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+        if desired > self.max_bytes {
+            self.exceeded = true;
+            wasmtime::bail!("memory limit of {} MB exceeded", self.max_bytes >> 20);
+        }
+        Ok(true)
+    }
+
+    fn table_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+        Ok(desired <= 100_000)
+    }
+}
+
+impl HookEngine {
+    /// Builds the engine; compiled code is cached on disk under `cache_dir` (keyed by content hash).
+    pub fn new(cache_dir: Option<&Path>) -> Result<Self, String> {
+        let mut config = Config::new();
+        config.epoch_interruption(true);
+        config.max_wasm_stack(1 << 20);
+        let mut pool = PoolingAllocationConfig::default();
+        pool.total_core_instances(POOL_SLOTS)
+            .total_memories(POOL_SLOTS)
+            .total_tables(POOL_SLOTS)
+            .total_stacks(POOL_SLOTS)
+            .max_memories_per_module(1)
+            .max_tables_per_module(1)
+            .table_elements(100_000)
+            .max_core_instance_size(1 << 20)
+            .max_memory_size(4 << 30)
+            // memset dirty pages instead of madvise: without it two threads scale worse than one.
+            .linear_memory_keep_resident(16 << 20)
+            .table_keep_resident(64 << 10);
+        config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+        if let Some(dir) = cache_dir {
+            let mut cache = wasmtime::CacheConfig::new();
+            cache.with_directory(dir);
+            config.cache(Some(wasmtime::Cache::new(cache).map_err(|e| format!("compiled-code cache: {e}"))?));
+        }
+        let engine = Engine::new(&config).map_err(|e| format!("wasm engine: {e}"))?;
+        let mut linker: Linker<HostState> = Linker::new(&engine);
+        wasmtime_wasi::p1::add_to_linker_async(&mut linker, |s: &mut HostState| &mut s.wasi)
+            .map_err(|e| format!("wasi: {e}"))?;
+        // Blocking host calls ignore epoch deadlines, so a sleeping hook could hold a worker: deny them.
+        linker.allow_shadowing(true);
+        linker
+            .func_wrap(
+                "wasi_snapshot_preview1",
+                "poll_oneoff",
+                |_: i32, _: i32, _: i32, _: i32| -> wasmtime::Result<i32> {
+                    wasmtime::bail!("poll_oneoff (sleep) is not available to hooks")
+                },
+            )
+            .map_err(|e| format!("wasi: {e}"))?;
+        let weak = engine.weak();
+        std::thread::Builder::new()
+            .name("verge-epoch".into())
+            .spawn(move || {
+                while let Some(engine) = weak.upgrade() {
+                    engine.increment_epoch();
+                    drop(engine);
+                    std::thread::sleep(TICK);
+                }
+            })
+            .map_err(|e| format!("epoch ticker: {e}"))?;
+        Ok(Self { engine, linker: Arc::new(linker) })
+    }
+
+    /// Compiles and checks a module (binary or text). `max_bytes` is the package limit of its strictest
+    /// trigger.
+    pub fn load(&self, arn: &str, bytes: &[u8], max_bytes: u64, settings: Limits) -> Result<Function, String> {
+        if bytes.len() as u64 > max_bytes {
+            return Err(format!("{arn}: module is {} bytes, over the {max_bytes}-byte package limit", bytes.len()));
+        }
+        let module = Module::new(&self.engine, bytes).map_err(|e| format!("{arn}: not a valid module: {e:#}"))?;
+        for import in module.imports() {
+            if import.module() != "wasi_snapshot_preview1" {
+                return Err(format!(
+                    "{arn}: imports {}::{}; hooks may import only wasi_snapshot_preview1",
+                    import.module(),
+                    import.name()
+                ));
+            }
+        }
+        let has = |name: &str| module.get_export(name).is_some();
+        let abi = if has("verge_handle") && has("verge_alloc") && has("verge_free") && has("memory") {
+            Abi::Sdk
+        } else if has("_start") {
+            Abi::Command
+        } else {
+            return Err(format!(
+                "{arn}: exports neither the SDK ABI (verge_alloc, verge_handle, verge_free, memory) nor _start"
+            ));
+        };
+        let pre = self.linker.instantiate_pre(&module).map_err(|e| format!("{arn}: {e:#}"))?;
+        Ok(Function {
+            arn: arn.to_string(),
+            engine: self.engine.clone(),
+            pre,
+            abi,
+            limits: settings,
+            warm: Mutex::new(Vec::new()),
+        })
+    }
+}
+
+/// Per-function limits and environment.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    pub timeout: Duration,
+    pub memory_bytes: usize,
+    pub env: Vec<(String, String)>,
+    /// A fresh instance for every call instead of warm reuse.
+    pub per_request: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Abi {
+    Sdk,
+    Command,
+}
+
+struct Warm {
+    store: Store<HostState>,
+    memory: Memory,
+    alloc: TypedFunc<u32, u32>,
+    handle: TypedFunc<(u32, u32), u64>,
+    free: TypedFunc<(u32, u32), ()>,
+    calls: u32,
+}
+
+/// One loaded function version.
+pub struct Function {
+    pub arn: String,
+    engine: Engine,
+    pre: InstancePre<HostState>,
+    pub abi: Abi,
+    pub limits: Limits,
+    warm: Mutex<Vec<Warm>>,
+}
+
+fn classify(arn: &str, error: wasmtime::Error, limiter: &MemoryLimiter, timeout: Duration) -> HookError {
+    if limiter.exceeded {
+        return HookError::limit(format!("memory limit of {} MB exceeded", limiter.max_bytes >> 20));
+    }
+    if let Some(Trap::Interrupt) = error.downcast_ref::<Trap>() {
+        return HookError::limit(format!("timed out after {} ms", timeout.as_millis()));
+    }
+    let text = format!("{error:#}");
+    if text.contains("concurrent") && text.contains("limit") {
+        return HookError::limit(format!("no free instance slot (throttled): {text}"));
+    }
+    let _ = arn;
+    HookError::execution(match error.downcast_ref::<Trap>() {
+        Some(trap) => format!("trap: {trap}"),
+        None => text,
+    })
+}
+
+impl Function {
+    fn new_store(
+        &self,
+        stdin: Option<Vec<u8>>,
+        stdout: Option<MemoryOutputPipe>,
+    ) -> (Store<HostState>, MemoryOutputPipe) {
+        let stderr = MemoryOutputPipe::new(1 << 20);
+        let mut wasi = WasiCtxBuilder::new();
+        wasi.envs(&self.limits.env).stderr(stderr.clone());
+        if let Some(input) = stdin {
+            wasi.stdin(MemoryInputPipe::new(input));
+        }
+        if let Some(out) = stdout {
+            wasi.stdout(out);
+        }
+        let state = HostState {
+            wasi: wasi.build_p1(),
+            limiter: MemoryLimiter { max_bytes: self.limits.memory_bytes, exceeded: false },
+            stderr: stderr.clone(),
+            stderr_seen: 0,
+        };
+        let mut store = Store::new(&self.engine, state);
+        store.limiter(|s| &mut s.limiter);
+        (store, stderr)
+    }
+
+    /// Arms the per-call deadline: yield to tokio on every tick so a spinning hook cannot stall the
+    /// worker, and interrupt once the timeout has passed.
+    fn arm_deadline(store: &mut Store<HostState>, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        store.set_epoch_deadline(1);
+        store.epoch_deadline_callback(move |_| {
+            if Instant::now() >= deadline {
+                Ok(UpdateDeadline::Interrupt)
+            } else {
+                Ok(UpdateDeadline::YieldCustom(1, Box::pin(tokio::task::yield_now())))
+            }
+        });
+    }
+
+    fn log_stderr(&self, state: &mut HostState, request_id: &str) {
+        let all = state.stderr.contents();
+        let fresh = &all[state.stderr_seen.min(all.len())..];
+        state.stderr_seen = all.len();
+        if fresh.is_empty() {
+            return;
+        }
+        let text = String::from_utf8_lossy(&fresh[..fresh.len().min(STDERR_CAP)]);
+        for line in text.lines().filter(|l| !l.trim().is_empty()) {
+            tracing::info!(target: "verge::hook_log", arn = %self.arn, request_id, "{line}");
+        }
+        if fresh.len() > STDERR_CAP {
+            tracing::info!(target: "verge::hook_log", arn = %self.arn, request_id, "({} more bytes of stderr dropped)", fresh.len() - STDERR_CAP);
+        }
+    }
+
+    /// Runs the function on `event` (JSON) and returns its raw result.
+    pub async fn invoke(&self, event: &[u8], request_id: &str) -> Result<Vec<u8>, HookError> {
+        // The epoch deadline is the real limit; this outer timeout is a backstop for host calls.
+        let backstop = self.limits.timeout + Duration::from_millis(500);
+        match tokio::time::timeout(backstop, self.invoke_inner(event, request_id)).await {
+            Ok(result) => result,
+            Err(_) => Err(HookError::limit(format!("timed out after {} ms", self.limits.timeout.as_millis()))),
+        }
+    }
+
+    async fn invoke_inner(&self, event: &[u8], request_id: &str) -> Result<Vec<u8>, HookError> {
+        match self.abi {
+            Abi::Sdk => self.invoke_sdk(event, request_id).await,
+            Abi::Command => self.invoke_command(event, request_id).await,
+        }
+    }
+
+    async fn new_warm(&self) -> Result<Warm, HookError> {
+        let (mut store, _) = self.new_store(None, None);
+        Self::arm_deadline(&mut store, self.limits.timeout);
+        let instance = match self.pre.instantiate_async(&mut store).await {
+            Ok(i) => i,
+            Err(e) => return Err(classify(&self.arn, e, &store.data().limiter, self.limits.timeout)),
+        };
+        let missing = |what: &str| HookError::execution(format!("export {what} has the wrong type"));
+        let memory = instance.get_memory(&mut store, "memory").ok_or_else(|| missing("memory"))?;
+        let alloc = instance.get_typed_func(&mut store, "verge_alloc").map_err(|_| missing("verge_alloc"))?;
+        let handle = instance.get_typed_func(&mut store, "verge_handle").map_err(|_| missing("verge_handle"))?;
+        let free = instance.get_typed_func(&mut store, "verge_free").map_err(|_| missing("verge_free"))?;
+        Ok(Warm { store, memory, alloc, handle, free, calls: 0 })
+    }
+
+    async fn invoke_sdk(&self, event: &[u8], request_id: &str) -> Result<Vec<u8>, HookError> {
+        let reused =
+            if self.limits.per_request { None } else { self.warm.lock().unwrap_or_else(|e| e.into_inner()).pop() };
+        let mut warm = match reused {
+            Some(w) => w,
+            None => self.new_warm().await?,
+        };
+        Self::arm_deadline(&mut warm.store, self.limits.timeout);
+        let result = self.call_sdk(&mut warm, event).await;
+        self.log_stderr(warm.store.data_mut(), request_id);
+        match result {
+            Ok(output) => {
+                warm.calls += 1;
+                let healthy = warm.calls < MAX_WARM_CALLS && warm.memory.data_size(&warm.store) <= MAX_WARM_MEMORY;
+                if healthy && !self.limits.per_request {
+                    let mut pool = self.warm.lock().unwrap_or_else(|e| e.into_inner());
+                    if pool.len() < WARM_PER_FUNCTION {
+                        pool.push(warm);
+                    }
+                }
+                output
+            }
+            // Any trap, timeout or limit discards the instance (it is dropped here).
+            Err(error) => Err(error),
+        }
+    }
+
+    /// One call through the SDK ABI. `Ok(Err(_))` is an error the guest reported itself.
+    async fn call_sdk(&self, warm: &mut Warm, event: &[u8]) -> Result<Result<Vec<u8>, HookError>, HookError> {
+        let timeout = self.limits.timeout;
+        let fail = |warm: &Warm, e: wasmtime::Error| classify(&self.arn, e, &warm.store.data().limiter, timeout);
+        let len = u32::try_from(event.len()).map_err(|_| HookError::validation("event too large"))?;
+        let ptr = match warm.alloc.call_async(&mut warm.store, len).await {
+            Ok(p) => p,
+            Err(e) => return Err(fail(warm, e)),
+        };
+        if let Err(e) = warm.memory.write(&mut warm.store, ptr as usize, event) {
+            return Err(HookError::execution(format!("verge_alloc returned an unusable buffer: {e}")));
+        }
+        let packed = match warm.handle.call_async(&mut warm.store, (ptr, len)).await {
+            Ok(p) => p,
+            Err(e) => return Err(fail(warm, e)),
+        };
+        let (out_ptr, raw_len) = ((packed >> 32) as u32, (packed & 0xffff_ffff) as u32);
+        let is_error = raw_len & (1 << 31) != 0;
+        let out_len = raw_len & !(1 << 31);
+        if out_len as usize > OUTPUT_CAP {
+            return Err(HookError::validation(format!("the function result is {out_len} bytes, over {OUTPUT_CAP}")));
+        }
+        let output = warm
+            .memory
+            .data(&warm.store)
+            .get(out_ptr as usize..out_ptr as usize + out_len as usize)
+            .map(<[u8]>::to_vec)
+            .ok_or_else(|| HookError::execution("the function returned an out-of-bounds result"))?;
+        if let Err(e) = warm.free.call_async(&mut warm.store, (out_ptr, raw_len & !(1 << 31))).await {
+            return Err(fail(warm, e));
+        }
+        Ok(if is_error {
+            Err(HookError::execution(format!("the function returned an error: {}", String::from_utf8_lossy(&output))))
+        } else {
+            Ok(output)
+        })
+    }
+
+    async fn invoke_command(&self, event: &[u8], request_id: &str) -> Result<Vec<u8>, HookError> {
+        let stdout = MemoryOutputPipe::new(OUTPUT_CAP);
+        let (mut store, _) = self.new_store(Some(event.to_vec()), Some(stdout.clone()));
+        Self::arm_deadline(&mut store, self.limits.timeout);
+        let result = async {
+            let instance = self.pre.instantiate_async(&mut store).await?;
+            let start: TypedFunc<(), ()> = instance.get_typed_func(&mut store, "_start")?;
+            start.call_async(&mut store, ()).await
+        }
+        .await;
+        self.log_stderr(store.data_mut(), request_id);
+        let exit = match result {
+            Ok(()) => 0,
+            Err(e) => match e.downcast_ref::<I32Exit>() {
+                Some(I32Exit(code)) => *code,
+                None => return Err(classify(&self.arn, e, &store.data().limiter, self.limits.timeout)),
+            },
+        };
+        if exit != 0 {
+            return Err(HookError::execution(format!("the function exited with status {exit}")));
+        }
+        let output = stdout.contents();
+        if output.len() >= OUTPUT_CAP {
+            return Err(HookError::validation(format!("the function wrote more than {OUTPUT_CAP} bytes to stdout")));
+        }
+        Ok(output.to_vec())
+    }
+}
