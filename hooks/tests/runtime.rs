@@ -1,0 +1,111 @@
+//! The wasmtime host against real guest modules: both ABIs, warm reuse, and every failure class.
+
+mod guests;
+
+use std::time::{Duration, Instant};
+
+use verge_hooks::{Abi, HookEngine, HookErrorKind, Limits};
+
+fn limits(timeout_ms: u64) -> Limits {
+    Limits { timeout: Duration::from_millis(timeout_ms), memory_bytes: 128 << 20, env: Vec::new(), per_request: false }
+}
+
+fn event(uri: &str, event_type: &str) -> Vec<u8> {
+    format!(
+        r#"{{"Records":[{{"cf":{{"config":{{"distributionDomainName":"d.verge.test","distributionId":"E1","eventType":"{event_type}","requestId":"r1"}},"request":{{"clientIp":"127.0.0.1","method":"GET","uri":"{uri}","querystring":"","headers":{{"host":[{{"key":"Host","value":"d.verge.test"}}]}}}}}}}}]}}"#
+    )
+    .into_bytes()
+}
+
+fn engine() -> HookEngine {
+    HookEngine::new(None).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sdk_abi_runs_and_reuses_warm_instances() {
+    let f = engine().load("arn:test:misbehave:1", &guests::guest("misbehave"), 1 << 20, limits(5000)).unwrap();
+    assert_eq!(f.abi, Abi::Sdk);
+    let out = f.invoke(&event("/x", "viewer-request"), "r1").await.unwrap();
+    let text = String::from_utf8(out).unwrap();
+    assert!(text.contains("\"x-misbehave\"") && text.contains("viewer-request"), "{text}");
+    // Globals persist in a warm instance, as in a Lambda execution environment.
+    let first = f.invoke(&event("/count", "viewer-request"), "r2").await.unwrap();
+    let second = f.invoke(&event("/count", "viewer-request"), "r3").await.unwrap();
+    let count = |b: &[u8]| {
+        serde_json::from_slice::<serde_json::Value>(b).unwrap()["body"].as_str().unwrap().parse::<u32>().unwrap()
+    };
+    assert_eq!(count(&second), count(&first) + 1);
+
+    let fresh = engine()
+        .load(
+            "arn:test:misbehave:1",
+            &guests::guest("misbehave"),
+            1 << 20,
+            Limits { per_request: true, ..limits(5000) },
+        )
+        .unwrap();
+    let a = fresh.invoke(&event("/count", "viewer-request"), "r4").await.unwrap();
+    let b = fresh.invoke(&event("/count", "viewer-request"), "r5").await.unwrap();
+    assert_eq!((count(&a), count(&b)), (1, 1), "per-request isolation: a fresh instance every call");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn command_abi_and_hand_written_wat() {
+    let f = engine().load("arn:test:echo:1", &guests::guest("echo-command"), 1 << 20, limits(5000)).unwrap();
+    assert_eq!(f.abi, Abi::Command);
+    let out = String::from_utf8(f.invoke(&event("/x", "origin-request"), "r1").await.unwrap()).unwrap();
+    assert!(out.contains("\"x-command\"") && out.contains("origin-request"), "{out}");
+
+    // A WASI command written by hand: ignores its input and prints a fixed request.
+    let wat = r#"(module
+      (import "wasi_snapshot_preview1" "fd_write" (func $fd_write (param i32 i32 i32 i32) (result i32)))
+      (memory (export "memory") 1)
+      (data (i32.const 64) "{\"uri\":\"/from-wat\",\"headers\":{\"host\":[{\"value\":\"d.verge.test\"}]}}")
+      (func (export "_start")
+        (i32.store (i32.const 0) (i32.const 64))
+        (i32.store (i32.const 4) (i32.const 65))
+        (drop (call $fd_write (i32.const 1) (i32.const 0) (i32.const 1) (i32.const 8)))))"#;
+    let f = engine().load("arn:test:wat:1", wat.as_bytes(), 1 << 20, limits(5000)).unwrap();
+    let out = String::from_utf8(f.invoke(&event("/x", "viewer-request"), "r1").await.unwrap()).unwrap();
+    assert_eq!(out, r#"{"uri":"/from-wat","headers":{"host":[{"value":"d.verge.test"}]}}"#);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failures_are_classified_and_never_crash_the_host() {
+    let f = engine().load("arn:test:misbehave:1", &guests::guest("misbehave"), 1 << 20, limits(300)).unwrap();
+    let started = Instant::now();
+    let spin = f.invoke(&event("/spin", "viewer-request"), "r1").await.unwrap_err();
+    assert_eq!((spin.kind, spin.reason.as_str()), (HookErrorKind::LimitExceeded, "timed out after 300 ms"));
+    assert!(started.elapsed() < Duration::from_secs(5), "cut at its deadline: {:?}", started.elapsed());
+    let bomb = f.invoke(&event("/bomb", "viewer-request"), "r2").await.unwrap_err();
+    assert_eq!(bomb.kind, HookErrorKind::LimitExceeded, "{bomb}");
+    assert!(bomb.reason.contains("memory limit of 128 MB"), "{bomb}");
+    let trap = f.invoke(&event("/trap", "viewer-request"), "r3").await.unwrap_err();
+    assert_eq!(trap.kind, HookErrorKind::Execution, "{trap}");
+    let fail = f.invoke(&event("/fail", "viewer-request"), "r4").await.unwrap_err();
+    assert!(fail.reason.contains("fixture returns an error"), "{fail}");
+    // And the function still works afterwards.
+    assert!(f.invoke(&event("/ok", "viewer-request"), "r5").await.is_ok());
+}
+
+#[test]
+fn load_time_checks() {
+    let e = engine();
+    let misbehave = guests::guest("misbehave");
+    let too_big = e.load("arn:test:misbehave:1", &misbehave, 1000, limits(5000)).err().unwrap();
+    assert!(too_big.contains("over the 1000-byte package limit"), "{too_big}");
+    let garbage = e.load("arn:test:x:1", b"\0asm garbage", 1 << 20, limits(5000)).err().unwrap();
+    assert!(garbage.contains("not a valid module"), "{garbage}");
+    let foreign = e
+        .load(
+            "arn:test:x:1",
+            br#"(module (import "env" "secret" (func)) (func (export "_start")))"#,
+            1 << 20,
+            limits(5000),
+        )
+        .err()
+        .unwrap();
+    assert!(foreign.contains("imports env::secret"), "{foreign}");
+    let no_entry = e.load("arn:test:x:1", b"(module)", 1 << 20, limits(5000)).err().unwrap();
+    assert!(no_entry.contains("exports neither"), "{no_entry}");
+}
