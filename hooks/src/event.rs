@@ -21,7 +21,7 @@ pub struct HeaderEntry {
 pub type HeaderMap = BTreeMap<String, Vec<HeaderEntry>>;
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", default)]
 pub struct EventConfig {
     pub distribution_domain_name: String,
     pub distribution_id: String,
@@ -30,7 +30,7 @@ pub struct EventConfig {
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", default)]
 pub struct EventBody {
     pub input_truncated: bool,
     pub action: String,
@@ -39,7 +39,7 @@ pub struct EventBody {
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", default)]
 pub struct EventRequest {
     pub client_ip: String,
     pub method: String,
@@ -52,13 +52,42 @@ pub struct EventRequest {
     pub origin: Option<Value>,
 }
 
-#[derive(Debug, Clone, Default, Serialize)]
-#[serde(rename_all = "camelCase")]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
 pub struct EventResponse {
+    #[serde(deserialize_with = "status_text")]
     pub status: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub status_description: Option<String>,
     pub headers: HeaderMap,
+}
+
+fn parse<T: serde::de::DeserializeOwned>(v: &Value, what: &str) -> Result<T, String> {
+    serde_json::from_value(v.clone()).map_err(|e| format!("{what}: {e}"))
+}
+
+fn status_text<'de, D: serde::Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    match Value::deserialize(d)? {
+        Value::String(s) => Ok(s),
+        Value::Number(n) => Ok(n.to_string()),
+        _ => Err(serde::de::Error::custom("status must be a string or a number")),
+    }
+}
+
+/// Reads a sample event (AWS's format): its config, request and response.
+pub fn decode(event: &[u8]) -> Result<(EventConfig, EventRequest, Option<EventResponse>), String> {
+    let value: Value = serde_json::from_slice(event).map_err(|e| format!("the event is not JSON: {e}"))?;
+    let cf = value.pointer("/Records/0/cf").ok_or("the event has no Records[0].cf")?;
+    let config: EventConfig = match cf.get("config") {
+        Some(c) => parse(c, "cf.config")?,
+        None => EventConfig::default(),
+    };
+    let request: EventRequest = parse(cf.get("request").ok_or("the event has no cf.request")?, "cf.request")?;
+    let response = match cf.get("response") {
+        Some(r) => Some(parse(r, "cf.response")?),
+        None => None,
+    };
+    Ok((config, request, response))
 }
 
 #[derive(Serialize)]

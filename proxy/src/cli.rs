@@ -22,6 +22,22 @@ pub struct Cli {
 }
 
 #[derive(Subcommand)]
+enum FunctionsCommand {
+    /// Copy a module in as the next version of NAME; prints the new version's ARN.
+    Publish {
+        name: String,
+        file: PathBuf,
+        #[arg(long, default_value = "functions")]
+        store: PathBuf,
+    },
+    /// List every published version with its sha256.
+    List {
+        #[arg(long, default_value = "functions")]
+        store: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
 enum Command {
     /// Serve a distribution (with no --config: the demo distribution in front of a built-in origin).
     Serve {
@@ -31,6 +47,33 @@ enum Command {
         /// Listen on these addresses instead of the file's `listen` (repeatable; port 0 picks a free port).
         #[arg(long)]
         listen: Vec<std::net::SocketAddr>,
+    },
+    /// Manage the function store: publish immutable versions, list them.
+    Functions {
+        #[command(subcommand)]
+        command: FunctionsCommand,
+    },
+    /// Run one function locally on an event file, with the same limits as in the proxy
+    /// (like `sam local invoke`; AWS's sample events work).
+    Invoke {
+        /// viewer-request, origin-request, origin-response or viewer-response.
+        #[arg(long)]
+        event_type: String,
+        /// A module file (.wasm or .wat) ...
+        #[arg(long, conflicts_with = "arn")]
+        function: Option<PathBuf>,
+        /// ... or a published version.
+        #[arg(long, requires = "store")]
+        arn: Option<String>,
+        #[arg(long)]
+        store: Option<PathBuf>,
+        /// The event JSON file.
+        #[arg(long)]
+        event: PathBuf,
+        #[arg(long)]
+        timeout_ms: Option<u64>,
+        #[arg(long)]
+        memory_mb: Option<u64>,
     },
     /// Invalidate cached objects through a running verge's admin API (`admin.listen`).
     Invalidate {
@@ -54,6 +97,10 @@ pub fn run() -> ExitCode {
         Command::Validate { files } => validate(&files),
         Command::Serve { config, listen } => serve(config, listen),
         Command::Invalidate { admin, paths } => invalidate(admin, &paths),
+        Command::Functions { command } => functions(command),
+        Command::Invoke { event_type, function, arn, store, event, timeout_ms, memory_mb } => {
+            crate::invoke::run(&event_type, function, arn, store, &event, timeout_ms, memory_mb)
+        }
     }
 }
 
@@ -72,6 +119,35 @@ fn validate(files: &[PathBuf]) -> ExitCode {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(EXIT_CONFIG)
+    }
+}
+
+fn functions(command: FunctionsCommand) -> ExitCode {
+    match command {
+        FunctionsCommand::Publish { name, file, store } => {
+            match verge_hooks::FunctionStore::new(store).publish(&name, &file) {
+                Ok(arn) => {
+                    println!("{arn}");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("verge: {e}");
+                    ExitCode::from(EXIT_CONFIG)
+                }
+            }
+        }
+        FunctionsCommand::List { store } => match verge_hooks::FunctionStore::new(store).list() {
+            Ok(versions) => {
+                for (arn, sha) in versions {
+                    println!("{arn}  sha256:{sha}");
+                }
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("verge: {e}");
+                ExitCode::from(EXIT_CONFIG)
+            }
+        },
     }
 }
 
@@ -107,6 +183,22 @@ fn invalidate(admin: std::net::SocketAddr, paths: &[String]) -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// The wasm engine, started only when the distribution associates functions; compiled code is cached
+/// in the function store's `.cache` directory.
+fn hook_engine(
+    dist: &verge_config::Distribution,
+    base_dir: &std::path::Path,
+) -> Result<Option<verge_hooks::HookEngine>, String> {
+    let any = dist.behaviors.iter().any(|b| b.functions.iter().any(Option::is_some));
+    if !any {
+        return Ok(None);
+    }
+    let store = base_dir.join(dist.functions.store.as_deref().unwrap_or("functions"));
+    // wasmtime wants an absolute cache directory.
+    let store = std::path::absolute(&store).map_err(|e| format!("{}: {e}", store.display()))?;
+    verge_hooks::HookEngine::new(Some(&store.join(".cache"))).map(Some)
 }
 
 fn init_logging() {
@@ -154,11 +246,24 @@ fn serve(config: Option<PathBuf>, listen: Vec<std::net::SocketAddr>) -> ExitCode
                 }
             }
         }
-        let snapshot = match Snapshot::build(dist) {
-            Ok(s) => s,
+        let base_dir = config
+            .as_deref()
+            .and_then(|p| p.parent())
+            .map(std::path::Path::to_path_buf)
+            .unwrap_or_else(|| std::path::PathBuf::from("."));
+        let engine = match hook_engine(&dist, &base_dir) {
+            Ok(engine) => engine,
             Err(e) => {
                 eprintln!("verge: {e}");
                 return ExitCode::FAILURE;
+            }
+        };
+        // An origin that does not resolve or a function that cannot be loaded is a distribution error.
+        let snapshot = match Snapshot::build(dist, &base_dir, engine.as_ref()) {
+            Ok(s) => s,
+            Err(e) => {
+                eprintln!("verge: {e}");
+                return ExitCode::from(EXIT_CONFIG);
             }
         };
         let started = match server::start(snapshot).await {

@@ -91,3 +91,44 @@ pub async fn write_https_redirect(
     session.write_response_header(Box::new(resp), true).await?;
     Ok(())
 }
+
+/// The error page of a failed function: 502 for invalid results, 503 for crashes and limits, with the
+/// CloudFront result type in `X-Cache`. Only validation reasons are shown to the viewer; every reason is
+/// in the log line `verge::hooks` writes.
+pub async fn write_function_error(
+    session: &mut Session,
+    error: &verge_hooks::HookError,
+    via: &str,
+    request_id: &str,
+) -> Result<()> {
+    let status = error.status();
+    let reason = match error.kind {
+        verge_hooks::HookErrorKind::Validation => {
+            format!("The Lambda function result failed validation: {}.", html_escape(&error.reason))
+        }
+        verge_hooks::HookErrorKind::Execution => {
+            "The Lambda function associated with this distribution failed while running.".to_string()
+        }
+        verge_hooks::HookErrorKind::LimitExceeded => {
+            "The Lambda function associated with this distribution exceeded its time or memory limit.".to_string()
+        }
+    };
+    let body = Bytes::from(body(status, &reason, request_id));
+    let mut resp = ResponseHeader::build(status, Some(8))?;
+    resp.insert_header("content-type", "text/html")?;
+    resp.insert_header("content-length", body.len().to_string())?;
+    resp.insert_header("server", "verge")?;
+    resp.insert_header("x-cache", format!("{} from verge", error.result_type()))?;
+    resp.insert_header("via", via)?;
+    resp.insert_header("x-amz-cf-id", request_id)?;
+    let head_only = session.req_header().method == http::Method::HEAD;
+    session.write_response_header(Box::new(resp), head_only).await?;
+    if !head_only {
+        session.write_response_body(Some(body), true).await?;
+    }
+    Ok(())
+}
+
+fn html_escape(text: &str) -> String {
+    text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")
+}

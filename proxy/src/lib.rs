@@ -5,12 +5,17 @@
 pub mod admin;
 pub mod cache;
 pub mod cli;
+pub mod context;
 pub mod demo;
 pub mod error_page;
 pub mod error_pages;
 pub mod forward;
+pub mod generated;
 pub mod http_server;
+pub mod invoke;
+pub mod lambda;
 pub mod proxy;
 pub mod request_id;
 pub mod server;
 pub mod snapshot;
+pub mod triggers;

@@ -1,6 +1,5 @@
 //! verge's `ProxyHttp`: the pingora phase callbacks, each doing its CloudFront step (docs/phases.md).
 
-use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use async_trait::async_trait;
@@ -13,16 +12,16 @@ use pingora_core::upstreams::peer::HttpPeer;
 use pingora_error::{Error, ErrorType, Result};
 use pingora_http::{RequestHeader, ResponseHeader};
 use pingora_proxy::{FailToProxy, ProxyHttp, Session};
-use verge_config::model::{Selection, Target, ViewerProtocolPolicy};
+use verge_config::model::{Selection, ViewerProtocolPolicy};
 
 use crate::cache::freshness::freshness;
 use crate::cache::key::primary_key;
 use crate::cache::storage::ObjectStore;
 use crate::cache::ttl::{self, Decision, TtlPolicy};
+use crate::context::RequestContext;
 use crate::error_page::{self, EdgeError};
-use crate::forward;
 use crate::request_id::new_request_id;
-use crate::snapshot::{SharedSnapshot, Snapshot};
+use crate::snapshot::SharedSnapshot;
 
 /// The error type verge raises to make pingora retry against the secondary origin of a group.
 const FAILOVER: ErrorType = ErrorType::Custom("verge-origin-failover");
@@ -40,45 +39,8 @@ pub struct VergeProxy {
     pub cache: CacheParts,
     /// verge's own first listener: custom error pages are fetched through it.
     pub self_addr: std::net::SocketAddr,
-}
-
-/// Per-request state. The snapshot is loaded once, so a request never sees two configurations.
-pub struct RequestContext {
-    snapshot: Arc<Snapshot>,
-    request_id: String,
-    started: Instant,
-    behavior: usize,
-    /// Index of the origin currently tried.
-    origin: usize,
-    on_secondary: bool,
-    /// Connection attempts made to the current origin.
-    attempts: u8,
-    /// Set when verge itself answered with an error page.
-    edge_error: Option<EdgeError>,
-    /// The origin's status when a custom error response replaces it.
-    custom_error_status: Option<u16>,
-}
-
-impl RequestContext {
-    /// Moves to the group's secondary origin when this request may fail over (GET/HEAD/OPTIONS).
-    fn try_failover(&mut self, method: &http::Method) -> bool {
-        let Target::Group(g) = self.snapshot.behavior(self.behavior).target else { return false };
-        let eligible = matches!(*method, http::Method::GET | http::Method::HEAD | http::Method::OPTIONS);
-        if self.on_secondary || !eligible {
-            return false;
-        }
-        self.origin = self.snapshot.dist.origin_groups[g].secondary;
-        self.on_secondary = true;
-        self.attempts = 0;
-        true
-    }
-
-    fn failover_codes(&self) -> &[u16] {
-        match self.snapshot.behavior(self.behavior).target {
-            Target::Group(g) if !self.on_secondary => &self.snapshot.dist.origin_groups[g].failover_status_codes,
-            _ => &[],
-        }
-    }
+    /// Serves origin-request answers back to pingora so they are cached like origin responses.
+    pub generator: crate::generated::Generator,
 }
 
 fn x_cache(session: &Session, status: u16) -> &'static str {
@@ -163,12 +125,25 @@ impl ProxyHttp for VergeProxy {
             attempts: 0,
             edge_error: None,
             custom_error_status: None,
+            client_ip: String::new(),
+            hook_error: None,
+            origin_request_ran_for: None,
+            origin_request_result: None,
+            generated_token: None,
+            sent_request: None,
+            replacement_body: None,
+            request_body: None,
+            forward_body: None,
+            origin_override: None,
+            generated_by: None,
+            forward_body_sent: false,
         }
     }
 
     /// Distribution checks, behavior selection, viewer protocol policy, methods, default root object.
     async fn request_filter(&self, session: &mut Session, ctx: &mut RequestContext) -> Result<bool> {
         let snapshot = ctx.snapshot.clone();
+        ctx.client_ip = session.client_addr().and_then(|a| a.as_inet()).map(|a| a.ip().to_string()).unwrap_or_default();
         if !snapshot.dist.enabled {
             return self.reject(session, ctx, EdgeError::DistributionDisabled).await;
         }
@@ -206,7 +181,7 @@ impl ProxyHttp for VergeProxy {
             }
         }
         ctx.origin = snapshot.primary_origin(behavior.target);
-        Ok(false)
+        self.viewer_request(session, ctx).await
     }
 
     /// Enables the cache for the behavior's cached methods unless the policy never caches.
@@ -262,26 +237,48 @@ impl ProxyHttp for VergeProxy {
         }
     }
 
-    async fn upstream_peer(&self, _session: &mut Session, ctx: &mut RequestContext) -> Result<Box<HttpPeer>> {
-        Ok(Box::new(ctx.snapshot.peers[ctx.origin].clone()))
+    /// origin-request runs here: once per origin tried (failover calls this again), before connecting.
+    async fn upstream_peer(&self, session: &mut Session, ctx: &mut RequestContext) -> Result<Box<HttpPeer>> {
+        self.origin_request(session, ctx).await?;
+        Ok(Box::new(self.peer(ctx)))
+    }
+
+    /// Sends a body verge already read (IncludeBody), or the one a function put in its place.
+    async fn request_body_filter(
+        &self,
+        _session: &mut Session,
+        body: &mut Option<bytes::Bytes>,
+        _end_of_stream: bool,
+        ctx: &mut RequestContext,
+    ) -> Result<()> {
+        if let Some(forward) = &ctx.forward_body {
+            *body = if ctx.forward_body_sent { None } else { Some(forward.clone()) };
+            ctx.forward_body_sent = true;
+        }
+        Ok(())
+    }
+
+    /// Replaces the origin's body with the one an origin-response function returned.
+    fn upstream_response_body_filter(
+        &self,
+        _session: &mut Session,
+        body: &mut Option<bytes::Bytes>,
+        end_of_stream: bool,
+        ctx: &mut RequestContext,
+    ) -> Result<Option<Duration>> {
+        if ctx.replacement_body.is_some() {
+            *body = if end_of_stream { ctx.replacement_body.take() } else { None };
+        }
+        Ok(None)
     }
 
     async fn upstream_request_filter(
         &self,
-        session: &mut Session,
+        _session: &mut Session,
         req: &mut RequestHeader,
         ctx: &mut RequestContext,
     ) -> Result<()> {
-        let snapshot = &ctx.snapshot;
-        let client_ip = session.client_addr().and_then(|a| a.as_inet()).map(|a| a.ip().to_string());
-        forward::origin_request(
-            req,
-            snapshot.behavior(ctx.behavior),
-            &snapshot.dist.origins[ctx.origin],
-            client_ip.as_deref(),
-            &snapshot.via,
-            &ctx.request_id,
-        )
+        self.prepare_origin_request(req, ctx)
     }
 
     /// Origin-group failover on the configured status codes (before anything is cached or sent).
@@ -291,12 +288,17 @@ impl ProxyHttp for VergeProxy {
         resp: &mut ResponseHeader,
         ctx: &mut RequestContext,
     ) -> Result<()> {
+        if ctx.generated_token.is_some() {
+            return Ok(());
+        }
         let status = resp.status.as_u16();
         if ctx.failover_codes().contains(&status) && ctx.try_failover(&session.req_header().method) {
             let mut e = Error::explain(FAILOVER, format!("primary origin answered {status}"));
             e.set_retry(true);
             return Err(e);
         }
+        self.origin_response(resp, ctx).await?;
+        let status = resp.status.as_u16();
         if !is_error_page_fetch(session) && ctx.snapshot.custom_error_page(status).is_some() {
             ctx.custom_error_status = Some(status);
             let mut e = Error::explain(CUSTOM_ERROR_PAGE, format!("origin answered {status}"));
@@ -365,6 +367,7 @@ impl ProxyHttp for VergeProxy {
         resp: &mut ResponseHeader,
         ctx: &mut RequestContext,
     ) -> Result<()> {
+        self.viewer_response(session, resp, ctx).await?;
         let status = resp.status.as_u16();
         // RFC 9111 §4.4: a successful unsafe method invalidates what is stored for its URL.
         let method = &session.req_header().method;
@@ -373,7 +376,9 @@ impl ProxyHttp for VergeProxy {
         if unsafe_method && status < 400 {
             self.cache.store.invalidate_url_path(session.req_header().uri.path());
         }
-        resp.insert_header("x-cache", x_cache(session, status))?;
+        let generated = ctx.generated_by.is_some() && session.cache.phase() != CachePhase::Hit;
+        let x_cache = if generated { "LambdaGeneratedResponse from verge" } else { x_cache(session, status) };
+        resp.insert_header("x-cache", x_cache)?;
         resp.insert_header("via", ctx.snapshot.via.as_str())?;
         resp.insert_header("x-amz-cf-id", ctx.request_id.as_str())?;
         Ok(())
@@ -407,7 +412,7 @@ impl ProxyHttp for VergeProxy {
             e.set_retry(true);
             return e;
         }
-        if e.etype() == &CUSTOM_ERROR_PAGE {
+        if e.etype() == &CUSTOM_ERROR_PAGE || e.etype() == &crate::triggers::HOOK_FAILED {
             e.set_retry(false);
             return e;
         }
@@ -432,6 +437,19 @@ impl ProxyHttp for VergeProxy {
 
     /// The one place proxy failures become responses: 502 for an unreachable origin, 504 for timeouts.
     async fn fail_to_proxy(&self, session: &mut Session, e: &Error, ctx: &mut RequestContext) -> FailToProxy {
+        if let Some(token) = ctx.generated_token.take() {
+            self.generator.discard(token);
+        }
+        if let Some(error) = ctx.hook_error.clone() {
+            if session.response_written().is_none() {
+                let written =
+                    error_page::write_function_error(session, &error, &ctx.snapshot.via, &ctx.request_id).await;
+                if let Err(e) = written {
+                    tracing::debug!(error = %e, "could not send the function error page");
+                }
+            }
+            return FailToProxy { error_code: error.status(), can_reuse_downstream: false };
+        }
         if let Some(status) = ctx.custom_error_status {
             return self.write_custom_error_page(session, ctx, status).await;
         }
@@ -465,6 +483,8 @@ impl ProxyHttp for VergeProxy {
         let status = session.response_written().map_or(0, |r| r.status.as_u16());
         let req = session.req_header();
         let result = match ctx.edge_error {
+            _ if ctx.hook_error.is_some() => ctx.hook_error.as_ref().map_or("Error", |e| e.result_type()),
+            _ if ctx.generated_by == Some(verge_config::model::EventType::ViewerRequest) => "LambdaGeneratedResponse",
             Some(_) => "Error",
             None if status >= 400 => "Error",
             None if session.cache.enabled() || session.cache.bypassing() => match session.cache.phase() {

@@ -94,11 +94,12 @@ pub async fn start(snapshot: Snapshot) -> std::io::Result<Started> {
         }
         None => None,
     };
+    let generator = crate::generated::Generator::start().await?;
     let shared: SharedSnapshot = Arc::new(ArcSwap::from_pointee(snapshot));
     let conf = Arc::new(ServerConf { max_retries: 8, ..Default::default() });
     let proxy = Arc::new(pingora_proxy::http_proxy(
         &conf,
-        VergeProxy { snapshot: shared.clone(), cache: CacheParts { store, lock }, self_addr },
+        VergeProxy { snapshot: shared.clone(), cache: CacheParts { store, lock }, self_addr, generator },
     ));
     let in_flight = Arc::new(AtomicUsize::new(0));
     let mut service =

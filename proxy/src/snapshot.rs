@@ -10,6 +10,8 @@ use verge_config::model::{Behavior, Distribution, Target};
 
 pub struct Snapshot {
     pub dist: Distribution,
+    /// The distribution's Lambda@Edge functions, compiled.
+    pub functions: crate::lambda::LoadedFunctions,
     /// `1.1 <domain> (verge)`: sent to origins and viewers.
     pub via: String,
     /// One prebuilt peer per origin, cloned per request (no DNS, no parsing per request).
@@ -17,8 +19,15 @@ pub struct Snapshot {
 }
 
 impl Snapshot {
-    /// Resolves every origin and prepares its peer; fails on an origin name that does not resolve.
-    pub fn build(dist: Distribution) -> Result<Self, String> {
+    /// Resolves every origin and prepares its peer, and loads every associated function version from the
+    /// store (relative to `base_dir`). Fails on an origin that does not resolve or a function that cannot
+    /// be loaded.
+    pub fn build(
+        dist: Distribution,
+        base_dir: &std::path::Path,
+        engine: Option<&verge_hooks::HookEngine>,
+    ) -> Result<Self, String> {
+        let functions = crate::lambda::LoadedFunctions::load(&dist, base_dir, engine)?;
         let mut peers = Vec::with_capacity(dist.origins.len());
         for origin in &dist.origins {
             let addr = (origin.domain_name.as_str(), origin.http_port)
@@ -26,16 +35,24 @@ impl Snapshot {
                 .map_err(|e| format!("origin `{}`: cannot resolve {}: {e}", origin.id, origin.domain_name))?
                 .next()
                 .ok_or_else(|| format!("origin `{}`: {} has no address", origin.id, origin.domain_name))?;
-            let mut peer = HttpPeer::new(addr, false, origin.domain_name.clone());
-            let secs = std::time::Duration::from_secs;
-            peer.options.connection_timeout = Some(secs(origin.connection_timeout_secs));
-            peer.options.read_timeout = Some(secs(origin.read_timeout_secs));
-            peer.options.write_timeout = Some(secs(origin.read_timeout_secs));
-            peer.options.idle_timeout = Some(secs(origin.keepalive_timeout_secs));
-            peers.push(peer);
+            peers.push(peer_for(addr, &origin.domain_name, origin));
         }
         let via = format!("1.1 {} (verge)", dist.domain_name);
-        Ok(Self { dist, via, peers })
+        Ok(Self { dist, functions, via, peers })
+    }
+
+    /// The event `config` for one invocation.
+    pub fn event_config(
+        &self,
+        event: verge_config::model::EventType,
+        request_id: &str,
+    ) -> verge_hooks::event::EventConfig {
+        verge_hooks::event::EventConfig {
+            distribution_domain_name: self.dist.domain_name.clone(),
+            distribution_id: self.dist.id.clone(),
+            event_type: event.as_str().to_string(),
+            request_id: request_id.to_string(),
+        }
     }
 
     /// The first behavior whose pattern matches `path` (the default one matches everything).
@@ -85,6 +102,17 @@ impl Snapshot {
     pub fn error_caching_min_ttl(&self, status: u16) -> u64 {
         self.dist.custom_error_responses.iter().find(|e| e.error_code == status).map_or(10, |e| e.error_caching_min_ttl)
     }
+}
+
+/// A pingora peer for `addr` with the timeouts of `origin`.
+pub fn peer_for(addr: std::net::SocketAddr, host: &str, origin: &verge_config::model::Origin) -> HttpPeer {
+    let mut peer = HttpPeer::new(addr, false, host.to_string());
+    let secs = std::time::Duration::from_secs;
+    peer.options.connection_timeout = Some(secs(origin.connection_timeout_secs));
+    peer.options.read_timeout = Some(secs(origin.read_timeout_secs));
+    peer.options.write_timeout = Some(secs(origin.read_timeout_secs));
+    peer.options.idle_timeout = Some(secs(origin.keepalive_timeout_secs));
+    peer
 }
 
 /// The live snapshot; `store` swaps in a new one atomically (requests in flight keep theirs).

@@ -1,0 +1,245 @@
+//! Lambda@Edge triggers in the proxy: loading the distribution's functions, building each trigger's
+//! event from pingora's request/response, and applying what the function returned (docs/abi.md).
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use pingora_http::{RequestHeader, ResponseHeader};
+use serde_json::json;
+use verge_config::model::{Distribution, EventType, Origin};
+use verge_hooks::event::{
+    self, EventBody, EventConfig, EventRequest, EventResponse, HeaderEntry, HeaderMap, HookOutput,
+};
+use verge_hooks::{Function, FunctionStore, HookEngine, HookError, Limits};
+
+/// Every behavior's functions, indexed like `Distribution::behaviors` and then by `EventType::index`.
+#[derive(Default)]
+pub struct LoadedFunctions {
+    by_behavior: Vec<[Option<Arc<Function>>; 4]>,
+}
+
+impl LoadedFunctions {
+    /// Verifies, compiles and checks every associated function version once.
+    pub fn load(dist: &Distribution, base_dir: &Path, engine: Option<&HookEngine>) -> Result<Self, String> {
+        let mut by_behavior = Vec::with_capacity(dist.behaviors.len());
+        let mut compiled: HashMap<String, Arc<Function>> = HashMap::new();
+        // The package limit of a function is that of its strictest trigger.
+        let mut package_limit: HashMap<String, u64> = HashMap::new();
+        for a in dist.behaviors.iter().flat_map(|b| b.functions.iter().flatten()) {
+            let limit = package_limit.entry(a.arn.to_string()).or_insert(u64::MAX);
+            *limit = (*limit).min(a.event_type.limits().max_package_bytes);
+        }
+        for behavior in &dist.behaviors {
+            let mut slots: [Option<Arc<Function>>; 4] = Default::default();
+            for a in behavior.functions.iter().flatten() {
+                let key = a.arn.to_string();
+                if let Some(f) = compiled.get(&key) {
+                    slots[a.event_type.index()] = Some(f.clone());
+                    continue;
+                }
+                let engine = engine.ok_or("functions are associated but no hook engine was started")?;
+                let store_dir = base_dir.join(dist.functions.store.as_deref().unwrap_or("functions"));
+                let store = FunctionStore::new(store_dir);
+                let bytes = store.load(&a.arn)?;
+                let settings = dist.functions.settings.get(&a.arn.name);
+                let limits = Limits {
+                    timeout: Duration::from_millis(settings.map_or(5_000, |s| s.timeout_ms)),
+                    memory_bytes: (settings.map_or(128, |s| s.memory_mb).min(4096) as usize) << 20,
+                    env: settings.map(|s| s.env.clone()).unwrap_or_default(),
+                    per_request: settings.is_some_and(|s| s.isolation == verge_config::model::Isolation::PerRequest),
+                };
+                let function = Arc::new(engine.load(&key, &bytes, package_limit[&key], limits)?);
+                compiled.insert(key, function.clone());
+                slots[a.event_type.index()] = Some(function);
+            }
+            by_behavior.push(slots);
+        }
+        Ok(Self { by_behavior })
+    }
+
+    pub fn get(&self, behavior: usize, event: EventType) -> Option<&Arc<Function>> {
+        self.by_behavior.get(behavior)?[event.index()].as_ref()
+    }
+
+    pub fn any(&self) -> bool {
+        self.by_behavior.iter().any(|slots| slots.iter().any(Option::is_some))
+    }
+}
+
+/// Headers as the event shows them: lower-case names, disallowed ones left out.
+pub fn event_headers(headers: &http::HeaderMap) -> HeaderMap {
+    let mut map = HeaderMap::new();
+    for (name, value) in headers {
+        let name = name.as_str();
+        if event::is_disallowed(name) {
+            continue;
+        }
+        map.entry(name.to_string()).or_default().push(HeaderEntry {
+            key: Some(canonical(name)),
+            value: String::from_utf8_lossy(value.as_bytes()).into_owned(),
+        });
+    }
+    map
+}
+
+/// `x-my-header` -> `X-My-Header`.
+fn canonical(name: &str) -> String {
+    let mut out = String::with_capacity(name.len());
+    let mut upper = true;
+    for c in name.chars() {
+        out.push(if upper { c.to_ascii_uppercase() } else { c });
+        upper = c == '-';
+    }
+    out
+}
+
+pub fn event_request(req: &RequestHeader, client_ip: &str) -> EventRequest {
+    EventRequest {
+        client_ip: client_ip.to_string(),
+        method: req.method.as_str().to_string(),
+        uri: req.uri.path().to_string(),
+        querystring: req.uri.query().unwrap_or("").to_string(),
+        headers: event_headers(&req.headers),
+        body: None,
+        origin: None,
+    }
+}
+
+pub fn event_response(resp: &ResponseHeader) -> EventResponse {
+    EventResponse {
+        status: resp.status.as_u16().to_string(),
+        status_description: resp.status.canonical_reason().map(str::to_string),
+        headers: event_headers(&resp.headers),
+    }
+}
+
+/// `cf.request.origin` for an origin event.
+pub fn event_origin(origin: &Origin) -> serde_json::Value {
+    let custom_headers: serde_json::Map<String, serde_json::Value> = origin
+        .custom_headers
+        .iter()
+        .map(|(n, v)| (n.to_ascii_lowercase(), json!([{ "key": n, "value": v }])))
+        .collect();
+    json!({ "custom": {
+        "domainName": origin.domain_name,
+        "port": origin.http_port,
+        "protocol": "http",
+        "path": origin.origin_path,
+        "sslProtocols": ["TLSv1.2"],
+        "readTimeout": origin.read_timeout_secs,
+        "keepaliveTimeout": origin.keepalive_timeout_secs,
+        "customHeaders": custom_headers,
+    }})
+}
+
+/// The body as IncludeBody exposes it: base64, cut at the trigger's limit.
+pub fn event_body(body: &[u8], event: EventType) -> EventBody {
+    use base64::Engine as _;
+    let limit = event.limits().max_body_bytes;
+    let shown = &body[..body.len().min(limit)];
+    EventBody {
+        input_truncated: body.len() > limit,
+        action: "read-only".to_string(),
+        encoding: "base64".to_string(),
+        data: base64::engine::general_purpose::STANDARD.encode(shown),
+    }
+}
+
+/// The body a function asked to send on, if it replaced it.
+pub fn replaced_body(body: &Option<EventBody>) -> Option<Vec<u8>> {
+    use base64::Engine as _;
+    let body = body.as_ref().filter(|b| b.action == "replace")?;
+    if body.encoding == "base64" {
+        base64::engine::general_purpose::STANDARD.decode(&body.data).ok()
+    } else {
+        Some(body.data.clone().into_bytes())
+    }
+}
+
+pub struct Invocation<'a> {
+    pub function: &'a Function,
+    pub event: EventType,
+    pub config: &'a EventConfig,
+}
+
+impl Invocation<'_> {
+    /// Runs the function and validates its result; failures are logged here, once, with the ARN.
+    pub async fn run(&self, request: &EventRequest, response: Option<&EventResponse>) -> Result<HookOutput, HookError> {
+        let input = event::encode(self.config, request, response);
+        let result = match self.function.invoke(&input, &self.config.request_id).await {
+            Ok(output) => event::parse_output(self.event, &output, request, response),
+            Err(e) => Err(e),
+        };
+        if let Err(e) = &result {
+            tracing::warn!(
+                target: "verge::hooks",
+                arn = %self.function.arn,
+                event_type = self.event.as_str(),
+                request_id = %self.config.request_id,
+                result_type = e.result_type(),
+                reason = %e.reason,
+                "function failed"
+            );
+        }
+        result
+    }
+}
+
+/// Replaces the request's uri, query string and headers with what a request trigger returned.
+/// Disallowed headers (never shown to the function) are kept as they were.
+pub fn apply_request(req: &mut RequestHeader, result: &EventRequest, path_prefix: &str) -> pingora_error::Result<()> {
+    let mut uri = String::with_capacity(path_prefix.len() + result.uri.len() + result.querystring.len() + 1);
+    uri.push_str(path_prefix);
+    uri.push_str(&result.uri);
+    if !result.querystring.is_empty() {
+        uri.push('?');
+        uri.push_str(&result.querystring);
+    }
+    let parsed = uri.parse().map_err(|e| {
+        pingora_error::Error::because(pingora_error::ErrorType::InvalidHTTPHeader, "uri from function", e)
+    })?;
+    req.set_uri(parsed);
+    let names: Vec<http::HeaderName> =
+        req.headers.keys().filter(|n| !event::is_disallowed(n.as_str())).cloned().collect();
+    for name in names {
+        req.remove_header(&name);
+    }
+    for (name, entries) in &result.headers {
+        for entry in entries {
+            req.append_header(entry.key.clone().unwrap_or_else(|| canonical(name)), entry.value.as_str())?;
+        }
+    }
+    Ok(())
+}
+
+/// Replaces a response's headers (and status) with what a response trigger returned.
+pub fn apply_response(resp: &mut ResponseHeader, result: &event::HookResponse) -> pingora_error::Result<()> {
+    resp.set_status(result.status)?;
+    let names: Vec<http::HeaderName> =
+        resp.headers.keys().filter(|n| !event::is_disallowed(n.as_str())).cloned().collect();
+    for name in names {
+        resp.remove_header(&name);
+    }
+    for (name, entries) in &result.headers {
+        for entry in entries {
+            resp.append_header(entry.key.clone().unwrap_or_else(|| canonical(name)), entry.value.as_str())?;
+        }
+    }
+    Ok(())
+}
+
+/// A generated response as a pingora header plus body.
+pub fn generated(result: &event::HookResponse) -> pingora_error::Result<(ResponseHeader, bytes::Bytes)> {
+    let body = bytes::Bytes::from(result.body.clone().unwrap_or_default());
+    let mut resp = ResponseHeader::build(result.status, Some(result.headers.len() + 4))?;
+    for (name, entries) in &result.headers {
+        for entry in entries {
+            resp.append_header(entry.key.clone().unwrap_or_else(|| canonical(name)), entry.value.as_str())?;
+        }
+    }
+    resp.remove_header(&http::header::TRANSFER_ENCODING);
+    resp.insert_header(http::header::CONTENT_LENGTH, body.len().to_string())?;
+    Ok((resp, body))
+}
