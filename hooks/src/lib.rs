@@ -6,6 +6,8 @@ pub mod error;
 pub mod event;
 pub mod runtime;
 pub mod store;
+#[doc(hidden)]
+pub mod testing;
 
 pub use error::{HookError, HookErrorKind};
 pub use runtime::{Abi, Function, HookEngine, Limits};

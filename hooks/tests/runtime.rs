@@ -1,7 +1,5 @@
 //! The wasmtime host against real guest modules: both ABIs, warm reuse, and every failure class.
 
-mod guests;
-
 use std::time::{Duration, Instant};
 
 use verge_hooks::{Abi, HookEngine, HookErrorKind, Limits};
@@ -17,13 +15,17 @@ fn event(uri: &str, event_type: &str) -> Vec<u8> {
     .into_bytes()
 }
 
+fn guest(name: &str) -> Vec<u8> {
+    std::fs::read(verge_hooks::testing::guest_path(name)).unwrap()
+}
+
 fn engine() -> HookEngine {
     HookEngine::new(None).unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sdk_abi_runs_and_reuses_warm_instances() {
-    let f = engine().load("arn:test:misbehave:1", &guests::guest("misbehave"), 1 << 20, limits(5000)).unwrap();
+    let f = engine().load("arn:test:misbehave:1", &guest("misbehave"), 1 << 20, limits(5000)).unwrap();
     assert_eq!(f.abi, Abi::Sdk);
     let out = f.invoke(&event("/x", "viewer-request"), "r1").await.unwrap();
     let text = String::from_utf8(out).unwrap();
@@ -37,12 +39,7 @@ async fn sdk_abi_runs_and_reuses_warm_instances() {
     assert_eq!(count(&second), count(&first) + 1);
 
     let fresh = engine()
-        .load(
-            "arn:test:misbehave:1",
-            &guests::guest("misbehave"),
-            1 << 20,
-            Limits { per_request: true, ..limits(5000) },
-        )
+        .load("arn:test:misbehave:1", &guest("misbehave"), 1 << 20, Limits { per_request: true, ..limits(5000) })
         .unwrap();
     let a = fresh.invoke(&event("/count", "viewer-request"), "r4").await.unwrap();
     let b = fresh.invoke(&event("/count", "viewer-request"), "r5").await.unwrap();
@@ -51,7 +48,7 @@ async fn sdk_abi_runs_and_reuses_warm_instances() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn command_abi_and_hand_written_wat() {
-    let f = engine().load("arn:test:echo:1", &guests::guest("echo-command"), 1 << 20, limits(5000)).unwrap();
+    let f = engine().load("arn:test:echo:1", &guest("echo-command"), 1 << 20, limits(5000)).unwrap();
     assert_eq!(f.abi, Abi::Command);
     let out = String::from_utf8(f.invoke(&event("/x", "origin-request"), "r1").await.unwrap()).unwrap();
     assert!(out.contains("\"x-command\"") && out.contains("origin-request"), "{out}");
@@ -72,7 +69,7 @@ async fn command_abi_and_hand_written_wat() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn failures_are_classified_and_never_crash_the_host() {
-    let f = engine().load("arn:test:misbehave:1", &guests::guest("misbehave"), 1 << 20, limits(300)).unwrap();
+    let f = engine().load("arn:test:misbehave:1", &guest("misbehave"), 1 << 20, limits(300)).unwrap();
     let started = Instant::now();
     let spin = f.invoke(&event("/spin", "viewer-request"), "r1").await.unwrap_err();
     assert_eq!((spin.kind, spin.reason.as_str()), (HookErrorKind::LimitExceeded, "timed out after 300 ms"));
@@ -91,7 +88,7 @@ async fn failures_are_classified_and_never_crash_the_host() {
 #[test]
 fn load_time_checks() {
     let e = engine();
-    let misbehave = guests::guest("misbehave");
+    let misbehave = guest("misbehave");
     let too_big = e.load("arn:test:misbehave:1", &misbehave, 1000, limits(5000)).err().unwrap();
     assert!(too_big.contains("over the 1000-byte package limit"), "{too_big}");
     let garbage = e.load("arn:test:x:1", b"\0asm garbage", 1 << 20, limits(5000)).err().unwrap();

@@ -4,4 +4,5 @@ mod harness;
 
 mod caching;
 mod cli;
+mod hooks;
 mod routing;

@@ -168,10 +168,19 @@ impl Invocation<'_> {
     /// Runs the function and validates its result; failures are logged here, once, with the ARN.
     pub async fn run(&self, request: &EventRequest, response: Option<&EventResponse>) -> Result<HookOutput, HookError> {
         let input = event::encode(self.config, request, response);
+        let started = std::time::Instant::now();
         let result = match self.function.invoke(&input, &self.config.request_id).await {
             Ok(output) => event::parse_output(self.event, &output, request, response),
             Err(e) => Err(e),
         };
+        tracing::debug!(
+            target: "verge::hooks",
+            arn = %self.function.arn,
+            event_type = self.event.as_str(),
+            request_id = %self.config.request_id,
+            micros = started.elapsed().as_micros() as u64,
+            "invoked"
+        );
         if let Err(e) = &result {
             tracing::warn!(
                 target: "verge::hooks",

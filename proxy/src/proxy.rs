@@ -291,13 +291,15 @@ impl ProxyHttp for VergeProxy {
         if ctx.generated_token.is_some() {
             return Ok(());
         }
-        let status = resp.status.as_u16();
-        if ctx.failover_codes().contains(&status) && ctx.try_failover(&session.req_header().method) {
-            let mut e = Error::explain(FAILOVER, format!("primary origin answered {status}"));
+        // origin-response runs for every origin answer, the primary's too when it then fails over.
+        let origin_status = resp.status.as_u16();
+        self.origin_response(resp, ctx).await?;
+        if ctx.failover_codes().contains(&origin_status) && ctx.try_failover(&session.req_header().method) {
+            ctx.replacement_body = None;
+            let mut e = Error::explain(FAILOVER, format!("primary origin answered {origin_status}"));
             e.set_retry(true);
             return Err(e);
         }
-        self.origin_response(resp, ctx).await?;
         let status = resp.status.as_u16();
         if !is_error_page_fetch(session) && ctx.snapshot.custom_error_page(status).is_some() {
             ctx.custom_error_status = Some(status);

@@ -82,14 +82,26 @@ pub struct Verge {
 impl Verge {
     /// Writes `yaml` to a file and runs `verge serve --config FILE --listen 127.0.0.1:0`.
     pub fn start(yaml: &str) -> Self {
+        Self::start_in(TempDir::new(), yaml)
+    }
+
+    /// Publishes `(function name, guest module or .wat text)` pairs into `./functions` beside the
+    /// distribution (with the real `verge functions publish`), then starts verge.
+    pub fn start_with_functions(yaml: &str, functions: &[(&str, Module<'_>)]) -> Self {
         let dir = TempDir::new();
+        publish(&dir, functions);
+        Self::start_in(dir, yaml)
+    }
+
+    /// Like `start`, in a prepared directory.
+    pub fn start_in(dir: TempDir, yaml: &str) -> Self {
         let path = dir.path.join("distribution.yaml");
         std::fs::write(&path, yaml).unwrap();
         let mut child = Command::new(env!("CARGO_BIN_EXE_verge"))
             .args(["serve", "--config"])
             .arg(&path)
             .args(["--listen", "127.0.0.1:0"])
-            .env("VERGE_LOG", "info")
+            .env("VERGE_LOG", "info,verge::hooks=debug")
             .env_remove("RUST_BACKTRACE")
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -148,6 +160,16 @@ impl Verge {
             &[],
             paths.join("\n").as_bytes(),
         )
+    }
+
+    /// Waits until the access log has the line of `request_id`, then lists the triggers that ran for it.
+    pub fn triggers_for(&self, request_id: &str) -> Vec<String> {
+        assert!(self.wait_for_output(&format!("request_id={request_id} method")), "no access log for {request_id}");
+        self.output()
+            .lines()
+            .filter(|l| l.contains("invoked") && l.contains(&format!("request_id={request_id}")))
+            .filter_map(|l| l.split("event_type=\"").nth(1)?.split('"').next().map(str::to_string))
+            .collect()
     }
 
     /// Waits (up to `TIMEOUT`) until the process has printed `needle`; returns whether it did.
@@ -291,4 +313,35 @@ pub fn run_verge(args: &[&str]) -> (i32, String, String) {
         String::from_utf8_lossy(&out.stdout).into_owned(),
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
+}
+
+/// A function module for `start_with_functions`.
+pub enum Module<'a> {
+    /// A module built from the guest workspace, by file stem (`misbehave`, `security_headers`).
+    Guest(&'a str),
+    /// WebAssembly text.
+    Wat(&'a str),
+}
+
+/// Publishes functions into `dir/functions`, each as version 1, with the real CLI.
+pub fn publish(dir: &TempDir, functions: &[(&str, Module<'_>)]) {
+    let store = dir.path.join("functions");
+    for (name, module) in functions {
+        let path = match module {
+            Module::Guest(stem) => verge_hooks::testing::guest_path(stem),
+            Module::Wat(text) => {
+                let p = dir.path.join(format!("{name}.wat"));
+                std::fs::write(&p, text).unwrap();
+                p
+            }
+        };
+        let (code, out, err) =
+            run_verge(&["functions", "publish", name, path.to_str().unwrap(), "--store", store.to_str().unwrap()]);
+        assert_eq!(code, 0, "publish {name}: {out}{err}");
+    }
+}
+
+/// The ARN `verge functions publish` gives version `version` of `name`.
+pub fn arn(name: &str, version: u32) -> String {
+    format!("arn:aws:lambda:us-east-1:000000000000:function:{name}:{version}")
 }
