@@ -186,10 +186,7 @@ fn include_body_exposes_a_truncated_copy_and_forwards_the_whole_body() {
             "    - {{event_type: viewer-request, lambda_function_arn: '{}', include_body: true}}\n",
             arn("misbehave", 1)
         );
-    let verge = Verge::start_with_functions(
-        &yaml.replace("  lambda_function_associations:\n    -", "  lambda_function_associations:\n    -"),
-        &[("misbehave", Module::Guest("misbehave"))],
-    );
+    let verge = Verge::start_with_functions(&yaml, &[("misbehave", Module::Guest("misbehave"))]);
     let big = vec![b'a'; 50 * 1024];
     let resp = verge.request("POST", "/body", &[], &big);
     assert_eq!(resp.text(), format!("truncated=true encoding=base64 len={}", 40 * 1024 / 3 * 4 + 4));
