@@ -4,5 +4,6 @@ mod harness;
 
 mod caching;
 mod cli;
+mod examples;
 mod hooks;
 mod routing;
