@@ -79,6 +79,8 @@ async fn failures_are_classified_and_never_crash_the_host() {
     assert!(bomb.reason.contains("memory limit of 128 MB"), "{bomb}");
     let trap = f.invoke(&event("/trap", "viewer-request"), "r3").await.unwrap_err();
     assert_eq!(trap.kind, HookErrorKind::Execution, "{trap}");
+    let sleep = f.invoke(&event("/sleep", "viewer-request"), "r6").await.unwrap_err();
+    assert_eq!(sleep.kind, HookErrorKind::Execution, "blocking WASI calls are denied: {sleep}");
     let fail = f.invoke(&event("/fail", "viewer-request"), "r4").await.unwrap_err();
     assert!(fail.reason.contains("fixture returns an error"), "{fail}");
     // And the function still works afterwards.
@@ -105,4 +107,13 @@ fn load_time_checks() {
     assert!(foreign.contains("imports env::secret"), "{foreign}");
     let no_entry = e.load("arn:test:x:1", b"(module)", 1 << 20, limits(5000)).err().unwrap();
     assert!(no_entry.contains("exports neither"), "{no_entry}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hooks_see_only_their_configured_environment() {
+    let limits = Limits { env: vec![("COOKIE_NAME".into(), "ab_test".into())], ..limits(5000) };
+    let f = engine().load("arn:test:misbehave:1", &guest("misbehave"), 1 << 20, limits).unwrap();
+    let out = f.invoke(&event("/env", "viewer-request"), "r1").await.unwrap();
+    let body = serde_json::from_slice::<serde_json::Value>(&out).unwrap()["body"].as_str().unwrap().to_string();
+    assert_eq!(body, r#"vars=[("COOKIE_NAME", "ab_test")] file=false"#);
 }

@@ -1,7 +1,7 @@
 //! Test fixture hook: misbehaves on purpose, chosen by the request path, so one module covers every
 //! failure class. `/spin` loops forever, `/bomb` allocates 200 MiB, `/trap` panics, `/readonly` changes a
 //! read-only header, `/oversize` generates a 64 KiB response, `/status-99` returns an invalid status,
-//! `/generate` answers itself, `/body` reports the body it was given, `/count` counts warm invocations.
+//! `/sleep` asks WASI to sleep, `/env` reports its environment and file access, `/generate` answers itself, `/body` reports the body it was given, `/count` counts warm invocations.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -28,6 +28,15 @@ fn handle(event: Event) -> Result<Outcome, String> {
             Err(format!("allocated {}", hog.len()))
         }
         "trap" => panic!("fixture panics on purpose"),
+        "sleep" => {
+            std::thread::sleep(std::time::Duration::from_secs(30));
+            Err("slept".to_string())
+        }
+        "env" => Ok(Outcome::Response(Response::new(200).with_body(format!(
+            "vars={:?} file={}",
+            std::env::vars().collect::<Vec<_>>(),
+            std::fs::read_to_string("/etc/passwd").is_ok()
+        )))),
         "fail" => Err("fixture returns an error".to_string()),
         "readonly" => {
             request.headers.set("host", "evil.example");
