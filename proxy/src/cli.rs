@@ -47,6 +47,9 @@ enum Command {
         /// Listen on these addresses instead of the file's `listen` (repeatable; port 0 picks a free port).
         #[arg(long)]
         listen: Vec<std::net::SocketAddr>,
+        /// Demo only: the directory of the built example hooks (ab_test.wasm, security_headers.wasm, webp.wasm).
+        #[arg(long)]
+        demo_functions: Option<PathBuf>,
     },
     /// Manage the function store: publish immutable versions, list them.
     Functions {
@@ -95,7 +98,7 @@ pub fn run() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Validate { files } => validate(&files),
-        Command::Serve { config, listen } => serve(config, listen),
+        Command::Serve { config, listen, demo_functions } => serve(config, listen, demo_functions),
         Command::Invalidate { admin, paths } => invalidate(admin, &paths),
         Command::Functions { command } => functions(command),
         Command::Invoke { event_type, function, arn, store, event, timeout_ms, memory_mb } => {
@@ -212,7 +215,7 @@ fn init_logging() {
         .try_init();
 }
 
-fn serve(config: Option<PathBuf>, listen: Vec<std::net::SocketAddr>) -> ExitCode {
+fn serve(config: Option<PathBuf>, listen: Vec<std::net::SocketAddr>, demo_functions: Option<PathBuf>) -> ExitCode {
     init_logging();
     let is_demo = config.is_none();
     let parsed = match &config {
@@ -228,6 +231,16 @@ fn serve(config: Option<PathBuf>, listen: Vec<std::net::SocketAddr>) -> ExitCode
     };
     if !listen.is_empty() {
         dist.listen = listen;
+    }
+    if is_demo {
+        match demo::prepare_functions(&mut dist, demo_functions.as_deref()) {
+            Ok(true) => println!("verge: demo hooks published: security-headers, ab-test, webp"),
+            Ok(false) => println!("verge: demo without hooks (scripts/demo builds them and passes --demo-functions)"),
+            Err(e) => {
+                eprintln!("verge: demo hooks: {e}");
+                return ExitCode::FAILURE;
+            }
+        }
     }
     let runtime = match tokio::runtime::Builder::new_multi_thread().worker_threads(dist.threads).enable_all().build() {
         Ok(r) => r,
@@ -282,7 +295,9 @@ fn serve(config: Option<PathBuf>, listen: Vec<std::net::SocketAddr>) -> ExitCode
         }
         if is_demo {
             let a = started.addrs[0];
-            println!("try:\n  curl -i http://{a}/            (default root object, cached: run it twice)\n  curl -i http://{a}/images/cat.jpg\n  curl -i http://{a}/api/time    (CachingDisabled behavior)\n  curl -i -X POST http://{a}/    (403: method not allowed)");
+            println!(
+                "try:\n  curl -i http://{a}/                 default root object, security headers; run it twice for a Hit\n  curl -i http://{a}/ab/page          A/B test: a group, a rewritten uri and a Set-Cookie\n  curl -i -H 'Accept: image/webp' http://{a}/images/cat.jpg   webp for viewers that accept it\n  curl -i http://{a}/images/cat.jpg   the jpeg for the others (Accept is in the cache key)\n  curl -i http://{a}/api/time         CachingDisabled behavior\n  curl -i -X POST http://{a}/         403: method not allowed"
+            );
         }
         server::run_until_signal(started).await;
         ExitCode::SUCCESS

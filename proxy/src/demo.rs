@@ -25,15 +25,48 @@ fn demo_origin(req: &OriginRequest) -> OriginResponse {
         "/api/time" => OriginResponse::new(200, format!("{{\"now\":{now}}}\n"))
             .header("content-type", "application/json")
             .header("cache-control", "no-store"),
-        p if p.starts_with("/images/") => OriginResponse::new(200, vec![b'x'; 1024])
+        p if p.starts_with("/images/") && p.ends_with(".webp") => {
+            OriginResponse::new(200, format!("WEBP bytes of {p} (was {:?})\n", req.header("x-original-format")))
+                .header("content-type", "image/webp")
+                .header("cache-control", "max-age=3600")
+        }
+        p if p.starts_with("/images/") => OriginResponse::new(200, format!("JPEG bytes of {p}\n"))
             .header("content-type", "image/jpeg")
             .header("cache-control", "max-age=3600"),
+        p if p.starts_with("/version-A/") || p.starts_with("/version-B/") => {
+            OriginResponse::new(200, format!("You are in group {} ({p})\n", &p[9..10]))
+                .header("content-type", "text/plain")
+                .header("cache-control", "max-age=60")
+        }
         p if p.starts_with("/error/") => {
             let code = p.trim_start_matches("/error/").parse().unwrap_or(500);
             OriginResponse::new(code, format!("origin error {code}\n")).header("content-type", "text/plain")
         }
         _ => OriginResponse::new(404, "not found\n").header("content-type", "text/plain"),
     }
+}
+
+/// The example hooks the demo associates: (function name, module file stem).
+const DEMO_FUNCTIONS: [(&str, &str); 3] =
+    [("security-headers", "security_headers"), ("ab-test", "ab_test"), ("webp", "webp")];
+
+/// Publishes the example hooks from `modules` (built guests) into a fresh temporary store and points
+/// the distribution at it; without `modules`, drops the demo's hooks.
+pub fn prepare_functions(dist: &mut Distribution, modules: Option<&std::path::Path>) -> Result<bool, String> {
+    let Some(modules) = modules else {
+        for behavior in &mut dist.behaviors {
+            behavior.functions = Default::default();
+        }
+        return Ok(false);
+    };
+    let store_dir = std::env::temp_dir().join(format!("verge-demo-{}", std::process::id())).join("functions");
+    let _ = std::fs::remove_dir_all(&store_dir);
+    let store = verge_hooks::FunctionStore::new(&store_dir);
+    for (name, stem) in DEMO_FUNCTIONS {
+        store.publish(name, &modules.join(format!("{stem}.wasm")))?;
+    }
+    dist.functions.store = Some(store_dir.display().to_string());
+    Ok(true)
 }
 
 /// Starts the demo origin on an ephemeral loopback port and points the demo origins at it.

@@ -97,10 +97,19 @@ impl Verge {
     pub fn start_in(dir: TempDir, yaml: &str) -> Self {
         let path = dir.path.join("distribution.yaml");
         std::fs::write(&path, yaml).unwrap();
+        let config = path.to_str().unwrap().to_string();
+        Self::spawn(dir, &["serve", "--config", &config, "--listen", "127.0.0.1:0"])
+    }
+
+    /// The demo (`verge serve` with no config), with the example hooks built from the guest workspace.
+    pub fn start_demo() -> Self {
+        let modules = verge_hooks::testing::guest_dir().to_str().unwrap().to_string();
+        Self::spawn(TempDir::new(), &["serve", "--listen", "127.0.0.1:0", "--demo-functions", &modules])
+    }
+
+    fn spawn(dir: TempDir, args: &[&str]) -> Self {
         let mut child = Command::new(env!("CARGO_BIN_EXE_verge"))
-            .args(["serve", "--config"])
-            .arg(&path)
-            .args(["--listen", "127.0.0.1:0"])
+            .args(args)
             .env("VERGE_LOG", "info,verge::hooks=debug")
             .env_remove("RUST_BACKTRACE")
             .stdout(Stdio::piped())
