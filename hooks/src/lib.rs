@@ -4,6 +4,7 @@
 
 pub mod error;
 pub mod event;
+pub mod fast;
 pub mod runtime;
 pub mod store;
 #[doc(hidden)]

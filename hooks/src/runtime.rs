@@ -18,6 +18,7 @@ use wasmtime_wasi::p2::pipe::{MemoryInputPipe, MemoryOutputPipe};
 use wasmtime_wasi::{I32Exit, WasiCtxBuilder};
 
 use crate::error::HookError;
+use crate::fast::{self, FastCall, FastHost, FastState};
 
 /// Epoch tick: the resolution of hook timeouts.
 const TICK: Duration = Duration::from_millis(1);
@@ -42,10 +43,17 @@ pub struct HookEngine {
 
 struct HostState {
     wasi: WasiP1Ctx,
+    fast: FastState,
     limiter: MemoryLimiter,
     stderr: MemoryOutputPipe,
     /// Bytes of `stderr` already logged (a warm instance keeps one pipe).
     stderr_seen: usize,
+}
+
+impl FastHost for HostState {
+    fn fast(&mut self) -> &mut FastState {
+        &mut self.fast
+    }
 }
 
 struct MemoryLimiter {
@@ -107,6 +115,7 @@ impl HookEngine {
                 },
             )
             .map_err(|e| format!("wasi: {e}"))?;
+        fast::add_to_linker(&mut linker).map_err(|e| format!("verge host functions: {e}"))?;
         let weak = engine.weak();
         std::thread::Builder::new()
             .name("verge-epoch".into())
@@ -129,16 +138,18 @@ impl HookEngine {
         }
         let module = Module::new(&self.engine, bytes).map_err(|e| format!("{arn}: not a valid module: {e:#}"))?;
         for import in module.imports() {
-            if import.module() != "wasi_snapshot_preview1" {
+            if import.module() != "wasi_snapshot_preview1" && import.module() != "verge" {
                 return Err(format!(
-                    "{arn}: imports {}::{}; hooks may import only wasi_snapshot_preview1",
+                    "{arn}: imports {}::{}; hooks may import only wasi_snapshot_preview1 and verge",
                     import.module(),
                     import.name()
                 ));
             }
         }
         let has = |name: &str| module.get_export(name).is_some();
-        let abi = if has("verge_handle") && has("verge_alloc") && has("verge_free") && has("memory") {
+        let abi = if has("verge_fast_handle") && has("memory") {
+            Abi::Fast
+        } else if has("verge_handle") && has("verge_alloc") && has("verge_free") && has("memory") {
             Abi::Sdk
         } else if has("_start") {
             Abi::Command
@@ -171,17 +182,24 @@ pub struct Limits {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Abi {
+    /// Host calls, no JSON (`verge_fast_handle`), warm instances.
+    Fast,
+    /// JSON through guest memory (`verge_alloc`/`verge_handle`/`verge_free`), warm instances.
     Sdk,
+    /// WASI command: JSON on stdin/stdout, a fresh instance per call.
     Command,
 }
 
 struct Warm {
     store: Store<HostState>,
     memory: Memory,
-    alloc: TypedFunc<u32, u32>,
-    handle: TypedFunc<(u32, u32), u64>,
-    free: TypedFunc<(u32, u32), ()>,
+    entry: Entry,
     calls: u32,
+}
+
+enum Entry {
+    Json { alloc: TypedFunc<u32, u32>, handle: TypedFunc<(u32, u32), u64>, free: TypedFunc<(u32, u32), ()> },
+    Fast { handle: TypedFunc<u32, i32> },
 }
 
 /// One loaded function version.
@@ -229,6 +247,7 @@ impl Function {
         }
         let state = HostState {
             wasi: wasi.build_p1(),
+            fast: FastState { memory: None, call: FastCall::default() },
             limiter: MemoryLimiter { max_bytes: self.limits.memory_bytes, exceeded: false },
             stderr: stderr.clone(),
             stderr_seen: 0,
@@ -282,6 +301,7 @@ impl Function {
         match self.abi {
             Abi::Sdk => self.invoke_sdk(event, request_id).await,
             Abi::Command => self.invoke_command(event, request_id).await,
+            Abi::Fast => Err(HookError::execution("a fast-ABI function is invoked with invoke_fast")),
         }
     }
 
@@ -294,13 +314,21 @@ impl Function {
         };
         let missing = |what: &str| HookError::execution(format!("export {what} has the wrong type"));
         let memory = instance.get_memory(&mut store, "memory").ok_or_else(|| missing("memory"))?;
-        let alloc = instance.get_typed_func(&mut store, "verge_alloc").map_err(|_| missing("verge_alloc"))?;
-        let handle = instance.get_typed_func(&mut store, "verge_handle").map_err(|_| missing("verge_handle"))?;
-        let free = instance.get_typed_func(&mut store, "verge_free").map_err(|_| missing("verge_free"))?;
-        Ok(Warm { store, memory, alloc, handle, free, calls: 0 })
+        store.data_mut().fast.memory = Some(memory);
+        let entry = if self.abi == Abi::Fast {
+            let handle =
+                instance.get_typed_func(&mut store, "verge_fast_handle").map_err(|_| missing("verge_fast_handle"))?;
+            Entry::Fast { handle }
+        } else {
+            let alloc = instance.get_typed_func(&mut store, "verge_alloc").map_err(|_| missing("verge_alloc"))?;
+            let handle = instance.get_typed_func(&mut store, "verge_handle").map_err(|_| missing("verge_handle"))?;
+            let free = instance.get_typed_func(&mut store, "verge_free").map_err(|_| missing("verge_free"))?;
+            Entry::Json { alloc, handle, free }
+        };
+        Ok(Warm { store, memory, entry, calls: 0 })
     }
 
-    async fn invoke_sdk(&self, event: &[u8], request_id: &str) -> Result<Vec<u8>, HookError> {
+    async fn take_warm(&self) -> Result<Warm, HookError> {
         let reused =
             if self.limits.per_request { None } else { self.warm.lock().unwrap_or_else(|e| e.into_inner()).pop() };
         let mut warm = match reused {
@@ -308,23 +336,81 @@ impl Function {
             None => self.new_warm().await?,
         };
         Self::arm_deadline(&mut warm.store, self.limits.timeout);
+        Ok(warm)
+    }
+
+    /// Returns a healthy instance to the pool (any trap, timeout or limit drops it instead).
+    fn put_back(&self, mut warm: Warm) {
+        warm.calls += 1;
+        let healthy = warm.calls < MAX_WARM_CALLS && warm.memory.data_size(&warm.store) <= MAX_WARM_MEMORY;
+        if healthy && !self.limits.per_request {
+            let mut pool = self.warm.lock().unwrap_or_else(|e| e.into_inner());
+            if pool.len() < WARM_PER_FUNCTION {
+                pool.push(warm);
+            }
+        }
+    }
+
+    async fn invoke_sdk(&self, event: &[u8], request_id: &str) -> Result<Vec<u8>, HookError> {
+        let mut warm = self.take_warm().await?;
         let result = self.call_sdk(&mut warm, event).await;
         self.log_stderr(warm.store.data_mut(), request_id);
-        match result {
-            Ok(output) => {
-                warm.calls += 1;
-                let healthy = warm.calls < MAX_WARM_CALLS && warm.memory.data_size(&warm.store) <= MAX_WARM_MEMORY;
-                if healthy && !self.limits.per_request {
-                    let mut pool = self.warm.lock().unwrap_or_else(|e| e.into_inner());
-                    if pool.len() < WARM_PER_FUNCTION {
-                        pool.push(warm);
-                    }
-                }
-                output
-            }
-            // Any trap, timeout or limit discards the instance (it is dropped here).
-            Err(error) => Err(error),
+        let output = result?;
+        self.put_back(warm);
+        output
+    }
+
+    /// Runs a fast-ABI function on `call` and returns the call with the function's changes.
+    pub async fn invoke_fast(&self, call: FastCall, request_id: &str) -> Result<FastCall, HookError> {
+        let backstop = self.limits.timeout + Duration::from_millis(500);
+        match tokio::time::timeout(backstop, self.invoke_fast_inner(call, request_id)).await {
+            Ok(result) => result,
+            Err(_) => Err(HookError::limit(format!("timed out after {} ms", self.limits.timeout.as_millis()))),
         }
+    }
+
+    async fn invoke_fast_inner(&self, call: FastCall, request_id: &str) -> Result<FastCall, HookError> {
+        if self.abi != Abi::Fast {
+            return Err(HookError::execution("not a fast-ABI function"));
+        }
+        let event = call.event.map_or(0, |e| e.index() as u32);
+        let mut warm = self.take_warm().await?;
+        warm.store.data_mut().fast.call = call;
+        let Entry::Fast { handle } = &warm.entry else {
+            return Err(HookError::execution("not a fast-ABI instance"));
+        };
+        let handle = handle.clone();
+        let result = handle.call_async(&mut warm.store, event).await;
+        self.log_stderr(warm.store.data_mut(), request_id);
+        let code = match result {
+            Ok(code) => code,
+            Err(e) => return Err(classify(&self.arn, e, &warm.store.data().limiter, self.limits.timeout)),
+        };
+        let call = std::mem::take(&mut warm.store.data_mut().fast.call);
+        self.put_back(warm);
+        if let Some(violation) = call.violation {
+            return Err(HookError::validation(violation));
+        }
+        if code != fast::CONTINUE {
+            let message = call.error.unwrap_or_else(|| format!("verge_fast_handle returned {code}"));
+            return Err(HookError::execution(format!("the function returned an error: {message}")));
+        }
+        if let (Some(status), Some(event)) = (call.generated_status, call.event) {
+            let body_len = call.body.as_ref().map_or(0, Vec::len);
+            let header_len: usize = call.response_headers.iter().map(|(n, v)| n.as_str().len() + v.len() + 4).sum();
+            let limit = event.limits().max_generated_response_bytes;
+            if body_len + header_len > limit {
+                return Err(HookError::validation(format!(
+                    "the generated response is {} bytes, over the {limit}-byte limit for {}",
+                    body_len + header_len,
+                    event.as_str()
+                )));
+            }
+            if status == 204 && body_len > 0 && event == verge_config::model::EventType::ViewerRequest {
+                return Err(HookError::validation("a 204 response cannot have a body"));
+            }
+        }
+        Ok(call)
     }
 
     /// One call through the SDK ABI. `Ok(Err(_))` is an error the guest reported itself.
@@ -332,14 +418,18 @@ impl Function {
         let timeout = self.limits.timeout;
         let fail = |warm: &Warm, e: wasmtime::Error| classify(&self.arn, e, &warm.store.data().limiter, timeout);
         let len = u32::try_from(event.len()).map_err(|_| HookError::validation("event too large"))?;
-        let ptr = match warm.alloc.call_async(&mut warm.store, len).await {
+        let Entry::Json { alloc, handle, free } = &warm.entry else {
+            return Err(HookError::execution("not a JSON-ABI instance"));
+        };
+        let (alloc, handle, free) = (alloc.clone(), handle.clone(), free.clone());
+        let ptr = match alloc.call_async(&mut warm.store, len).await {
             Ok(p) => p,
             Err(e) => return Err(fail(warm, e)),
         };
         if let Err(e) = warm.memory.write(&mut warm.store, ptr as usize, event) {
             return Err(HookError::execution(format!("verge_alloc returned an unusable buffer: {e}")));
         }
-        let packed = match warm.handle.call_async(&mut warm.store, (ptr, len)).await {
+        let packed = match handle.call_async(&mut warm.store, (ptr, len)).await {
             Ok(p) => p,
             Err(e) => return Err(fail(warm, e)),
         };
@@ -355,7 +445,7 @@ impl Function {
             .get(out_ptr as usize..out_ptr as usize + out_len as usize)
             .map(<[u8]>::to_vec)
             .ok_or_else(|| HookError::execution("the function returned an out-of-bounds result"))?;
-        if let Err(e) = warm.free.call_async(&mut warm.store, (out_ptr, raw_len & !(1 << 31))).await {
+        if let Err(e) = free.call_async(&mut warm.store, (out_ptr, raw_len & !(1 << 31))).await {
             return Err(fail(warm, e));
         }
         Ok(if is_error {

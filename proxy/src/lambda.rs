@@ -158,6 +158,35 @@ pub fn replaced_body(body: &Option<EventBody>) -> Option<Vec<u8>> {
     }
 }
 
+/// One debug line per invocation (with its duration) and one warning per failure, with the ARN.
+fn log_outcome(
+    function: &Function,
+    event: EventType,
+    request_id: &str,
+    started: std::time::Instant,
+    error: Option<&HookError>,
+) {
+    tracing::debug!(
+        target: "verge::hooks",
+        arn = %function.arn,
+        event_type = event.as_str(),
+        request_id = %request_id,
+        micros = started.elapsed().as_micros() as u64,
+        "invoked"
+    );
+    if let Some(e) = error {
+        tracing::warn!(
+            target: "verge::hooks",
+            arn = %function.arn,
+            event_type = event.as_str(),
+            request_id = %request_id,
+            result_type = e.result_type(),
+            reason = %e.reason,
+            "function failed"
+        );
+    }
+}
+
 pub struct Invocation<'a> {
     pub function: &'a Function,
     pub event: EventType,
@@ -173,25 +202,7 @@ impl Invocation<'_> {
             Ok(output) => event::parse_output(self.event, &output, request, response),
             Err(e) => Err(e),
         };
-        tracing::debug!(
-            target: "verge::hooks",
-            arn = %self.function.arn,
-            event_type = self.event.as_str(),
-            request_id = %self.config.request_id,
-            micros = started.elapsed().as_micros() as u64,
-            "invoked"
-        );
-        if let Err(e) = &result {
-            tracing::warn!(
-                target: "verge::hooks",
-                arn = %self.function.arn,
-                event_type = self.event.as_str(),
-                request_id = %self.config.request_id,
-                result_type = e.result_type(),
-                reason = %e.reason,
-                "function failed"
-            );
-        }
+        log_outcome(self.function, self.event, &self.config.request_id, started, result.as_ref().err());
         result
     }
 }
@@ -251,4 +262,116 @@ pub fn generated(result: &event::HookResponse) -> pingora_error::Result<(Respons
     resp.remove_header(&http::header::TRANSFER_ENCODING);
     resp.insert_header(http::header::CONTENT_LENGTH, body.len().to_string())?;
     Ok((resp, body))
+}
+
+/// The state of a fast-ABI call, copied from pingora's request (and response).
+pub fn fast_call(
+    snapshot: &crate::snapshot::Snapshot,
+    event: EventType,
+    request_id: &str,
+    client_ip: &str,
+    req: &RequestHeader,
+    resp: Option<&ResponseHeader>,
+) -> verge_hooks::fast::FastCall {
+    verge_hooks::fast::FastCall {
+        event: Some(event),
+        config: [
+            snapshot.dist.domain_name.clone(),
+            snapshot.dist.id.clone(),
+            event.as_str().to_string(),
+            request_id.to_string(),
+        ],
+        method: req.method.as_str().to_string(),
+        client_ip: client_ip.to_string(),
+        uri: req.uri.path().to_string(),
+        querystring: req.uri.query().unwrap_or("").to_string(),
+        request_headers: req.headers.clone(),
+        response_status: resp.map(|r| r.status.as_u16()),
+        response_headers: resp.map(|r| r.headers.clone()).unwrap_or_default(),
+        ..Default::default()
+    }
+}
+
+/// Replays a fast-ABI call's request changes (uri, query string, headers) on a pingora request.
+pub fn replay_request(
+    req: &mut RequestHeader,
+    call: &verge_hooks::fast::FastCall,
+    path_prefix: &str,
+) -> pingora_error::Result<()> {
+    use verge_hooks::fast::HeaderOp;
+    if call.uri_changed || !path_prefix.is_empty() {
+        let mut uri = String::with_capacity(path_prefix.len() + call.uri.len() + call.querystring.len() + 1);
+        uri.push_str(path_prefix);
+        uri.push_str(&call.uri);
+        if !call.querystring.is_empty() {
+            uri.push('?');
+            uri.push_str(&call.querystring);
+        }
+        let parsed = uri.parse().map_err(|e| {
+            pingora_error::Error::because(pingora_error::ErrorType::InvalidHTTPHeader, "uri from function", e)
+        })?;
+        req.set_uri(parsed);
+    }
+    for op in &call.request_ops {
+        match op {
+            HeaderOp::Set(n, v) => req.insert_header(n.clone(), v.clone())?,
+            HeaderOp::Add(n, v) => {
+                req.append_header(n.clone(), v.clone())?;
+            }
+            HeaderOp::Remove(n) => {
+                req.remove_header(n);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Replays a fast-ABI call's response changes (status, headers) on a pingora response.
+pub fn replay_response(resp: &mut ResponseHeader, call: &verge_hooks::fast::FastCall) -> pingora_error::Result<()> {
+    use verge_hooks::fast::HeaderOp;
+    if let Some(status) = call.response_status {
+        if status != resp.status.as_u16() {
+            resp.set_status(status)?;
+        }
+    }
+    for op in &call.response_ops {
+        match op {
+            HeaderOp::Set(n, v) => resp.insert_header(n.clone(), v.clone())?,
+            HeaderOp::Add(n, v) => {
+                resp.append_header(n.clone(), v.clone())?;
+            }
+            HeaderOp::Remove(n) => {
+                resp.remove_header(n);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The response a fast-ABI request trigger generated.
+pub fn fast_generated(call: &verge_hooks::fast::FastCall) -> Option<event::HookResponse> {
+    let status = call.generated_status?;
+    let mut headers = HeaderMap::new();
+    for (name, value) in &call.response_headers {
+        headers.entry(name.as_str().to_string()).or_default().push(HeaderEntry {
+            key: Some(canonical(name.as_str())),
+            value: String::from_utf8_lossy(value.as_bytes()).into_owned(),
+        });
+    }
+    Some(event::HookResponse { status, status_description: None, headers, body: call.body.clone() })
+}
+
+/// Runs a fast-ABI function; failures are logged here, once, with the ARN.
+pub async fn run_fast(
+    function: &Function,
+    event: EventType,
+    request_id: &str,
+    call: verge_hooks::fast::FastCall,
+) -> Result<verge_hooks::fast::FastCall, HookError> {
+    {
+        let started = std::time::Instant::now();
+        let result = function.invoke_fast(call, request_id).await;
+        log_outcome(function, event, request_id, started, result.as_ref().err());
+        result
+    }
 }

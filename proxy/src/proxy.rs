@@ -137,6 +137,8 @@ impl ProxyHttp for VergeProxy {
             origin_override: None,
             generated_by: None,
             forward_body_sent: false,
+            origin_request_fast: None,
+            sent_header: None,
         }
     }
 

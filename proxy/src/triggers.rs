@@ -10,6 +10,7 @@ use pingora_http::{RequestHeader, ResponseHeader};
 use pingora_proxy::Session;
 use verge_config::model::EventType;
 use verge_hooks::event::{EventRequest, HookOutput};
+use verge_hooks::Abi;
 
 use crate::context::RequestContext;
 use crate::error_page;
@@ -64,6 +65,30 @@ impl VergeProxy {
         let Some(function) = ctx.snapshot.functions.get(ctx.behavior, EventType::ViewerRequest).cloned() else {
             return Ok(false);
         };
+        if function.abi == Abi::Fast {
+            let call = lambda::fast_call(
+                &ctx.snapshot,
+                EventType::ViewerRequest,
+                &ctx.request_id,
+                &ctx.client_ip,
+                session.req_header(),
+                None,
+            );
+            return match lambda::run_fast(&function, EventType::ViewerRequest, &ctx.request_id, call).await {
+                Ok(call) => match lambda::fast_generated(&call) {
+                    Some(generated) => self.write_generated(session, ctx, &generated).await,
+                    None => {
+                        lambda::replay_request(session.req_header_mut(), &call, "")?;
+                        Ok(false)
+                    }
+                },
+                Err(error) => {
+                    error_page::write_function_error(session, &error, &ctx.snapshot.via, &ctx.request_id).await?;
+                    ctx.hook_error = Some(error);
+                    Ok(true)
+                }
+            };
+        }
         let mut request = lambda::event_request(session.req_header(), &ctx.client_ip);
         if include_body(ctx, EventType::ViewerRequest) {
             let body = request_body(session, ctx).await?;
@@ -79,25 +104,33 @@ impl VergeProxy {
                 lambda::apply_request(session.req_header_mut(), &result, "")?;
                 Ok(false)
             }
-            Ok(HookOutput::Response(generated)) => {
-                let (mut resp, body) = lambda::generated(&generated)?;
-                resp.insert_header("x-cache", "LambdaGeneratedResponse from verge")?;
-                resp.insert_header("via", ctx.snapshot.via.as_str())?;
-                resp.insert_header("x-amz-cf-id", ctx.request_id.as_str())?;
-                ctx.generated_by = Some(EventType::ViewerRequest);
-                let head_only = session.req_header().method == http::Method::HEAD || body.is_empty();
-                session.write_response_header(Box::new(resp), head_only).await?;
-                if !head_only {
-                    session.write_response_body(Some(body), true).await?;
-                }
-                Ok(true)
-            }
+            Ok(HookOutput::Response(generated)) => self.write_generated(session, ctx, &generated).await,
             Err(error) => {
                 error_page::write_function_error(session, &error, &ctx.snapshot.via, &ctx.request_id).await?;
                 ctx.hook_error = Some(error);
                 Ok(true)
             }
         }
+    }
+
+    /// Sends a viewer-request answer: never cached, no other trigger runs.
+    async fn write_generated(
+        &self,
+        session: &mut Session,
+        ctx: &mut RequestContext,
+        generated: &verge_hooks::event::HookResponse,
+    ) -> Result<bool> {
+        let (mut resp, body) = lambda::generated(generated)?;
+        resp.insert_header("x-cache", "LambdaGeneratedResponse from verge")?;
+        resp.insert_header("via", ctx.snapshot.via.as_str())?;
+        resp.insert_header("x-amz-cf-id", ctx.request_id.as_str())?;
+        ctx.generated_by = Some(EventType::ViewerRequest);
+        let head_only = session.req_header().method == http::Method::HEAD || body.is_empty();
+        session.write_response_header(Box::new(resp), head_only).await?;
+        if !head_only {
+            session.write_response_body(Some(body), true).await?;
+        }
+        Ok(true)
     }
 
     /// origin-request: runs when the origin is about to be contacted, once per origin tried. It may
@@ -125,6 +158,18 @@ impl VergeProxy {
             &snapshot.via,
             &ctx.request_id,
         )?;
+        if function.abi == Abi::Fast {
+            let call =
+                lambda::fast_call(&snapshot, EventType::OriginRequest, &ctx.request_id, &ctx.client_ip, &preview, None);
+            let call = lambda::run_fast(&function, EventType::OriginRequest, &ctx.request_id, call)
+                .await
+                .map_err(|e| hook_failed(ctx, e))?;
+            match lambda::fast_generated(&call) {
+                Some(generated) => self.stash_generated(ctx, &generated),
+                None => ctx.origin_request_fast = Some(call),
+            }
+            return Ok(());
+        }
         let mut request = lambda::event_request(&preview, &ctx.client_ip);
         request.origin = Some(lambda::event_origin(origin));
         if include_body(ctx, EventType::OriginRequest) {
@@ -146,18 +191,23 @@ impl VergeProxy {
                 Ok(())
             }
             Ok(HookOutput::Response(generated)) => {
-                let mut response = OriginResponse::new(generated.status, generated.body.clone().unwrap_or_default());
-                for (name, entries) in &generated.headers {
-                    for entry in entries {
-                        response = response.header(name, &entry.value);
-                    }
-                }
-                ctx.generated_token = Some(self.generator.stash(response));
-                ctx.generated_by = Some(EventType::OriginRequest);
+                self.stash_generated(ctx, &generated);
                 Ok(())
             }
             Err(error) => Err(hook_failed(ctx, error)),
         }
+    }
+
+    /// Hands an origin-request answer to the generator, which pingora then fetches and caches.
+    fn stash_generated(&self, ctx: &mut RequestContext, generated: &verge_hooks::event::HookResponse) {
+        let mut response = OriginResponse::new(generated.status, generated.body.clone().unwrap_or_default());
+        for (name, entries) in &generated.headers {
+            for entry in entries {
+                response = response.header(name, &entry.value);
+            }
+        }
+        ctx.generated_token = Some(self.generator.stash(response));
+        ctx.generated_by = Some(EventType::OriginRequest);
     }
 
     /// The peer for this attempt: the generator for an origin-request answer, a re-targeted origin, or
@@ -187,15 +237,22 @@ impl VergeProxy {
             let prefix = ctx.origin_override.as_ref().map_or(origin.origin_path.as_str(), |(_, path)| path.as_str());
             lambda::apply_request(req, result, prefix)?;
         }
+        if let Some(call) = &ctx.origin_request_fast {
+            lambda::replay_request(req, call, &origin.origin_path)?;
+        }
         if let Some(body) = &ctx.forward_body {
             req.remove_header(&http::header::TRANSFER_ENCODING);
             req.insert_header(http::header::CONTENT_LENGTH, body.len().to_string())?;
         }
         ctx.forward_body_sent = false;
-        if snapshot.functions.get(ctx.behavior, EventType::OriginResponse).is_some() {
-            let mut sent = lambda::event_request(req, &ctx.client_ip);
-            sent.origin = Some(lambda::event_origin(origin));
-            ctx.sent_request = Some(sent);
+        if let Some(function) = snapshot.functions.get(ctx.behavior, EventType::OriginResponse) {
+            if function.abi == Abi::Fast {
+                ctx.sent_header = Some(req.clone());
+            } else {
+                let mut sent = lambda::event_request(req, &ctx.client_ip);
+                sent.origin = Some(lambda::event_origin(origin));
+                ctx.sent_request = Some(sent);
+            }
         }
         Ok(())
     }
@@ -208,6 +265,30 @@ impl VergeProxy {
         let Some(function) = ctx.snapshot.functions.get(ctx.behavior, EventType::OriginResponse).cloned() else {
             return Ok(());
         };
+        if function.abi == Abi::Fast {
+            let sent = ctx
+                .sent_header
+                .clone()
+                .unwrap_or_else(|| RequestHeader::build("GET", b"/", None).expect("static request"));
+            let call = lambda::fast_call(
+                &ctx.snapshot,
+                EventType::OriginResponse,
+                &ctx.request_id,
+                &ctx.client_ip,
+                &sent,
+                Some(resp),
+            );
+            let call = lambda::run_fast(&function, EventType::OriginResponse, &ctx.request_id, call)
+                .await
+                .map_err(|e| hook_failed(ctx, e))?;
+            lambda::replay_response(resp, &call)?;
+            if let Some(body) = call.body {
+                resp.remove_header(&http::header::TRANSFER_ENCODING);
+                resp.insert_header(http::header::CONTENT_LENGTH, body.len().to_string())?;
+                ctx.replacement_body = Some(body.into());
+            }
+            return Ok(());
+        }
         let request: EventRequest = ctx.sent_request.clone().unwrap_or_default();
         let response = lambda::event_response(resp);
         let config = ctx.snapshot.event_config(EventType::OriginResponse, &ctx.request_id);
@@ -240,6 +321,20 @@ impl VergeProxy {
         let Some(function) = ctx.snapshot.functions.get(ctx.behavior, EventType::ViewerResponse).cloned() else {
             return Ok(());
         };
+        if function.abi == Abi::Fast {
+            let call = lambda::fast_call(
+                &ctx.snapshot,
+                EventType::ViewerResponse,
+                &ctx.request_id,
+                &ctx.client_ip,
+                session.req_header(),
+                Some(resp),
+            );
+            let call = lambda::run_fast(&function, EventType::ViewerResponse, &ctx.request_id, call)
+                .await
+                .map_err(|e| hook_failed(ctx, e))?;
+            return lambda::replay_response(resp, &call);
+        }
         let request = lambda::event_request(session.req_header(), &ctx.client_ip);
         let response = lambda::event_response(resp);
         let config = ctx.snapshot.event_config(EventType::ViewerResponse, &ctx.request_id);

@@ -1,64 +1,54 @@
-//! A/B test hook. viewer-request: the group comes from the `ab_test` cookie, or is drawn 50/50, and the
-//! uri is rewritten to `/version-A…` or `/version-B…`. viewer-response: `Set-Cookie: ab_test=<group>`
-//! so the viewer keeps its group. The cookie is the deciding input, so the cache key must include it.
+//! A/B test hook. viewer-request: the group comes from the `ab_test` cookie, or is drawn 50/50 (WASI
+//! random), and the uri is rewritten to `/version-A…`/`/version-B…`. viewer-response: `Set-Cookie:
+//! ab_test=<group>` so the viewer keeps its group. The rewritten uri is the cache key, so each version is
+//! cached on its own.
 
-use verge_hook_sdk::cookies::{self, SetCookie};
-use verge_hook_sdk::{handler, Event, Headers, Outcome};
+use verge_hook_sdk::fast::{Ctx, Trigger};
+use verge_hook_sdk::fast_handler;
 
 const COOKIE: &str = "ab_test";
 
 fn draw() -> &'static str {
-    let mut byte = [0u8; 1];
-    // WASI random is available to hooks; fall back to A if it is not.
-    if getrandom(&mut byte).is_err() {
-        return "A";
-    }
-    if byte[0] & 1 == 0 { "A" } else { "B" }
-}
-
-fn getrandom(buf: &mut [u8]) -> Result<(), ()> {
     use std::collections::hash_map::RandomState;
     use std::hash::{BuildHasher, Hasher};
     // std seeds RandomState from WASI random_get.
     let mut h = RandomState::new().build_hasher();
     h.write_u8(0);
-    buf[0] = h.finish() as u8;
-    Ok(())
+    if h.finish() & 1 == 0 { "A" } else { "B" }
 }
 
-fn group_of(headers: &Headers) -> Option<&'static str> {
-    match cookies::get(headers, COOKIE) {
+fn cookie_group(ctx: &Ctx) -> Option<&'static str> {
+    match ctx.cookie(COOKIE).as_deref() {
         Some("A") => Some("A"),
         Some("B") => Some("B"),
         _ => None,
     }
 }
 
-fn handle(event: Event) -> Result<Outcome, String> {
-    match event.config.event_type.as_str() {
-        "viewer-request" => {
-            let group = group_of(&event.request.headers).unwrap_or_else(draw);
-            let mut request = event.request;
-            request.uri = format!("/version-{group}{}", request.uri);
-            Ok(Outcome::Request(request))
+fn handle(ctx: &mut Ctx) -> Result<(), String> {
+    match ctx.trigger() {
+        Trigger::ViewerRequest => {
+            let group = cookie_group(ctx).unwrap_or_else(draw);
+            let uri = ctx.uri();
+            ctx.set_uri(&format!("/version-{group}{uri}"));
+            Ok(())
         }
-        "viewer-response" => {
+        Trigger::ViewerResponse => {
             // The request here is the one viewer-request produced: its uri names the group.
-            let request = &event.request;
-            let group = group_of(&request.headers).or_else(|| match request.uri.get(..10) {
+            let uri = ctx.uri();
+            let group = cookie_group(ctx).or(match uri.get(..10) {
                 Some("/version-A") => Some("A"),
                 Some("/version-B") => Some("B"),
                 _ => None,
             });
-            let mut response = event.response.ok_or("viewer-response without a response")?;
             if let Some(group) = group {
-                let cookie = SetCookie::new(COOKIE, group).path("/").max_age(2_592_000).secure().http_only();
-                response.headers.add("set-cookie", cookie.build());
+                let cookie = format!("{COOKIE}={group}; Path=/; Max-Age=2592000; Secure; HttpOnly");
+                ctx.add_response_header("set-cookie", &cookie);
             }
-            Ok(Outcome::Response(response))
+            Ok(())
         }
-        other => Err(format!("ab-test does not handle {other}")),
+        other => Err(format!("ab-test does not handle {other:?}")),
     }
 }
 
-handler!(handle);
+fast_handler!(handle);

@@ -2,21 +2,22 @@
 //! the `.webp` object and carry `x-original-format`. The decision reads `Accept`, so the distribution
 //! puts `Accept` in the cache key: a viewer without webp support never gets webp bytes from the cache.
 
-use verge_hook_sdk::{handler, Event, Outcome};
+use verge_hook_sdk::fast::Ctx;
+use verge_hook_sdk::fast_handler;
 
-fn handle(event: Event) -> Result<Outcome, String> {
-    let mut request = event.request;
-    let accepts_webp = request.headers.get_all("accept").any(|v| v.contains("image/webp"));
-    if accepts_webp {
-        let lower = request.uri.to_ascii_lowercase();
-        let ext = [".jpg", ".jpeg", ".png"].into_iter().find(|e| lower.ends_with(e));
-        if let Some(ext) = ext {
-            let stem = request.uri[..request.uri.len() - ext.len()].to_string();
-            request.headers.set("x-original-format", ext.trim_start_matches('.'));
-            request.uri = format!("{stem}.webp");
-        }
+fn handle(ctx: &mut Ctx) -> Result<(), String> {
+    let accepts_webp = ctx.request_header_all("accept").iter().any(|v| v.contains("image/webp"));
+    if !accepts_webp {
+        return Ok(());
     }
-    Ok(Outcome::Request(request))
+    let uri = ctx.uri();
+    let lower = uri.to_ascii_lowercase();
+    if let Some(ext) = [".jpg", ".jpeg", ".png"].into_iter().find(|e| lower.ends_with(e)) {
+        let stem = &uri[..uri.len() - ext.len()];
+        ctx.set_request_header("x-original-format", ext.trim_start_matches('.'));
+        ctx.set_uri(&format!("{stem}.webp"));
+    }
+    Ok(())
 }
 
-handler!(handle);
+fast_handler!(handle);

@@ -28,10 +28,7 @@ impl Headers {
 
     /// Replaces every value of `name` with one.
     pub fn set(&mut self, name: &str, value: impl Into<String>) {
-        self.0.insert(
-            name.to_ascii_lowercase(),
-            vec![HeaderEntry { key: Some(canonical(name)), value: value.into() }],
-        );
+        self.0.insert(name.to_ascii_lowercase(), vec![HeaderEntry { key: Some(canonical(name)), value: value.into() }]);
     }
 
     /// Adds one more value of `name`.

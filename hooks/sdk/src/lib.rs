@@ -11,9 +11,11 @@
 //! handler!(handle);
 //! ```
 //! The same function can be built as a plain WASI command with `command!(handle)` instead.
+//! `fast_handler!` (module `fast`) is the cheapest ABI: lazy host calls instead of a JSON event.
 
 mod abi;
 pub mod cookies;
+pub mod fast;
 mod headers;
 mod types;
 
@@ -38,6 +40,18 @@ macro_rules! handler {
         #[no_mangle]
         pub extern "C" fn verge_handle(ptr: u32, len: u32) -> u64 {
             $crate::__handle(ptr, len, $handle)
+        }
+    };
+}
+
+/// Exports `handle: fn(&mut fast::Ctx) -> Result<(), String>` through verge's fast ABI (host calls,
+/// no JSON: the cheapest way to run a hook).
+#[macro_export]
+macro_rules! fast_handler {
+    ($handle:path) => {
+        #[no_mangle]
+        pub extern "C" fn verge_fast_handle(event: u32) -> i32 {
+            $crate::fast::__run(event, $handle)
         }
     };
 }

@@ -1,0 +1,230 @@
+//! The fast ABI: read and change the request/response through verge host calls, no JSON. Use it with
+//! `fast_handler!(fn(&mut Ctx) -> Result<(), String>)`. Changes that break a rule (a read-only or
+//! disallowed header, a status change in viewer-response) fail the call with a validation error.
+
+/// The trigger a call is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Trigger {
+    ViewerRequest,
+    OriginRequest,
+    OriginResponse,
+    ViewerResponse,
+}
+
+#[cfg(target_arch = "wasm32")]
+mod host {
+    #[link(wasm_import_module = "verge")]
+    extern "C" {
+        pub fn get(field: u32, ptr: *mut u8, cap: u32) -> i32;
+        pub fn set(field: u32, ptr: *const u8, len: u32) -> i32;
+        pub fn header_get(which: u32, name: *const u8, name_len: u32, index: u32, ptr: *mut u8, cap: u32) -> i32;
+        pub fn header_names(which: u32, ptr: *mut u8, cap: u32) -> i32;
+        pub fn header_set(which: u32, name: *const u8, name_len: u32, value: *const u8, value_len: u32) -> i32;
+        pub fn header_add(which: u32, name: *const u8, name_len: u32, value: *const u8, value_len: u32) -> i32;
+        pub fn header_remove(which: u32, name: *const u8, name_len: u32) -> i32;
+        pub fn respond(status: u32) -> i32;
+        pub fn body_set(ptr: *const u8, len: u32) -> i32;
+        pub fn fail(ptr: *const u8, len: u32);
+    }
+}
+
+/// Outside wasm (the SDK's own unit tests) there is no host: every call reports "absent".
+#[cfg(not(target_arch = "wasm32"))]
+#[allow(clippy::missing_safety_doc)]
+mod host {
+    pub unsafe fn get(_: u32, _: *mut u8, _: u32) -> i32 {
+        -1
+    }
+    pub unsafe fn set(_: u32, _: *const u8, _: u32) -> i32 {
+        -1
+    }
+    pub unsafe fn header_get(_: u32, _: *const u8, _: u32, _: u32, _: *mut u8, _: u32) -> i32 {
+        -1
+    }
+    pub unsafe fn header_names(_: u32, _: *mut u8, _: u32) -> i32 {
+        -1
+    }
+    pub unsafe fn header_set(_: u32, _: *const u8, _: u32, _: *const u8, _: u32) -> i32 {
+        -1
+    }
+    pub unsafe fn header_add(_: u32, _: *const u8, _: u32, _: *const u8, _: u32) -> i32 {
+        -1
+    }
+    pub unsafe fn header_remove(_: u32, _: *const u8, _: u32) -> i32 {
+        -1
+    }
+    pub unsafe fn respond(_: u32) -> i32 {
+        -1
+    }
+    pub unsafe fn body_set(_: *const u8, _: u32) -> i32 {
+        -1
+    }
+    pub unsafe fn fail(_: *const u8, _: u32) {}
+}
+
+const REQUEST: u32 = 0;
+const RESPONSE: u32 = 1;
+
+/// Calls `f(ptr, cap)` with a growing buffer until the value fits; `None` when absent.
+fn fetch(mut f: impl FnMut(*mut u8, u32) -> i32) -> Option<String> {
+    let mut buf = [0u8; 256];
+    let n = f(buf.as_mut_ptr(), buf.len() as u32);
+    if n < 0 {
+        return None;
+    }
+    let n = n as usize;
+    if n <= buf.len() {
+        return Some(String::from_utf8_lossy(&buf[..n]).into_owned());
+    }
+    let mut big = vec![0u8; n];
+    let m = f(big.as_mut_ptr(), n as u32);
+    if m < 0 {
+        return None;
+    }
+    big.truncate(m as usize);
+    Some(String::from_utf8_lossy(&big).into_owned())
+}
+
+/// One call's view of the request and response.
+pub struct Ctx {
+    trigger: Trigger,
+}
+
+impl Ctx {
+    pub fn trigger(&self) -> Trigger {
+        self.trigger
+    }
+
+    fn get(&self, field: u32) -> String {
+        // Safety: the host writes at most `cap` bytes into the buffer we pass.
+        fetch(|p, c| unsafe { host::get(field, p, c) }).unwrap_or_default()
+    }
+
+    fn set(&mut self, field: u32, value: &str) {
+        // Safety: pointer and length describe `value`.
+        unsafe { host::set(field, value.as_ptr(), value.len() as u32) };
+    }
+
+    pub fn uri(&self) -> String {
+        self.get(0)
+    }
+    pub fn set_uri(&mut self, uri: &str) {
+        self.set(0, uri)
+    }
+    pub fn querystring(&self) -> String {
+        self.get(1)
+    }
+    pub fn set_querystring(&mut self, querystring: &str) {
+        self.set(1, querystring)
+    }
+    pub fn method(&self) -> String {
+        self.get(2)
+    }
+    pub fn client_ip(&self) -> String {
+        self.get(3)
+    }
+    pub fn distribution_domain_name(&self) -> String {
+        self.get(4)
+    }
+    pub fn request_id(&self) -> String {
+        self.get(7)
+    }
+    /// The response status in response triggers.
+    pub fn status(&self) -> Option<u16> {
+        self.get(8).parse().ok()
+    }
+
+    fn header(&self, which: u32, name: &str, index: u32) -> Option<String> {
+        // Safety: name pointer/length describe `name`; the host writes at most `cap` bytes.
+        fetch(|p, c| unsafe { host::header_get(which, name.as_ptr(), name.len() as u32, index, p, c) })
+    }
+
+    fn names(&self, which: u32) -> Vec<String> {
+        // Safety: the host writes at most `cap` bytes.
+        let all = fetch(|p, c| unsafe { host::header_names(which, p, c) }).unwrap_or_default();
+        all.split('\0').filter(|n| !n.is_empty()).map(str::to_string).collect()
+    }
+
+    pub fn request_header(&self, name: &str) -> Option<String> {
+        self.header(REQUEST, name, 0)
+    }
+    /// Every value of a request header.
+    pub fn request_header_all(&self, name: &str) -> Vec<String> {
+        (0..).map_while(|i| self.header(REQUEST, name, i)).collect()
+    }
+    pub fn request_header_names(&self) -> Vec<String> {
+        self.names(REQUEST)
+    }
+    pub fn set_request_header(&mut self, name: &str, value: &str) {
+        // Safety: pointers and lengths describe `name` and `value`.
+        unsafe { host::header_set(REQUEST, name.as_ptr(), name.len() as u32, value.as_ptr(), value.len() as u32) };
+    }
+    pub fn add_request_header(&mut self, name: &str, value: &str) {
+        // Safety: as above.
+        unsafe { host::header_add(REQUEST, name.as_ptr(), name.len() as u32, value.as_ptr(), value.len() as u32) };
+    }
+    pub fn remove_request_header(&mut self, name: &str) {
+        // Safety: as above.
+        unsafe { host::header_remove(REQUEST, name.as_ptr(), name.len() as u32) };
+    }
+
+    pub fn response_header(&self, name: &str) -> Option<String> {
+        self.header(RESPONSE, name, 0)
+    }
+    pub fn response_header_names(&self) -> Vec<String> {
+        self.names(RESPONSE)
+    }
+    pub fn set_response_header(&mut self, name: &str, value: &str) {
+        // Safety: as above.
+        unsafe { host::header_set(RESPONSE, name.as_ptr(), name.len() as u32, value.as_ptr(), value.len() as u32) };
+    }
+    pub fn add_response_header(&mut self, name: &str, value: &str) {
+        // Safety: as above.
+        unsafe { host::header_add(RESPONSE, name.as_ptr(), name.len() as u32, value.as_ptr(), value.len() as u32) };
+    }
+    pub fn remove_response_header(&mut self, name: &str) {
+        // Safety: as above.
+        unsafe { host::header_remove(RESPONSE, name.as_ptr(), name.len() as u32) };
+    }
+
+    /// Request triggers: answer with `status` instead of continuing (then set response headers and a
+    /// body). origin-response: change the status.
+    pub fn respond(&mut self, status: u16) {
+        // Safety: no pointers.
+        unsafe { host::respond(status as u32) };
+    }
+
+    /// The body of a generated response, or of the origin response (origin-response).
+    pub fn set_body(&mut self, body: &[u8]) {
+        // Safety: pointer and length describe `body`.
+        unsafe { host::body_set(body.as_ptr(), body.len() as u32) };
+    }
+
+    /// The value of cookie `name` in the request.
+    pub fn cookie(&self, name: &str) -> Option<String> {
+        self.request_header_all("cookie")
+            .iter()
+            .flat_map(|v| v.split(';'))
+            .filter_map(|c| c.trim().split_once('='))
+            .find(|(n, _)| n.trim() == name)
+            .map(|(_, v)| v.trim().to_string())
+    }
+}
+
+#[doc(hidden)]
+pub fn __run(event: u32, handle: fn(&mut Ctx) -> Result<(), String>) -> i32 {
+    let trigger = match event {
+        0 => Trigger::ViewerRequest,
+        1 => Trigger::OriginRequest,
+        2 => Trigger::OriginResponse,
+        _ => Trigger::ViewerResponse,
+    };
+    match handle(&mut Ctx { trigger }) {
+        Ok(()) => 0,
+        Err(message) => {
+            // Safety: pointer and length describe `message`.
+            unsafe { host::fail(message.as_ptr(), message.len() as u32) };
+            1
+        }
+    }
+}

@@ -1,0 +1,319 @@
+//! verge's fast ABI: no JSON. The guest exports `verge_fast_handle(event_type) -> i32` and reads and
+//! changes the request/response through host calls (module `verge`). The host keeps the call's state,
+//! validates every change as it is made (disallowed and read-only headers), and hands back a list of
+//! operations the proxy replays on its own request/response. Lazy: a hook that sets five headers costs
+//! five host calls, not an event encode, a JSON parse and a JSON serialise on each side.
+
+use http::{HeaderMap, HeaderName, HeaderValue};
+use verge_config::model::EventType;
+use wasmtime::{Caller, Linker, Memory};
+
+use crate::event::{is_disallowed, read_only};
+
+/// Which message a header call is about.
+pub const REQUEST: u32 = 0;
+pub const RESPONSE: u32 = 1;
+
+/// `verge_fast_handle` results.
+pub const CONTINUE: i32 = 0;
+pub const FAILED: i32 = 1;
+
+/// A header change, replayed by the proxy in order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HeaderOp {
+    Set(HeaderName, HeaderValue),
+    Add(HeaderName, HeaderValue),
+    Remove(HeaderName),
+}
+
+/// Everything one fast-ABI invocation sees and changes.
+#[derive(Debug, Default)]
+pub struct FastCall {
+    pub event: Option<EventType>,
+    /// distributionDomainName, distributionId, eventType, requestId.
+    pub config: [String; 4],
+    pub method: String,
+    pub client_ip: String,
+    pub uri: String,
+    pub querystring: String,
+    pub request_headers: HeaderMap,
+    pub response_status: Option<u16>,
+    pub response_headers: HeaderMap,
+    /// Set when the guest changed the uri or query string.
+    pub uri_changed: bool,
+    pub request_ops: Vec<HeaderOp>,
+    pub response_ops: Vec<HeaderOp>,
+    /// A request trigger answered (`verge.respond`) with this status.
+    pub generated_status: Option<u16>,
+    /// A response body set by the guest (generated, or replacing the origin's).
+    pub body: Option<Vec<u8>>,
+    /// The first rule the guest broke; the call then fails validation.
+    pub violation: Option<String>,
+    /// The guest's own error message.
+    pub error: Option<String>,
+}
+
+impl FastCall {
+    fn violate(&mut self, reason: String) -> i32 {
+        if self.violation.is_none() {
+            self.violation = Some(reason);
+        }
+        -1
+    }
+
+    fn event(&self) -> EventType {
+        self.event.unwrap_or(EventType::ViewerRequest)
+    }
+
+    fn is_request_trigger(&self) -> bool {
+        matches!(self.event(), EventType::ViewerRequest | EventType::OriginRequest)
+    }
+
+    /// Header changes go to the response of response triggers and of generated responses.
+    fn writable(&mut self, which: u32, name: &HeaderName) -> Result<(), i32> {
+        let event = self.event();
+        if is_disallowed(name.as_str()) {
+            return Err(self.violate(format!("the function tried to add a disallowed header: {name}")));
+        }
+        let response_side = which == RESPONSE;
+        if response_side && self.is_request_trigger() && self.generated_status.is_none() {
+            return Err(self.violate("set a response header only after verge.respond".to_string()));
+        }
+        if !response_side && !self.is_request_trigger() {
+            return Err(self.violate(format!("{} functions cannot change the request", event.as_str())));
+        }
+        // Read-only rules apply to the message the trigger passes on, not to a generated response.
+        let generated = response_side && self.is_request_trigger();
+        if !generated && read_only(event).contains(&name.as_str()) {
+            return Err(self.violate(format!("the function tried to change read-only header, headerName : {name}")));
+        }
+        Ok(())
+    }
+
+    fn map(&mut self, which: u32) -> &mut HeaderMap {
+        if which == RESPONSE {
+            &mut self.response_headers
+        } else {
+            &mut self.request_headers
+        }
+    }
+
+    fn apply(&mut self, which: u32, op: HeaderOp) {
+        let map = self.map(which);
+        match &op {
+            HeaderOp::Set(n, v) => {
+                map.insert(n.clone(), v.clone());
+            }
+            HeaderOp::Add(n, v) => {
+                map.append(n.clone(), v.clone());
+            }
+            HeaderOp::Remove(n) => {
+                map.remove(n);
+            }
+        }
+        if which == RESPONSE {
+            self.response_ops.push(op);
+        } else {
+            self.request_ops.push(op);
+        }
+    }
+}
+
+/// The per-store state the host functions work on.
+pub struct FastState {
+    pub memory: Option<Memory>,
+    pub call: FastCall,
+}
+
+fn read(memory: Memory, caller: &Caller<'_, impl FastHost>, ptr: u32, len: u32) -> Option<Vec<u8>> {
+    memory.data(caller).get(ptr as usize..(ptr as usize).checked_add(len as usize)?).map(<[u8]>::to_vec)
+}
+
+/// Copies `value` to the guest buffer if it fits; returns its length either way (the guest retries
+/// with a larger buffer when the length exceeds `cap`).
+fn write(memory: Memory, caller: &mut Caller<'_, impl FastHost>, value: &[u8], ptr: u32, cap: u32) -> i32 {
+    if value.len() <= cap as usize {
+        if let Some(dest) = memory.data_mut(&mut *caller).get_mut(ptr as usize..ptr as usize + value.len()) {
+            dest.copy_from_slice(value);
+        } else {
+            return -2;
+        }
+    }
+    value.len() as i32
+}
+
+/// Implemented by the store data that carries a `FastState`.
+pub trait FastHost: Send + 'static {
+    fn fast(&mut self) -> &mut FastState;
+}
+
+fn memory_of(caller: &mut Caller<'_, impl FastHost>) -> Option<Memory> {
+    caller.data_mut().fast().memory
+}
+
+fn name_arg(caller: &mut Caller<'_, impl FastHost>, ptr: u32, len: u32) -> Option<HeaderName> {
+    let memory = memory_of(caller)?;
+    let bytes = read(memory, caller, ptr, len)?;
+    HeaderName::from_bytes(&bytes.to_ascii_lowercase()).ok()
+}
+
+fn value_arg(caller: &mut Caller<'_, impl FastHost>, ptr: u32, len: u32) -> Option<HeaderValue> {
+    let memory = memory_of(caller)?;
+    HeaderValue::from_bytes(&read(memory, caller, ptr, len)?).ok()
+}
+
+fn change(
+    caller: &mut Caller<'_, impl FastHost>,
+    which: u32,
+    name: Option<HeaderName>,
+    op: impl FnOnce(HeaderName) -> Option<HeaderOp>,
+) -> i32 {
+    let call = &mut caller.data_mut().fast().call;
+    let Some(name) = name else { return call.violate("invalid header name".to_string()) };
+    if let Err(code) = call.writable(which, &name) {
+        return code;
+    }
+    match op(name) {
+        Some(op) => {
+            call.apply(which, op);
+            0
+        }
+        None => call.violate("invalid header value".to_string()),
+    }
+}
+
+/// Adds the `verge` host functions to a linker.
+pub fn add_to_linker<T: FastHost>(linker: &mut Linker<T>) -> wasmtime::Result<()> {
+    // field: 0 uri, 1 querystring, 2 method, 3 clientIp, 4..=7 config fields, 8 status (as text)
+    linker.func_wrap("verge", "get", |mut caller: Caller<'_, T>, field: u32, ptr: u32, cap: u32| -> i32 {
+        let Some(memory) = memory_of(&mut caller) else { return -2 };
+        let call = &caller.data_mut().fast().call;
+        let value: Vec<u8> = match field {
+            0 => call.uri.as_bytes().to_vec(),
+            1 => call.querystring.as_bytes().to_vec(),
+            2 => call.method.as_bytes().to_vec(),
+            3 => call.client_ip.as_bytes().to_vec(),
+            4..=7 => call.config[(field - 4) as usize].as_bytes().to_vec(),
+            8 => call.response_status.map(|s| s.to_string()).unwrap_or_default().into_bytes(),
+            _ => return -1,
+        };
+        write(memory, &mut caller, &value, ptr, cap)
+    })?;
+    // field: 0 uri, 1 querystring (request triggers only)
+    linker.func_wrap("verge", "set", |mut caller: Caller<'_, T>, field: u32, ptr: u32, len: u32| -> i32 {
+        let Some(memory) = memory_of(&mut caller) else { return -2 };
+        let Some(bytes) = read(memory, &caller, ptr, len) else { return -2 };
+        let call = &mut caller.data_mut().fast().call;
+        if !call.is_request_trigger() {
+            return call.violate(format!("{} functions cannot change the request", call.event().as_str()));
+        }
+        let Ok(text) = String::from_utf8(bytes) else { return call.violate("uri must be UTF-8".to_string()) };
+        if text.chars().any(|c| c.is_control() || c == ' ' || c == '#') {
+            return call.violate("uri and query string may not contain spaces, control characters or #".to_string());
+        }
+        match field {
+            0 if text.starts_with('/') => call.uri = text,
+            0 => return call.violate("uri must start with /".to_string()),
+            1 => call.querystring = text,
+            _ => return -1,
+        }
+        if call.uri.len() + call.querystring.len() + 1 >= 8192 {
+            return call.violate("uri and query string must be shorter than 8,192 characters".to_string());
+        }
+        call.uri_changed = true;
+        0
+    })?;
+    // The index-th value of a header, or -1 when absent (disallowed headers are always absent).
+    linker.func_wrap(
+        "verge",
+        "header_get",
+        |mut caller: Caller<'_, T>, which: u32, name_ptr: u32, name_len: u32, index: u32, ptr: u32, cap: u32| -> i32 {
+            let Some(name) = name_arg(&mut caller, name_ptr, name_len) else { return -1 };
+            if is_disallowed(name.as_str()) {
+                return -1;
+            }
+            let Some(memory) = memory_of(&mut caller) else { return -2 };
+            let call = &mut caller.data_mut().fast().call;
+            let value = call.map(which).get_all(&name).iter().nth(index as usize).map(|v| v.as_bytes().to_vec());
+            match value {
+                Some(v) => write(memory, &mut caller, &v, ptr, cap),
+                None => -1,
+            }
+        },
+    )?;
+    // Lower-case names present, NUL-separated.
+    linker.func_wrap("verge", "header_names", |mut caller: Caller<'_, T>, which: u32, ptr: u32, cap: u32| -> i32 {
+        let Some(memory) = memory_of(&mut caller) else { return -2 };
+        let call = &mut caller.data_mut().fast().call;
+        let mut names = Vec::new();
+        for name in call.map(which).keys() {
+            if !is_disallowed(name.as_str()) {
+                names.extend_from_slice(name.as_str().as_bytes());
+                names.push(0);
+            }
+        }
+        write(memory, &mut caller, &names, ptr, cap)
+    })?;
+    linker.func_wrap(
+        "verge",
+        "header_set",
+        |mut caller: Caller<'_, T>, which: u32, name_ptr: u32, name_len: u32, value_ptr: u32, value_len: u32| -> i32 {
+            let name = name_arg(&mut caller, name_ptr, name_len);
+            let value = value_arg(&mut caller, value_ptr, value_len);
+            change(&mut caller, which, name, |n| value.map(|v| HeaderOp::Set(n, v)))
+        },
+    )?;
+    linker.func_wrap(
+        "verge",
+        "header_add",
+        |mut caller: Caller<'_, T>, which: u32, name_ptr: u32, name_len: u32, value_ptr: u32, value_len: u32| -> i32 {
+            let name = name_arg(&mut caller, name_ptr, name_len);
+            let value = value_arg(&mut caller, value_ptr, value_len);
+            change(&mut caller, which, name, |n| value.map(|v| HeaderOp::Add(n, v)))
+        },
+    )?;
+    linker.func_wrap(
+        "verge",
+        "header_remove",
+        |mut caller: Caller<'_, T>, which: u32, name_ptr: u32, name_len: u32| -> i32 {
+            let name = name_arg(&mut caller, name_ptr, name_len);
+            change(&mut caller, which, name, |n| Some(HeaderOp::Remove(n)))
+        },
+    )?;
+    // Request triggers: answer with this status (then set response headers and body).
+    // origin-response: change the status.
+    linker.func_wrap("verge", "respond", |mut caller: Caller<'_, T>, status: u32| -> i32 {
+        let call = &mut caller.data_mut().fast().call;
+        if !(200..=599).contains(&status) {
+            return call.violate(format!("status {status} is outside 200-599"));
+        }
+        match call.event() {
+            EventType::ViewerRequest | EventType::OriginRequest => {
+                call.generated_status = Some(status as u16);
+                call.response_headers.clear();
+            }
+            EventType::OriginResponse => call.response_status = Some(status as u16),
+            EventType::ViewerResponse => {
+                return call.violate("viewer-response functions cannot change the status".to_string())
+            }
+        }
+        0
+    })?;
+    linker.func_wrap("verge", "body_set", |mut caller: Caller<'_, T>, ptr: u32, len: u32| -> i32 {
+        let Some(memory) = memory_of(&mut caller) else { return -2 };
+        let Some(bytes) = read(memory, &caller, ptr, len) else { return -2 };
+        let call = &mut caller.data_mut().fast().call;
+        let allowed = call.event() == EventType::OriginResponse || call.generated_status.is_some();
+        if !allowed {
+            return call.violate(format!("{} functions cannot set a body here", call.event().as_str()));
+        }
+        call.body = Some(bytes);
+        0
+    })?;
+    linker.func_wrap("verge", "fail", |mut caller: Caller<'_, T>, ptr: u32, len: u32| {
+        let Some(memory) = memory_of(&mut caller) else { return };
+        let message = read(memory, &caller, ptr, len).map(|b| String::from_utf8_lossy(&b).into_owned());
+        caller.data_mut().fast().call.error = message;
+    })?;
+    Ok(())
+}
