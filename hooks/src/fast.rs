@@ -30,8 +30,9 @@ pub enum HeaderOp {
 #[derive(Debug, Default)]
 pub struct FastCall {
     pub event: Option<EventType>,
-    /// distributionDomainName, distributionId, eventType, requestId.
-    pub config: [String; 4],
+    /// distributionDomainName, distributionId (shared per snapshot).
+    pub distribution: std::sync::Arc<[String; 2]>,
+    pub request_id: String,
     pub method: String,
     pub client_ip: String,
     pub uri: String,
@@ -151,15 +152,19 @@ fn memory_of(caller: &mut Caller<'_, impl FastHost>) -> Option<Memory> {
     caller.data_mut().fast().memory
 }
 
+fn slice<'a>(memory: Memory, caller: &'a Caller<'_, impl FastHost>, ptr: u32, len: u32) -> Option<&'a [u8]> {
+    memory.data(caller).get(ptr as usize..(ptr as usize).checked_add(len as usize)?)
+}
+
+/// Read straight from guest memory: `HeaderName` parses (and lower-cases) without a copy first.
 fn name_arg(caller: &mut Caller<'_, impl FastHost>, ptr: u32, len: u32) -> Option<HeaderName> {
     let memory = memory_of(caller)?;
-    let bytes = read(memory, caller, ptr, len)?;
-    HeaderName::from_bytes(&bytes.to_ascii_lowercase()).ok()
+    HeaderName::from_bytes(slice(memory, caller, ptr, len)?).ok()
 }
 
 fn value_arg(caller: &mut Caller<'_, impl FastHost>, ptr: u32, len: u32) -> Option<HeaderValue> {
     let memory = memory_of(caller)?;
-    HeaderValue::from_bytes(&read(memory, caller, ptr, len)?).ok()
+    HeaderValue::from_bytes(slice(memory, caller, ptr, len)?).ok()
 }
 
 fn change(
@@ -193,7 +198,9 @@ pub fn add_to_linker<T: FastHost>(linker: &mut Linker<T>) -> wasmtime::Result<()
             1 => call.querystring.as_bytes().to_vec(),
             2 => call.method.as_bytes().to_vec(),
             3 => call.client_ip.as_bytes().to_vec(),
-            4..=7 => call.config[(field - 4) as usize].as_bytes().to_vec(),
+            4 | 5 => call.distribution[(field - 4) as usize].as_bytes().to_vec(),
+            6 => call.event().as_str().as_bytes().to_vec(),
+            7 => call.request_id.as_bytes().to_vec(),
             8 => call.response_status.map(|s| s.to_string()).unwrap_or_default().into_bytes(),
             _ => return -1,
         };

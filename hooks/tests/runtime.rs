@@ -117,3 +117,30 @@ async fn hooks_see_only_their_configured_environment() {
     let body = serde_json::from_slice::<serde_json::Value>(&out).unwrap()["body"].as_str().unwrap().to_string();
     assert_eq!(body, r#"vars=[("COOKIE_NAME", "ab_test")] file=false"#);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fast_abi_changes_are_validated_as_they_are_made() {
+    use verge_hooks::fast::{FastCall, HeaderOp};
+    // A hand-written fast-ABI hook: sets `x-a: b`; on viewer-request it also tries to change `host`,
+    // which is read-only there (and writable in origin-request).
+    let wat = r#"(module
+      (import "verge" "header_set" (func $set (param i32 i32 i32 i32 i32) (result i32)))
+      (memory (export "memory") 1)
+      (data (i32.const 0) "x-ab")
+      (data (i32.const 16) "hostevil")
+      (func (export "verge_fast_handle") (param $event i32) (result i32)
+        (drop (call $set (i32.const 0) (i32.const 0) (i32.const 3) (i32.const 3) (i32.const 1)))
+        (if (i32.eq (local.get $event) (i32.const 0))
+          (then (drop (call $set (i32.const 0) (i32.const 16) (i32.const 4) (i32.const 20) (i32.const 4)))))
+        (i32.const 0)))"#;
+    let f = engine().load("arn:test:fast:1", wat.as_bytes(), 1 << 20, limits(5000)).unwrap();
+    assert_eq!(f.abi, Abi::Fast);
+    let call = |event| FastCall { event: Some(event), uri: "/".into(), ..Default::default() };
+    let ok = f.invoke_fast(call(verge_config::model::EventType::OriginRequest), "r1").await.unwrap();
+    assert_eq!(ok.request_ops, [HeaderOp::Set("x-a".parse().unwrap(), "b".parse().unwrap())]);
+    let readonly = f.invoke_fast(call(verge_config::model::EventType::ViewerRequest), "r2").await.unwrap_err();
+    assert_eq!(readonly.kind, HookErrorKind::Validation);
+    assert!(readonly.reason.contains("read-only header"), "{readonly}");
+    let wrong_side = f.invoke_fast(call(verge_config::model::EventType::ViewerResponse), "r3").await.unwrap_err();
+    assert!(wrong_side.reason.contains("cannot change the request"), "{wrong_side}");
+}

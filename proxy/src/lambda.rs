@@ -275,12 +275,8 @@ pub fn fast_call(
 ) -> verge_hooks::fast::FastCall {
     verge_hooks::fast::FastCall {
         event: Some(event),
-        config: [
-            snapshot.dist.domain_name.clone(),
-            snapshot.dist.id.clone(),
-            event.as_str().to_string(),
-            request_id.to_string(),
-        ],
+        distribution: snapshot.event_distribution.clone(),
+        request_id: request_id.to_string(),
         method: req.method.as_str().to_string(),
         client_ip: client_ip.to_string(),
         uri: req.uri.path().to_string(),

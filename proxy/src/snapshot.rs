@@ -10,6 +10,8 @@ use verge_config::model::{Behavior, Distribution, Target};
 
 pub struct Snapshot {
     pub dist: Distribution,
+    /// (domain name, id) for fast-ABI calls, shared instead of copied per call.
+    pub event_distribution: std::sync::Arc<[String; 2]>,
     /// The distribution's Lambda@Edge functions, compiled.
     pub functions: crate::lambda::LoadedFunctions,
     /// `1.1 <domain> (verge)`: sent to origins and viewers.
@@ -38,7 +40,8 @@ impl Snapshot {
             peers.push(peer_for(addr, &origin.domain_name, origin));
         }
         let via = format!("1.1 {} (verge)", dist.domain_name);
-        Ok(Self { dist, functions, via, peers })
+        let event_distribution = std::sync::Arc::new([dist.domain_name.clone(), dist.id.clone()]);
+        Ok(Self { dist, event_distribution, functions, via, peers })
     }
 
     /// The event `config` for one invocation.
