@@ -40,3 +40,36 @@ fn the_demo_serves_the_three_example_hooks() {
     assert!(webp.text().starts_with("WEBP bytes of /images/cat.webp"), "{}", webp.text());
     assert!(verge.get("/images/cat.jpg").text().starts_with("JPEG bytes"));
 }
+
+#[test]
+fn functions_list_and_local_invoke_with_aws_sample_events() {
+    let dir = TempDir::new();
+    publish(&dir, &[("webp", Module::Guest("webp"))]);
+    let store = dir.path.join("functions");
+    let (code, out, _) = run_verge(&["functions", "list", "--store", store.to_str().unwrap()]);
+    assert_eq!(code, 0);
+    assert!(out.starts_with(&format!("{}  sha256:", arn("webp", 1))), "{out}");
+    let event = concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/events/origin-request.json");
+    let arn = arn("webp", 1);
+    let args = [
+        "invoke",
+        "--event-type",
+        "origin-request",
+        "--arn",
+        &arn,
+        "--store",
+        store.to_str().unwrap(),
+        "--event",
+        event,
+    ];
+    let (code, out, err) = run_verge(&args);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("\"uri\": \"/images/cat.webp\""), "{out}");
+    assert!(err.contains("origin-request returned a request"), "{err}");
+    let misbehave = verge_hooks::testing::guest_path("misbehave");
+    let viewer = concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/events/viewer-request.json");
+    let args =
+        ["invoke", "--event-type", "viewer-request", "--function", misbehave.to_str().unwrap(), "--event", viewer];
+    let (code, _, err) = run_verge(&args);
+    assert_eq!(code, 0, "{err}");
+}

@@ -194,6 +194,22 @@ fn include_body_exposes_a_truncated_copy_and_forwards_the_whole_body() {
     assert_eq!(small.text(), "truncated=false encoding=base64 len=8");
     let forwarded = verge.request("POST", "/upload", &[], &big);
     assert_eq!(forwarded.text(), "origin got 51200 bytes", "read-only: the full body reaches the origin");
+    let replaced = verge.request("POST", "/replace-body", &[], b"original");
+    assert_eq!(replaced.text(), "origin got 20 bytes", "action replace: the function's body goes on");
+}
+
+#[test]
+fn origin_request_can_retarget_the_origin() {
+    let configured = Origin::fixed(200, "configured origin");
+    let other = Origin::start(|req| OriginResponse::new(200, format!("other origin got {}", req.target)));
+    let yaml = misbehave_yaml(configured.port(), &["origin-request"], "")
+        .replace("default_cache_behavior:\n", "default_cache_behavior:\n  origin_request_policy: AllViewer\n");
+    let verge = Verge::start_with_functions(&yaml, &[("misbehave", Module::Guest("misbehave"))]);
+    let port = other.port().to_string();
+    let resp = verge.request("GET", "/a/retarget", &[("x-target-port", port.as_str())], b"");
+    assert_eq!(resp.text(), "other origin got /moved/a/retarget");
+    assert_eq!(configured.count(), 0);
+    assert_eq!(verge.get("/plain").text(), "configured origin");
 }
 
 #[test]

@@ -1,7 +1,7 @@
 //! Test fixture hook: misbehaves on purpose, chosen by the request path, so one module covers every
 //! failure class. `/spin` loops forever, `/bomb` allocates 200 MiB, `/trap` panics, `/readonly` changes a
 //! read-only header, `/oversize` generates a 64 KiB response, `/status-99` returns an invalid status,
-//! `/sleep` asks WASI to sleep, `/env` reports its environment and file access, `/generate` answers itself, `/body` reports the body it was given, `/count` counts warm invocations.
+//! `/sleep` asks WASI to sleep, `/env` reports its environment and file access, `/generate` answers itself, `/body` reports the body it was given, `/count` counts warm invocations, `/replace-body` replaces the body, `/retarget` changes the origin.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -56,6 +56,22 @@ fn handle(event: Event) -> Result<Outcome, String> {
             Ok(Outcome::Response(Response::new(200).with_body(text)))
         }
         "count" => Ok(Outcome::Response(Response::new(200).with_body(calls.to_string()))),
+        "replace-body" => {
+            let mut body = request.body.clone().unwrap_or_default();
+            body.action = "replace".to_string();
+            body.encoding = "text".to_string();
+            body.data = "replaced by the hook".to_string();
+            request.body = Some(body);
+            Ok(Outcome::Request(request))
+        }
+        "retarget" => {
+            // origin-request: send the request to the port named in `x-target-port`.
+            let port: u16 = request.headers.get("x-target-port").and_then(|p| p.parse().ok()).ok_or("no x-target-port")?;
+            let origin = request.origin.as_mut().ok_or("no origin in the event")?;
+            origin["custom"]["port"] = port.into();
+            origin["custom"]["path"] = "/moved".into();
+            Ok(Outcome::Request(request))
+        }
         _ => {
             if let Some(mut response) = event.response {
                 response.headers.set("x-misbehave", event.config.event_type.clone());
