@@ -52,6 +52,9 @@ pub struct FastCall {
     pub violation: Option<String>,
     /// The guest's own error message.
     pub error: Option<String>,
+    /// Keep `request_headers`/`response_headers` current as changes are made (only needed when the
+    /// function can read headers back).
+    pub track_headers: bool,
 }
 
 impl FastCall {
@@ -100,6 +103,13 @@ impl FastCall {
     }
 
     fn apply(&mut self, which: u32, op: HeaderOp) {
+        if !self.track_headers {
+            match which {
+                RESPONSE => self.response_ops.push(op),
+                _ => self.request_ops.push(op),
+            }
+            return;
+        }
         let map = self.map(which);
         match &op {
             HeaderOp::Set(n, v) => {

@@ -11,5 +11,5 @@ pub mod store;
 pub mod testing;
 
 pub use error::{HookError, HookErrorKind};
-pub use runtime::{Abi, Function, HookEngine, Limits};
+pub use runtime::{Abi, Function, HookEngine, Limits, Reads};
 pub use store::FunctionStore;

@@ -161,11 +161,19 @@ impl HookEngine {
             ));
         };
         let pre = self.linker.instantiate_pre(&module).map_err(|e| format!("{arn}: {e:#}"))?;
+        // A fast-ABI module that never imports a read call never sees the request or response: the
+        // proxy can skip copying them (a header-setting hook then costs only its writes).
+        let imports = |name: &str| module.imports().any(|i| i.module() == "verge" && i.name() == name);
+        let reads = Reads {
+            headers: abi != Abi::Fast || imports("header_get") || imports("header_names"),
+            fields: abi != Abi::Fast || imports("get"),
+        };
         Ok(Function {
             arn: arn.to_string(),
             engine: self.engine.clone(),
             pre,
             abi,
+            reads,
             limits: settings,
             warm: Mutex::new(Vec::new()),
         })
@@ -204,12 +212,22 @@ enum Entry {
     Fast { handle: TypedFunc<u32, i32> },
 }
 
+/// What a fast-ABI function can read (from its imports).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Reads {
+    /// `verge.header_get` / `verge.header_names`: the request and response headers.
+    pub headers: bool,
+    /// `verge.get`: uri, query string, method, client IP, config, status.
+    pub fields: bool,
+}
+
 /// One loaded function version.
 pub struct Function {
     pub arn: String,
     engine: Engine,
     pre: InstancePre<HostState>,
     pub abi: Abi,
+    pub reads: Reads,
     pub limits: Limits,
     warm: Mutex<Vec<Warm>>,
 }

@@ -153,6 +153,8 @@ fn fast_call(
         request_headers: header_map(&request.headers),
         response_status: response.and_then(|r| r.status.parse().ok()),
         response_headers: response.map(|r| header_map(&r.headers)).unwrap_or_default(),
+        // The printed result is built from these maps.
+        track_headers: true,
         ..Default::default()
     }
 }

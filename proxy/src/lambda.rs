@@ -264,28 +264,37 @@ pub fn generated(result: &event::HookResponse) -> pingora_error::Result<(Respons
     Ok((resp, body))
 }
 
-/// The state of a fast-ABI call, copied from pingora's request (and response).
+/// The state of a fast-ABI call, copied from pingora's request (and response) -- only the parts the
+/// function can read (`Function::reads`); the uri is always there, since changes are made relative to it.
 pub fn fast_call(
     snapshot: &crate::snapshot::Snapshot,
+    function: &Function,
     event: EventType,
     request_id: &str,
     client_ip: &str,
     req: &RequestHeader,
     resp: Option<&ResponseHeader>,
 ) -> verge_hooks::fast::FastCall {
-    verge_hooks::fast::FastCall {
+    let reads = function.reads;
+    let mut call = verge_hooks::fast::FastCall {
         event: Some(event),
         distribution: snapshot.event_distribution.clone(),
-        request_id: request_id.to_string(),
-        method: req.method.as_str().to_string(),
-        client_ip: client_ip.to_string(),
         uri: req.uri.path().to_string(),
         querystring: req.uri.query().unwrap_or("").to_string(),
-        request_headers: req.headers.clone(),
         response_status: resp.map(|r| r.status.as_u16()),
-        response_headers: resp.map(|r| r.headers.clone()).unwrap_or_default(),
         ..Default::default()
+    };
+    if reads.fields {
+        call.request_id = request_id.to_string();
+        call.method = req.method.as_str().to_string();
+        call.client_ip = client_ip.to_string();
     }
+    if reads.headers {
+        call.track_headers = true;
+        call.request_headers = req.headers.clone();
+        call.response_headers = resp.map(|r| r.headers.clone()).unwrap_or_default();
+    }
+    call
 }
 
 /// Replays a fast-ABI call's request changes (uri, query string, headers) on a pingora request.
@@ -295,7 +304,8 @@ pub fn replay_request(
     path_prefix: &str,
 ) -> pingora_error::Result<()> {
     use verge_hooks::fast::HeaderOp;
-    if call.uri_changed || !path_prefix.is_empty() {
+    // Unchanged, the uri verge built (with the origin path) stands.
+    if call.uri_changed {
         let mut uri = String::with_capacity(path_prefix.len() + call.uri.len() + call.querystring.len() + 1);
         uri.push_str(path_prefix);
         uri.push_str(&call.uri);
@@ -323,21 +333,21 @@ pub fn replay_request(
 }
 
 /// Replays a fast-ABI call's response changes (status, headers) on a pingora response.
-pub fn replay_response(resp: &mut ResponseHeader, call: &verge_hooks::fast::FastCall) -> pingora_error::Result<()> {
+pub fn replay_response(resp: &mut ResponseHeader, call: &mut verge_hooks::fast::FastCall) -> pingora_error::Result<()> {
     use verge_hooks::fast::HeaderOp;
     if let Some(status) = call.response_status {
         if status != resp.status.as_u16() {
             resp.set_status(status)?;
         }
     }
-    for op in &call.response_ops {
+    for op in std::mem::take(&mut call.response_ops) {
         match op {
-            HeaderOp::Set(n, v) => resp.insert_header(n.clone(), v.clone())?,
+            HeaderOp::Set(n, v) => resp.insert_header(n, v)?,
             HeaderOp::Add(n, v) => {
-                resp.append_header(n.clone(), v.clone())?;
+                resp.append_header(n, v)?;
             }
             HeaderOp::Remove(n) => {
-                resp.remove_header(n);
+                resp.remove_header(&n);
             }
         }
     }

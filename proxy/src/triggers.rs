@@ -68,6 +68,7 @@ impl VergeProxy {
         if function.abi == Abi::Fast {
             let call = lambda::fast_call(
                 &ctx.snapshot,
+                &function,
                 EventType::ViewerRequest,
                 &ctx.request_id,
                 &ctx.client_ip,
@@ -159,8 +160,15 @@ impl VergeProxy {
             &ctx.request_id,
         )?;
         if function.abi == Abi::Fast {
-            let call =
-                lambda::fast_call(&snapshot, EventType::OriginRequest, &ctx.request_id, &ctx.client_ip, &preview, None);
+            let call = lambda::fast_call(
+                &snapshot,
+                &function,
+                EventType::OriginRequest,
+                &ctx.request_id,
+                &ctx.client_ip,
+                &preview,
+                None,
+            );
             let call = lambda::run_fast(&function, EventType::OriginRequest, &ctx.request_id, call)
                 .await
                 .map_err(|e| hook_failed(ctx, e))?;
@@ -272,16 +280,17 @@ impl VergeProxy {
                 .unwrap_or_else(|| RequestHeader::build("GET", b"/", None).expect("static request"));
             let call = lambda::fast_call(
                 &ctx.snapshot,
+                &function,
                 EventType::OriginResponse,
                 &ctx.request_id,
                 &ctx.client_ip,
                 &sent,
                 Some(resp),
             );
-            let call = lambda::run_fast(&function, EventType::OriginResponse, &ctx.request_id, call)
+            let mut call = lambda::run_fast(&function, EventType::OriginResponse, &ctx.request_id, call)
                 .await
                 .map_err(|e| hook_failed(ctx, e))?;
-            lambda::replay_response(resp, &call)?;
+            lambda::replay_response(resp, &mut call)?;
             if let Some(body) = call.body {
                 resp.remove_header(&http::header::TRANSFER_ENCODING);
                 resp.insert_header(http::header::CONTENT_LENGTH, body.len().to_string())?;
@@ -324,16 +333,17 @@ impl VergeProxy {
         if function.abi == Abi::Fast {
             let call = lambda::fast_call(
                 &ctx.snapshot,
+                &function,
                 EventType::ViewerResponse,
                 &ctx.request_id,
                 &ctx.client_ip,
                 session.req_header(),
                 Some(resp),
             );
-            let call = lambda::run_fast(&function, EventType::ViewerResponse, &ctx.request_id, call)
+            let mut call = lambda::run_fast(&function, EventType::ViewerResponse, &ctx.request_id, call)
                 .await
                 .map_err(|e| hook_failed(ctx, e))?;
-            return lambda::replay_response(resp, &call);
+            return lambda::replay_response(resp, &mut call);
         }
         let request = lambda::event_request(session.req_header(), &ctx.client_ip);
         let response = lambda::event_response(resp);

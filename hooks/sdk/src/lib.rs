@@ -1,7 +1,7 @@
 //! Guest SDK for verge hooks: the Lambda@Edge event as Rust types, `handler!` to export a function
 //! through verge's fast ABI (warm instances, no stdin/stdout), and helpers for headers and cookies.
 //!
-//! ```ignore
+//! ```text
 //! use verge_hook_sdk::{handler, Event, Outcome};
 //! fn handle(event: Event) -> Result<Outcome, String> {
 //!     let mut request = event.request;
