@@ -58,11 +58,23 @@ fn body(status: u16, reason: &str, request_id: &str) -> String {
 pub async fn write(session: &mut Session, error: EdgeError, via: &str, request_id: &str) -> Result<()> {
     let status = error.status();
     let body = Bytes::from(body(status, error.reason(), request_id));
+    send_page(session, status, "Error from verge".to_string(), body, via, request_id).await
+}
+
+/// Sends one of verge's own HTML pages; never cached.
+async fn send_page(
+    session: &mut Session,
+    status: u16,
+    x_cache: String,
+    body: Bytes,
+    via: &str,
+    request_id: &str,
+) -> Result<()> {
     let mut resp = ResponseHeader::build(status, Some(8))?;
     resp.insert_header("content-type", "text/html")?;
     resp.insert_header("content-length", body.len().to_string())?;
     resp.insert_header("server", "verge")?;
-    resp.insert_header("x-cache", "Error from verge")?;
+    resp.insert_header("x-cache", x_cache)?;
     resp.insert_header("via", via)?;
     resp.insert_header("x-amz-cf-id", request_id)?;
     let head_only = session.req_header().method == http::Method::HEAD;
@@ -114,19 +126,7 @@ pub async fn write_function_error(
         }
     };
     let body = Bytes::from(body(status, &reason, request_id));
-    let mut resp = ResponseHeader::build(status, Some(8))?;
-    resp.insert_header("content-type", "text/html")?;
-    resp.insert_header("content-length", body.len().to_string())?;
-    resp.insert_header("server", "verge")?;
-    resp.insert_header("x-cache", format!("{} from verge", error.result_type()))?;
-    resp.insert_header("via", via)?;
-    resp.insert_header("x-amz-cf-id", request_id)?;
-    let head_only = session.req_header().method == http::Method::HEAD;
-    session.write_response_header(Box::new(resp), head_only).await?;
-    if !head_only {
-        session.write_response_body(Some(body), true).await?;
-    }
-    Ok(())
+    send_page(session, status, format!("{} from verge", error.result_type()), body, via, request_id).await
 }
 
 fn html_escape(text: &str) -> String {

@@ -207,20 +207,26 @@ impl Invocation<'_> {
     }
 }
 
-/// Replaces the request's uri, query string and headers with what a request trigger returned.
-/// Disallowed headers (never shown to the function) are kept as they were.
-pub fn apply_request(req: &mut RequestHeader, result: &EventRequest, path_prefix: &str) -> pingora_error::Result<()> {
-    let mut uri = String::with_capacity(path_prefix.len() + result.uri.len() + result.querystring.len() + 1);
-    uri.push_str(path_prefix);
-    uri.push_str(&result.uri);
-    if !result.querystring.is_empty() {
+/// Sets `prefix + uri [? querystring]` as the request's uri.
+fn set_uri(req: &mut RequestHeader, prefix: &str, path: &str, querystring: &str) -> pingora_error::Result<()> {
+    let mut uri = String::with_capacity(prefix.len() + path.len() + querystring.len() + 1);
+    uri.push_str(prefix);
+    uri.push_str(path);
+    if !querystring.is_empty() {
         uri.push('?');
-        uri.push_str(&result.querystring);
+        uri.push_str(querystring);
     }
     let parsed = uri.parse().map_err(|e| {
         pingora_error::Error::because(pingora_error::ErrorType::InvalidHTTPHeader, "uri from function", e)
     })?;
     req.set_uri(parsed);
+    Ok(())
+}
+
+/// Replaces the request's uri, query string and headers with what a request trigger returned.
+/// Disallowed headers (never shown to the function) are kept as they were.
+pub fn apply_request(req: &mut RequestHeader, result: &EventRequest, path_prefix: &str) -> pingora_error::Result<()> {
+    set_uri(req, path_prefix, &result.uri, &result.querystring)?;
     let names: Vec<http::HeaderName> =
         req.headers.keys().filter(|n| !event::is_disallowed(n.as_str())).cloned().collect();
     for name in names {
@@ -306,17 +312,7 @@ pub fn replay_request(
     use verge_hooks::fast::HeaderOp;
     // Unchanged, the uri verge built (with the origin path) stands.
     if call.uri_changed {
-        let mut uri = String::with_capacity(path_prefix.len() + call.uri.len() + call.querystring.len() + 1);
-        uri.push_str(path_prefix);
-        uri.push_str(&call.uri);
-        if !call.querystring.is_empty() {
-            uri.push('?');
-            uri.push_str(&call.querystring);
-        }
-        let parsed = uri.parse().map_err(|e| {
-            pingora_error::Error::because(pingora_error::ErrorType::InvalidHTTPHeader, "uri from function", e)
-        })?;
-        req.set_uri(parsed);
+        set_uri(req, path_prefix, &call.uri, &call.querystring)?;
     }
     for op in &call.request_ops {
         match op {
