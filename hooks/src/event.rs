@@ -115,36 +115,42 @@ pub fn encode(config: &EventConfig, request: &EventRequest, response: Option<&Ev
     serde_json::to_vec(&envelope).unwrap_or_default()
 }
 
-/// Headers never shown to functions and never writable by them (SPEC §6.1).
+/// Headers never shown to functions and never writable by them (SPEC §6.1). Called for every header a
+/// hook touches, so it dispatches on the first byte before comparing names.
 pub fn is_disallowed(name: &str) -> bool {
-    const EXACT: &[&str] = &[
-        "connection",
-        "expect",
-        "keep-alive",
-        "proxy-authenticate",
-        "proxy-authorization",
-        "proxy-connection",
-        "trailer",
-        "upgrade",
-        "x-accel-buffering",
-        "x-accel-charset",
-        "x-accel-limit-rate",
-        "x-accel-redirect",
-        "x-amzn-auth",
-        "x-amzn-cf-billing",
-        "x-amzn-cf-id",
-        "x-amzn-cf-xff",
-        "x-amzn-errortype",
-        "x-amzn-fle-profile",
-        "x-amzn-header-count",
-        "x-amzn-header-order",
-        "x-amzn-lambda-integration-tag",
-        "x-amzn-requestid",
-        "x-cache",
-        "x-forwarded-proto",
-        "x-real-ip",
-    ];
-    EXACT.contains(&name) || name.starts_with("x-amz-cf-") || name.starts_with("x-edge-")
+    match name.as_bytes().first() {
+        Some(b'c') => name == "connection",
+        Some(b'e') => name == "expect",
+        Some(b'k') => name == "keep-alive",
+        Some(b'p') => matches!(name, "proxy-authenticate" | "proxy-authorization" | "proxy-connection"),
+        Some(b't') => name == "trailer",
+        Some(b'u') => name == "upgrade",
+        Some(b'x') => {
+            name.starts_with("x-amz-cf-")
+                || name.starts_with("x-edge-")
+                || matches!(
+                    name,
+                    "x-accel-buffering"
+                        | "x-accel-charset"
+                        | "x-accel-limit-rate"
+                        | "x-accel-redirect"
+                        | "x-amzn-auth"
+                        | "x-amzn-cf-billing"
+                        | "x-amzn-cf-id"
+                        | "x-amzn-cf-xff"
+                        | "x-amzn-errortype"
+                        | "x-amzn-fle-profile"
+                        | "x-amzn-header-count"
+                        | "x-amzn-header-order"
+                        | "x-amzn-lambda-integration-tag"
+                        | "x-amzn-requestid"
+                        | "x-cache"
+                        | "x-forwarded-proto"
+                        | "x-real-ip"
+                )
+        }
+        _ => false,
+    }
 }
 
 /// Headers a function may read but not add, change or delete, per trigger (SPEC §6.1).
@@ -458,6 +464,16 @@ mod tests {
             parse_output(EventType::OriginRequest, big.as_bytes(), &req(), None).is_ok(),
             "1 MB for origin-request"
         );
+    }
+
+    #[test]
+    fn disallowed_headers() {
+        for name in ["connection", "x-cache", "x-amz-cf-pop", "x-edge-location", "proxy-authorization", "x-real-ip"] {
+            assert!(is_disallowed(name), "{name}");
+        }
+        for name in ["content-type", "x-custom", "cache-control", "proxy", "x-amzn-other"] {
+            assert!(!is_disallowed(name), "{name}");
+        }
     }
 
     #[test]
