@@ -52,6 +52,20 @@ struct StoredMeta {
     header: ResponseHeader,
 }
 
+/// The header without pingora's original-case name map: every hit clones the stored header (twice, with
+/// pingora's own copy), and the case map doubles that work. Names then go out in lower case, which HTTP
+/// treats the same.
+fn without_case_map(header: &ResponseHeader) -> ResponseHeader {
+    let rebuilt = ResponseHeader::build_no_case(header.status, Some(header.headers.len())).and_then(|mut h| {
+        for (name, value) in &header.headers {
+            h.append_header(name.clone(), value.clone())?;
+        }
+        h.set_version(header.version);
+        Ok(h)
+    });
+    rebuilt.unwrap_or_else(|_| header.clone())
+}
+
 impl StoredMeta {
     fn from_meta(meta: &CacheMeta) -> Self {
         Self {
@@ -62,7 +76,7 @@ impl StoredMeta {
             stale_while_revalidate: meta.stale_while_revalidate_sec(),
             stale_if_error: meta.stale_if_error_sec(),
             variance: meta.variance(),
-            header: meta.response_header_copy(),
+            header: without_case_map(meta.response_header()),
         }
     }
 
