@@ -24,7 +24,8 @@ pub struct RequestContext {
     pub(crate) edge_error: Option<EdgeError>,
     /// The origin's status when a custom error response replaces it.
     pub(crate) custom_error_status: Option<u16>,
-    /// The viewer's IP, for events and X-Forwarded-For.
+    /// The viewer's IP, for events and X-Forwarded-For; formatted on first use (hits without hooks never
+    /// need it).
     pub(crate) client_ip: String,
     /// Set when a function failed; the response is its error page.
     pub(crate) hook_error: Option<verge_hooks::HookError>,
@@ -56,6 +57,15 @@ pub struct RequestContext {
 }
 
 impl RequestContext {
+    /// Formats the viewer's IP once.
+    pub(crate) fn ensure_client_ip(&mut self, session: &pingora_proxy::Session) {
+        if self.client_ip.is_empty() {
+            if let Some(addr) = session.client_addr().and_then(|a| a.as_inet()) {
+                self.client_ip = addr.ip().to_string();
+            }
+        }
+    }
+
     /// Moves to the group's secondary origin when this request may fail over (GET/HEAD/OPTIONS).
     pub(crate) fn try_failover(&mut self, method: &http::Method) -> bool {
         let Target::Group(g) = self.snapshot.behavior(self.behavior).target else { return false };

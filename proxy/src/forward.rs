@@ -54,6 +54,8 @@ pub fn origin_request(
     req: &mut RequestHeader,
     behavior: &Behavior,
     origin: &Origin,
+    // The origin path to prefix; "" for the origin-request event, which shows it in `origin.custom.path`.
+    origin_path: &str,
     client_ip: Option<&str>,
     via: &str,
     request_id: &str,
@@ -79,8 +81,8 @@ pub fn origin_request(
             union
         }
     };
-    let mut uri = String::with_capacity(origin.origin_path.len() + req.uri.path().len() + forwarded_query.len() + 1);
-    uri.push_str(&origin.origin_path);
+    let mut uri = String::with_capacity(origin_path.len() + req.uri.path().len() + forwarded_query.len() + 1);
+    uri.push_str(origin_path);
     uri.push_str(req.uri.path());
     if !forwarded_query.is_empty() {
         uri.push('?');
@@ -128,7 +130,7 @@ pub fn origin_request(
     if !forwards(behavior, "user-agent") {
         req.insert_header(header::USER_AGENT, "verge")?;
     }
-    if let Some(ip) = client_ip {
+    if let Some(ip) = client_ip.filter(|ip| !ip.is_empty()) {
         let xff = match previous_xff {
             Some(prev) => format!("{prev}, {ip}"),
             None => ip.to_string(),

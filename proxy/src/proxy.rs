@@ -145,7 +145,6 @@ impl ProxyHttp for VergeProxy {
     /// Distribution checks, behavior selection, viewer protocol policy, methods, default root object.
     async fn request_filter(&self, session: &mut Session, ctx: &mut RequestContext) -> Result<bool> {
         let snapshot = ctx.snapshot.clone();
-        ctx.client_ip = session.client_addr().and_then(|a| a.as_inet()).map(|a| a.ip().to_string()).unwrap_or_default();
         if !snapshot.dist.enabled {
             return self.reject(session, ctx, EdgeError::DistributionDisabled).await;
         }
@@ -276,10 +275,11 @@ impl ProxyHttp for VergeProxy {
 
     async fn upstream_request_filter(
         &self,
-        _session: &mut Session,
+        session: &mut Session,
         req: &mut RequestHeader,
         ctx: &mut RequestContext,
     ) -> Result<()> {
+        ctx.ensure_client_ip(session);
         self.prepare_origin_request(req, ctx)
     }
 

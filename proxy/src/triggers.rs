@@ -65,6 +65,7 @@ impl VergeProxy {
         let Some(function) = ctx.snapshot.functions.get(ctx.behavior, EventType::ViewerRequest).cloned() else {
             return Ok(false);
         };
+        ctx.ensure_client_ip(session);
         if function.abi == Abi::Fast {
             let call = lambda::fast_call(
                 &ctx.snapshot,
@@ -143,18 +144,18 @@ impl VergeProxy {
         let Some(function) = ctx.snapshot.functions.get(ctx.behavior, EventType::OriginRequest).cloned() else {
             return Ok(());
         };
+        ctx.ensure_client_ip(session);
         ctx.origin_request_ran_for = Some(ctx.origin);
         let snapshot = ctx.snapshot.clone();
         let origin = &snapshot.dist.origins[ctx.origin];
         // The event shows the request as it will go to the origin; the origin path is in `origin`.
         let mut preview = session.req_header().clone();
-        let mut pathless = origin.clone();
-        pathless.origin_path.clear();
         let behavior = snapshot.behavior(ctx.behavior);
         forward::origin_request(
             &mut preview,
             behavior,
-            &pathless,
+            origin,
+            "",
             Some(&ctx.client_ip),
             &snapshot.via,
             &ctx.request_id,
@@ -240,7 +241,15 @@ impl VergeProxy {
         let snapshot = ctx.snapshot.clone();
         let origin = &snapshot.dist.origins[ctx.origin];
         let behavior = snapshot.behavior(ctx.behavior);
-        forward::origin_request(req, behavior, origin, Some(&ctx.client_ip), &snapshot.via, &ctx.request_id)?;
+        forward::origin_request(
+            req,
+            behavior,
+            origin,
+            &origin.origin_path,
+            Some(&ctx.client_ip),
+            &snapshot.via,
+            &ctx.request_id,
+        )?;
         if let Some(result) = &ctx.origin_request_result {
             let prefix = ctx.origin_override.as_ref().map_or(origin.origin_path.as_str(), |(_, path)| path.as_str());
             lambda::apply_request(req, result, prefix)?;
@@ -330,6 +339,7 @@ impl VergeProxy {
         let Some(function) = ctx.snapshot.functions.get(ctx.behavior, EventType::ViewerResponse).cloned() else {
             return Ok(());
         };
+        ctx.ensure_client_ip(session);
         if function.abi == Abi::Fast {
             let call = lambda::fast_call(
                 &ctx.snapshot,
