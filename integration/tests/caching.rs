@@ -53,9 +53,9 @@ fn no_store_is_honoured_at_min_ttl_zero_and_overridden_above() {
 #[test]
 fn max_age_expires_and_origin_age_counts() {
     let origin = Origin::start(|req| {
-        let r = OriginResponse::new(200, "x").header("cache-control", "max-age=2");
+        let r = OriginResponse::new(200, "x").header("cache-control", "max-age=4");
         if req.path() == "/aged" {
-            r.header("age", "1")
+            r.header("age", "2")
         } else {
             r
         }
@@ -65,9 +65,10 @@ fn max_age_expires_and_origin_age_counts() {
     verge.get("/aged");
     verge.get("/fresh");
     assert_eq!(verge.get("/aged").x_cache(), "Hit from verge");
-    std::thread::sleep(Duration::from_millis(1400));
-    assert_eq!(verge.get("/fresh").x_cache(), "Hit from verge", "2 s TTL still fresh");
-    assert_eq!(verge.get("/aged").x_cache(), "Miss from verge", "Age: 1 left 1 s of freshness");
+    // Margins of 1.5 s either way, for a loaded CI machine.
+    std::thread::sleep(Duration::from_millis(2500));
+    assert_eq!(verge.get("/fresh").x_cache(), "Hit from verge", "4 s TTL still fresh");
+    assert_eq!(verge.get("/aged").x_cache(), "Miss from verge", "Age: 2 left 2 s of freshness");
     assert_eq!(origin.count(), 3);
 }
 
@@ -215,7 +216,9 @@ fn forwarding_cookies_disables_collapsing() {
         Verge::start(&dist(origin.port(), "", "cache_policy: CachingOptimized, origin_request_policy: AllViewer"));
     let responses = concurrent_gets(&verge, "/with-cookies", 10);
     assert!(responses.iter().all(|r| r.status == 200));
-    assert_eq!(origin.count(), 10, "cookies forwarded: every concurrent miss goes to the origin");
+    // With collapsing every overlapping miss would wait for the first: one origin request. (Late
+    // arrivals on a slow machine may already be hits, so the count is not asserted to be exactly 10.)
+    assert!(origin.count() > 1, "cookies forwarded: concurrent misses go to the origin ({})", origin.count());
     assert_eq!(verge.get("/with-cookies").x_cache(), "Hit from verge", "still cached");
 }
 
@@ -223,7 +226,7 @@ fn forwarding_cookies_disables_collapsing() {
 fn expired_objects_revalidate_with_validators() {
     let origin = Origin::start(|req| {
         if req.header("if-none-match") == Some("\"v1\"") {
-            return OriginResponse::new(304, "").header("etag", "\"v1\"").header("cache-control", "max-age=1");
+            return OriginResponse::new(304, "").header("etag", "\"v1\"").header("cache-control", "max-age=60");
         }
         OriginResponse::new(200, "0123456789").header("etag", "\"v1\"").header("cache-control", "max-age=1")
     });
