@@ -16,6 +16,8 @@ pub struct Snapshot {
     pub functions: crate::lambda::LoadedFunctions,
     /// `1.1 <domain> (verge)`: sent to origins and viewers.
     pub via: String,
+    /// `via` as a header value, built once.
+    pub via_value: http::HeaderValue,
     /// One prebuilt peer per origin, cloned per request (no DNS, no parsing per request).
     pub peers: Vec<HttpPeer>,
 }
@@ -40,8 +42,9 @@ impl Snapshot {
             peers.push(peer_for(addr, &origin.domain_name, origin));
         }
         let via = format!("1.1 {} (verge)", dist.domain_name);
+        let via_value = http::HeaderValue::from_str(&via).map_err(|e| format!("distribution.domain_name: {e}"))?;
         let event_distribution = std::sync::Arc::new([dist.domain_name.clone(), dist.id.clone()]);
-        Ok(Self { dist, event_distribution, functions, via, peers })
+        Ok(Self { dist, event_distribution, functions, via, via_value, peers })
     }
 
     /// The event `config` for one invocation.
