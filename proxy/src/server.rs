@@ -11,6 +11,7 @@ use std::time::Duration;
 use arc_swap::ArcSwap;
 use async_trait::async_trait;
 use pingora_core::apps::ServerApp;
+use pingora_core::listeners::{L4BufferSettings, ListenerConfig, DEFAULT_L4_READ_BUFFER_SIZE};
 use pingora_core::protocols::Stream;
 use pingora_core::server::configuration::ServerConf;
 use pingora_core::server::{Fds, ShutdownWatch};
@@ -26,6 +27,8 @@ use crate::snapshot::{SharedSnapshot, Snapshot};
 /// How long a cache-lock writer may hold a key before waiting readers go to the origin themselves;
 /// above the longest origin read timeout (120 s), so a slow fill is never duplicated.
 const CACHE_LOCK_AGE: Duration = Duration::from_secs(130);
+/// The viewer write buffer (see `start`).
+const WRITE_BUFFER: usize = 16 * 1024;
 /// How long in-flight requests get to finish after a shutdown signal.
 const GRACE: Duration = Duration::from_secs(10);
 
@@ -105,7 +108,11 @@ pub async fn start(snapshot: Snapshot) -> std::io::Result<Started> {
     let mut service =
         ListeningService::new("verge viewer".to_string(), CountingApp { proxy, in_flight: in_flight.clone() });
     for addr in &addrs {
-        service.add_tcp(&addr.to_string());
+        // pingora's default write buffer is one MSS (1,460 bytes): a small response whose headers do not
+        // fit beside its body then goes out in two sends. 16 KiB holds a small response whole; larger
+        // bodies bypass the buffer.
+        let buffers = L4BufferSettings::new(DEFAULT_L4_READ_BUFFER_SIZE, WRITE_BUFFER);
+        service.endpoints().add_listener(ListenerConfig::tcp(addr.to_string()).l4_buffer(buffers));
     }
     let (shutdown, watch) = watch::channel(false);
     let fds = Arc::new(parking_lot::Mutex::new(fds));
