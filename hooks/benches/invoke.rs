@@ -28,7 +28,7 @@ fn fast_call() -> FastCall {
     response_headers.insert("age", "12".parse().unwrap());
     FastCall {
         event: Some(EventType::ViewerResponse),
-        distribution: std::sync::Arc::new(["d111111abcdef8.verge.local".into(), "EDFDVBD6EXAMPLE".into()]),
+        distribution: Some(std::sync::Arc::new(["d111111abcdef8.verge.local".into(), "EDFDVBD6EXAMPLE".into()])),
         request_id: "4TyzHTaYWb1GX1qTfsHhEqV6HUDd".into(),
         method: "GET".into(),
         client_ip: "203.0.113.178".into(),

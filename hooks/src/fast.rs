@@ -31,7 +31,7 @@ pub enum HeaderOp {
 pub struct FastCall {
     pub event: Option<EventType>,
     /// distributionDomainName, distributionId (shared per snapshot).
-    pub distribution: std::sync::Arc<[String; 2]>,
+    pub distribution: Option<std::sync::Arc<[String; 2]>>,
     pub request_id: String,
     pub method: String,
     pub client_ip: String,
@@ -208,7 +208,9 @@ pub fn add_to_linker<T: FastHost>(linker: &mut Linker<T>) -> wasmtime::Result<()
             1 => call.querystring.as_bytes().to_vec(),
             2 => call.method.as_bytes().to_vec(),
             3 => call.client_ip.as_bytes().to_vec(),
-            4 | 5 => call.distribution[(field - 4) as usize].as_bytes().to_vec(),
+            4 | 5 => {
+                call.distribution.as_ref().map(|d| d[(field - 4) as usize].as_bytes().to_vec()).unwrap_or_default()
+            }
             6 => call.event().as_str().as_bytes().to_vec(),
             7 => call.request_id.as_bytes().to_vec(),
             8 => call.response_status.map(|s| s.to_string()).unwrap_or_default().into_bytes(),

@@ -167,6 +167,7 @@ impl HookEngine {
         let reads = Reads {
             headers: abi != Abi::Fast || imports("header_get") || imports("header_names"),
             fields: abi != Abi::Fast || imports("get"),
+            uri: abi != Abi::Fast || imports("get") || imports("set"),
         };
         Ok(Function {
             arn: arn.to_string(),
@@ -219,6 +220,8 @@ pub struct Reads {
     pub headers: bool,
     /// `verge.get`: uri, query string, method, client IP, config, status.
     pub fields: bool,
+    /// `verge.get` or `verge.set`: the uri and query string (changes are made relative to them).
+    pub uri: bool,
 }
 
 /// One loaded function version.

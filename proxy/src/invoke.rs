@@ -144,7 +144,10 @@ fn fast_call(
 ) -> FastCall {
     FastCall {
         event: Some(event_type),
-        distribution: std::sync::Arc::new([config.distribution_domain_name.clone(), config.distribution_id.clone()]),
+        distribution: Some(std::sync::Arc::new([
+            config.distribution_domain_name.clone(),
+            config.distribution_id.clone(),
+        ])),
         request_id: config.request_id.clone(),
         method: request.method.clone(),
         client_ip: request.client_ip.clone(),

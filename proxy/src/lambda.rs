@@ -271,7 +271,7 @@ pub fn generated(result: &event::HookResponse) -> pingora_error::Result<(Respons
 }
 
 /// The state of a fast-ABI call, copied from pingora's request (and response) -- only the parts the
-/// function can read (`Function::reads`); the uri is always there, since changes are made relative to it.
+/// function can read or change (`Function::reads`, from its imports).
 pub fn fast_call(
     snapshot: &crate::snapshot::Snapshot,
     function: &Function,
@@ -284,13 +284,15 @@ pub fn fast_call(
     let reads = function.reads;
     let mut call = verge_hooks::fast::FastCall {
         event: Some(event),
-        distribution: snapshot.event_distribution.clone(),
-        uri: req.uri.path().to_string(),
-        querystring: req.uri.query().unwrap_or("").to_string(),
         response_status: resp.map(|r| r.status.as_u16()),
         ..Default::default()
     };
+    if reads.uri {
+        call.uri = req.uri.path().to_string();
+        call.querystring = req.uri.query().unwrap_or("").to_string();
+    }
     if reads.fields {
+        call.distribution = Some(snapshot.event_distribution.clone());
         call.request_id = request_id.to_string();
         call.method = req.method.as_str().to_string();
         call.client_ip = client_ip.to_string();
