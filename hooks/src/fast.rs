@@ -9,6 +9,7 @@ use verge_config::model::EventType;
 use wasmtime::{Caller, Linker, Memory};
 
 use crate::event::{is_disallowed, read_only};
+use crate::intern::{Interned, Name};
 
 /// Which message a header call is about.
 pub const REQUEST: u32 = 0;
@@ -17,6 +18,9 @@ pub const RESPONSE: u32 = 1;
 /// `verge_fast_handle` results.
 pub const CONTINUE: i32 = 0;
 pub const FAILED: i32 = 1;
+
+/// Header changes one call may make (CloudFront's whole request is limited to far fewer headers).
+pub const MAX_HEADER_CHANGES: usize = 1000;
 
 /// A header change, replayed by the proxy in order.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -74,9 +78,10 @@ impl FastCall {
     }
 
     /// Header changes go to the response of response triggers and of generated responses.
-    fn writable(&mut self, which: u32, name: &HeaderName) -> Result<(), i32> {
+    fn writable(&mut self, which: u32, name: &Name) -> Result<(), i32> {
+        let Name { name, disallowed } = name;
         let event = self.event();
-        if is_disallowed(name.as_str()) {
+        if *disallowed {
             return Err(self.violate(format!("the function tried to add a disallowed header: {name}")));
         }
         let response_side = which == RESPONSE;
@@ -104,10 +109,12 @@ impl FastCall {
 
     fn apply(&mut self, which: u32, op: HeaderOp) {
         if !self.track_headers {
-            match which {
-                RESPONSE => self.response_ops.push(op),
-                _ => self.request_ops.push(op),
+            let ops = if which == RESPONSE { &mut self.response_ops } else { &mut self.request_ops };
+            // One allocation for a typical hook's changes instead of a grow at the fifth.
+            if ops.capacity() == 0 {
+                ops.reserve(8);
             }
+            ops.push(op);
             return;
         }
         let map = self.map(which);
@@ -133,7 +140,10 @@ impl FastCall {
 /// The per-store state the host functions work on.
 pub struct FastState {
     pub memory: Option<Memory>,
-    pub call: FastCall,
+    /// Boxed so a call moves as a pointer (in and out of the store, through the proxy's futures).
+    pub call: Box<FastCall>,
+    /// The header names and values this instance passed on earlier calls.
+    pub(crate) interned: Interned,
 }
 
 fn read(memory: Memory, caller: &Caller<'_, impl FastHost>, ptr: u32, len: u32) -> Option<Vec<u8>> {
@@ -162,25 +172,23 @@ fn memory_of(caller: &mut Caller<'_, impl FastHost>) -> Option<Memory> {
     caller.data_mut().fast().memory
 }
 
-fn slice<'a>(memory: Memory, caller: &'a Caller<'_, impl FastHost>, ptr: u32, len: u32) -> Option<&'a [u8]> {
-    memory.data(caller).get(ptr as usize..(ptr as usize).checked_add(len as usize)?)
-}
-
-/// Read straight from guest memory: `HeaderName` parses (and lower-cases) without a copy first.
-fn name_arg(caller: &mut Caller<'_, impl FastHost>, ptr: u32, len: u32) -> Option<HeaderName> {
+/// Read straight from guest memory (no copy first), through the instance's intern table.
+fn name_arg(caller: &mut Caller<'_, impl FastHost>, ptr: u32, len: u32) -> Option<Name> {
     let memory = memory_of(caller)?;
-    HeaderName::from_bytes(slice(memory, caller, ptr, len)?).ok()
+    let (bytes, host) = memory.data_and_store_mut(caller);
+    host.fast().interned.name(bytes.get(ptr as usize..(ptr as usize).checked_add(len as usize)?)?)
 }
 
 fn value_arg(caller: &mut Caller<'_, impl FastHost>, ptr: u32, len: u32) -> Option<HeaderValue> {
     let memory = memory_of(caller)?;
-    HeaderValue::from_bytes(slice(memory, caller, ptr, len)?).ok()
+    let (bytes, host) = memory.data_and_store_mut(caller);
+    host.fast().interned.value(bytes.get(ptr as usize..(ptr as usize).checked_add(len as usize)?)?)
 }
 
 fn change(
     caller: &mut Caller<'_, impl FastHost>,
     which: u32,
-    name: Option<HeaderName>,
+    name: Option<Name>,
     op: impl FnOnce(HeaderName) -> Option<HeaderOp>,
 ) -> i32 {
     let call = &mut caller.data_mut().fast().call;
@@ -188,7 +196,11 @@ fn change(
     if let Err(code) = call.writable(which, &name) {
         return code;
     }
-    match op(name) {
+    // The changes are kept in host memory, outside the function's memory limit: bound them.
+    if call.request_ops.len() + call.response_ops.len() >= MAX_HEADER_CHANGES {
+        return call.violate(format!("the function made more than {MAX_HEADER_CHANGES} header changes"));
+    }
+    match op(name.name) {
         Some(op) => {
             call.apply(which, op);
             0
@@ -247,8 +259,8 @@ pub fn add_to_linker<T: FastHost>(linker: &mut Linker<T>) -> wasmtime::Result<()
         "verge",
         "header_get",
         |mut caller: Caller<'_, T>, which: u32, name_ptr: u32, name_len: u32, index: u32, ptr: u32, cap: u32| -> i32 {
-            let Some(name) = name_arg(&mut caller, name_ptr, name_len) else { return -1 };
-            if is_disallowed(name.as_str()) {
+            let Some(Name { name, disallowed }) = name_arg(&mut caller, name_ptr, name_len) else { return -1 };
+            if disallowed {
                 return -1;
             }
             let Some(memory) = memory_of(&mut caller) else { return -2 };

@@ -5,10 +5,13 @@
 pub mod error;
 pub mod event;
 pub mod fast;
+mod hook_log;
+mod intern;
 pub mod runtime;
 pub mod store;
 #[doc(hidden)]
 pub mod testing;
+mod ticker;
 
 pub use error::{HookError, HookErrorKind};
 pub use runtime::{Abi, Function, HookEngine, Limits, Reads};

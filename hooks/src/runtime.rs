@@ -19,9 +19,8 @@ use wasmtime_wasi::{I32Exit, WasiCtxBuilder};
 
 use crate::error::HookError;
 use crate::fast::{self, FastCall, FastHost, FastState};
-
-/// Epoch tick: the resolution of hook timeouts.
-const TICK: Duration = Duration::from_millis(1);
+use crate::hook_log::HookLog;
+use crate::ticker::{self, InFlight};
 /// Instance slots of the pooling allocator: hooks running at once plus warm instances kept.
 const POOL_SLOTS: u32 = 256;
 /// Warm instances kept per function.
@@ -39,6 +38,7 @@ const OUTPUT_CAP: usize = 2 << 20;
 pub struct HookEngine {
     engine: Engine,
     linker: Arc<Linker<HostState>>,
+    in_flight: InFlight,
 }
 
 struct HostState {
@@ -47,9 +47,7 @@ struct HostState {
     wasi: WasiP1Ctx,
     fast: FastState,
     limiter: MemoryLimiter,
-    stderr: MemoryOutputPipe,
-    /// Bytes of `stderr` already logged (a warm instance keeps one pipe).
-    stderr_seen: usize,
+    stderr: HookLog,
 }
 
 impl FastHost for HostState {
@@ -118,18 +116,9 @@ impl HookEngine {
             )
             .map_err(|e| format!("wasi: {e}"))?;
         fast::add_to_linker(&mut linker).map_err(|e| format!("verge host functions: {e}"))?;
-        let weak = engine.weak();
-        std::thread::Builder::new()
-            .name("verge-epoch".into())
-            .spawn(move || {
-                while let Some(engine) = weak.upgrade() {
-                    engine.increment_epoch();
-                    drop(engine);
-                    std::thread::sleep(TICK);
-                }
-            })
-            .map_err(|e| format!("epoch ticker: {e}"))?;
-        Ok(Self { engine, linker: Arc::new(linker) })
+        let in_flight = InFlight::default();
+        ticker::start(engine.weak(), in_flight.clone()).map_err(|e| format!("epoch ticker: {e}"))?;
+        Ok(Self { engine, linker: Arc::new(linker), in_flight })
     }
 
     /// Compiles and checks a module (binary or text). `max_bytes` is the package limit of its strictest
@@ -172,6 +161,7 @@ impl HookEngine {
         Ok(Function {
             arn: arn.to_string(),
             engine: self.engine.clone(),
+            in_flight: self.in_flight.clone(),
             pre,
             abi,
             reads,
@@ -228,6 +218,7 @@ pub struct Reads {
 pub struct Function {
     pub arn: String,
     engine: Engine,
+    in_flight: InFlight,
     pre: InstancePre<HostState>,
     pub abi: Abi,
     pub reads: Reads,
@@ -254,12 +245,8 @@ fn classify(arn: &str, error: wasmtime::Error, limiter: &MemoryLimiter, timeout:
 }
 
 impl Function {
-    fn new_store(
-        &self,
-        stdin: Option<Vec<u8>>,
-        stdout: Option<MemoryOutputPipe>,
-    ) -> (Store<HostState>, MemoryOutputPipe) {
-        let stderr = MemoryOutputPipe::new(1 << 20);
+    fn new_store(&self, stdin: Option<Vec<u8>>, stdout: Option<MemoryOutputPipe>) -> Store<HostState> {
+        let stderr = HookLog::new(STDERR_CAP);
         let mut wasi = WasiCtxBuilder::new();
         wasi.envs(&self.limits.env).stderr(stderr.clone());
         if let Some(input) = stdin {
@@ -271,10 +258,9 @@ impl Function {
         let state = HostState {
             deadline: Instant::now() + self.limits.timeout,
             wasi: wasi.build_p1(),
-            fast: FastState { memory: None, call: FastCall::default() },
+            fast: FastState { memory: None, call: Box::default(), interned: Default::default() },
             limiter: MemoryLimiter { max_bytes: self.limits.memory_bytes, exceeded: false },
-            stderr: stderr.clone(),
-            stderr_seen: 0,
+            stderr,
         };
         let mut store = Store::new(&self.engine, state);
         store.limiter(|s| &mut s.limiter);
@@ -287,7 +273,7 @@ impl Function {
                 Ok(UpdateDeadline::YieldCustom(1, Box::pin(tokio::task::yield_now())))
             }
         });
-        (store, stderr)
+        store
     }
 
     /// Arms the per-call deadline (the callback set in `new_store` enforces it).
@@ -296,19 +282,15 @@ impl Function {
         store.set_epoch_deadline(1);
     }
 
+    /// Logs what the call wrote to stderr, tagged with the ARN and request.
     fn log_stderr(&self, state: &mut HostState, request_id: &str) {
-        let all = state.stderr.contents();
-        let fresh = &all[state.stderr_seen.min(all.len())..];
-        state.stderr_seen = all.len();
-        if fresh.is_empty() {
-            return;
-        }
-        let text = String::from_utf8_lossy(&fresh[..fresh.len().min(STDERR_CAP)]);
+        let Some((kept, dropped)) = state.stderr.drain() else { return };
+        let text = String::from_utf8_lossy(&kept);
         for line in text.lines().filter(|l| !l.trim().is_empty()) {
             tracing::info!(target: "verge::hook_log", arn = %self.arn, request_id, "{line}");
         }
-        if fresh.len() > STDERR_CAP {
-            tracing::info!(target: "verge::hook_log", arn = %self.arn, request_id, "({} more bytes of stderr dropped)", fresh.len() - STDERR_CAP);
+        if dropped > 0 {
+            tracing::info!(target: "verge::hook_log", arn = %self.arn, request_id, "({dropped} more bytes of stderr dropped)");
         }
     }
 
@@ -323,6 +305,7 @@ impl Function {
     }
 
     async fn invoke_inner(&self, event: &[u8], request_id: &str) -> Result<Vec<u8>, HookError> {
+        let _running = self.in_flight.enter();
         match self.abi {
             Abi::Sdk => self.invoke_sdk(event, request_id).await,
             Abi::Command => self.invoke_command(event, request_id).await,
@@ -331,7 +314,7 @@ impl Function {
     }
 
     async fn new_warm(&self) -> Result<Warm, HookError> {
-        let (mut store, _) = self.new_store(None, None);
+        let mut store = self.new_store(None, None);
         Self::arm_deadline(&mut store, self.limits.timeout);
         let instance = match self.pre.instantiate_async(&mut store).await {
             Ok(i) => i,
@@ -358,7 +341,9 @@ impl Function {
             if self.limits.per_request { None } else { self.warm.lock().unwrap_or_else(|e| e.into_inner()).pop() };
         let mut warm = match reused {
             Some(w) => w,
-            None => self.new_warm().await?,
+            // Boxed: instantiation's future is large, and inline it would make every call's future
+            // (and every proxy callback that awaits one) that large, warm or not.
+            None => Box::pin(self.new_warm()).await?,
         };
         Self::arm_deadline(&mut warm.store, self.limits.timeout);
         Ok(warm)
@@ -389,24 +374,26 @@ impl Function {
     /// Runs a fast-ABI function on `call` and returns the call with the function's changes.
     /// No outer timer here: `poll_oneoff` is denied and verge's host calls never block, so the epoch
     /// deadline alone bounds the call (and a timer per call costs measurable throughput on hits).
-    pub async fn invoke_fast(&self, call: FastCall, request_id: &str) -> Result<FastCall, HookError> {
+    pub async fn invoke_fast(&self, mut call: Box<FastCall>, request_id: &str) -> Result<Box<FastCall>, HookError> {
         if self.abi != Abi::Fast {
             return Err(HookError::execution("not a fast-ABI function"));
         }
         let event = call.event.map_or(0, |e| e.index() as u32);
+        let _running = self.in_flight.enter();
         let mut warm = self.take_warm().await?;
-        warm.store.data_mut().fast.call = call;
+        // The store keeps an empty call between invocations; swapping moves two pointers.
+        std::mem::swap(&mut warm.store.data_mut().fast.call, &mut call);
         let Entry::Fast { handle } = &warm.entry else {
             return Err(HookError::execution("not a fast-ABI instance"));
         };
-        let handle = handle.clone();
+        // Borrowed, not cloned: a TypedFunc clone clones its registered type (measurable per hit).
         let result = handle.call_async(&mut warm.store, event).await;
         self.log_stderr(warm.store.data_mut(), request_id);
         let code = match result {
             Ok(code) => code,
             Err(e) => return Err(classify(&self.arn, e, &warm.store.data().limiter, self.limits.timeout)),
         };
-        let call = std::mem::take(&mut warm.store.data_mut().fast.call);
+        std::mem::swap(&mut warm.store.data_mut().fast.call, &mut call);
         self.put_back(warm);
         if let Some(violation) = call.violation {
             return Err(HookError::validation(violation));
@@ -441,7 +428,6 @@ impl Function {
         let Entry::Json { alloc, handle, free } = &warm.entry else {
             return Err(HookError::execution("not a JSON-ABI instance"));
         };
-        let (alloc, handle, free) = (alloc.clone(), handle.clone(), free.clone());
         let ptr = match alloc.call_async(&mut warm.store, len).await {
             Ok(p) => p,
             Err(e) => return Err(fail(warm, e)),
@@ -477,7 +463,7 @@ impl Function {
 
     async fn invoke_command(&self, event: &[u8], request_id: &str) -> Result<Vec<u8>, HookError> {
         let stdout = MemoryOutputPipe::new(OUTPUT_CAP);
-        let (mut store, _) = self.new_store(Some(event.to_vec()), Some(stdout.clone()));
+        let mut store = self.new_store(Some(event.to_vec()), Some(stdout.clone()));
         Self::arm_deadline(&mut store, self.limits.timeout);
         let result = async {
             let instance = self.pre.instantiate_async(&mut store).await?;

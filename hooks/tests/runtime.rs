@@ -119,6 +119,40 @@ async fn hooks_see_only_their_configured_environment() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_chatty_warm_instance_keeps_working() {
+    // 4 KiB of stderr per call, 600 calls on one warm instance: 2.4 MB in all, more than any one
+    // buffer holds. Each call's output is logged and dropped, so the guest's writes never fail.
+    let f = engine().load("arn:test:misbehave:1", &guest("misbehave"), 1 << 20, limits(5000)).unwrap();
+    for call in 1..=600 {
+        let out = f.invoke(&event("/chatty", "viewer-request"), "r").await.unwrap();
+        let body = serde_json::from_slice::<serde_json::Value>(&out).unwrap()["body"].as_str().unwrap().to_string();
+        assert_eq!(body, call.to_string(), "the same warm instance answered call {call}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fast_abi_header_changes_are_bounded() {
+    use verge_hooks::fast::{FastCall, MAX_HEADER_CHANGES};
+    // Adds `x-a: b` 5,000 times: the changes live in host memory, outside the memory limit.
+    let wat = r#"(module
+      (import "verge" "header_add" (func $add (param i32 i32 i32 i32 i32) (result i32)))
+      (memory (export "memory") 1)
+      (data (i32.const 0) "x-ab")
+      (func (export "verge_fast_handle") (param $event i32) (result i32)
+        (local $i i32)
+        (loop $more
+          (drop (call $add (i32.const 1) (i32.const 0) (i32.const 3) (i32.const 3) (i32.const 1)))
+          (local.set $i (i32.add (local.get $i) (i32.const 1)))
+          (br_if $more (i32.lt_u (local.get $i) (i32.const 5000))))
+        (i32.const 0)))"#;
+    let f = engine().load("arn:test:fast:1", wat.as_bytes(), 1 << 20, limits(5000)).unwrap();
+    let call = Box::new(FastCall { event: Some(verge_config::model::EventType::ViewerResponse), ..Default::default() });
+    let error = f.invoke_fast(call, "r1").await.unwrap_err();
+    assert_eq!(error.kind, HookErrorKind::Validation);
+    assert!(error.reason.contains(&format!("more than {MAX_HEADER_CHANGES} header changes")), "{error}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fast_abi_changes_are_validated_as_they_are_made() {
     use verge_hooks::fast::{FastCall, HeaderOp};
     // A hand-written fast-ABI hook: sets `x-a: b`; on viewer-request it also tries to change `host`,
@@ -135,7 +169,7 @@ async fn fast_abi_changes_are_validated_as_they_are_made() {
         (i32.const 0)))"#;
     let f = engine().load("arn:test:fast:1", wat.as_bytes(), 1 << 20, limits(5000)).unwrap();
     assert_eq!(f.abi, Abi::Fast);
-    let call = |event| FastCall { event: Some(event), uri: "/".into(), ..Default::default() };
+    let call = |event| Box::new(FastCall { event: Some(event), uri: "/".into(), ..Default::default() });
     let ok = f.invoke_fast(call(verge_config::model::EventType::OriginRequest), "r1").await.unwrap();
     assert_eq!(ok.request_ops, [HeaderOp::Set("x-a".parse().unwrap(), "b".parse().unwrap())]);
     let readonly = f.invoke_fast(call(verge_config::model::EventType::ViewerRequest), "r2").await.unwrap_err();

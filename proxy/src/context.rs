@@ -45,7 +45,7 @@ pub struct RequestContext {
     /// The body to send to the origin in place of the viewer's (IncludeBody read it already).
     pub(crate) forward_body: Option<bytes::Bytes>,
     /// What a fast-ABI origin-request function changed, replayed in `upstream_request_filter`.
-    pub(crate) origin_request_fast: Option<verge_hooks::fast::FastCall>,
+    pub(crate) origin_request_fast: Option<Box<verge_hooks::fast::FastCall>>,
     /// The request as sent to the origin, for a fast-ABI origin-response function.
     pub(crate) sent_header: Option<pingora_http::RequestHeader>,
     /// Which trigger generated the response, if one did.

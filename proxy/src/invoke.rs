@@ -91,7 +91,7 @@ pub fn run(
         };
         let result = if function.abi == Abi::Fast {
             let call = fast_call(event_type, &config, &request, response.as_ref());
-            function.invoke_fast(call, &config.request_id).await.map(|call| fast_output(event_type, &call))
+            function.invoke_fast(Box::new(call), &config.request_id).await.map(|call| fast_output(event_type, &call))
         } else {
             let encoded = event::encode(&config, &request, response.as_ref());
             match function.invoke(&encoded, &config.request_id).await {

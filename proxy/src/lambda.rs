@@ -159,11 +159,17 @@ pub fn replaced_body(body: &Option<EventBody>) -> Option<Vec<u8>> {
 }
 
 /// One debug line per invocation (with its duration) and one warning per failure, with the ARN.
+/// The start of an invocation, when the debug log that reports its duration is on (a clock read less
+/// per hooked request otherwise).
+fn invocation_timed() -> Option<std::time::Instant> {
+    tracing::enabled!(target: "verge::hooks", tracing::Level::DEBUG).then(std::time::Instant::now)
+}
+
 fn log_outcome(
     function: &Function,
     event: EventType,
     request_id: &str,
-    started: std::time::Instant,
+    started: Option<std::time::Instant>,
     error: Option<&HookError>,
 ) {
     tracing::debug!(
@@ -171,7 +177,7 @@ fn log_outcome(
         arn = %function.arn,
         event_type = event.as_str(),
         request_id = %request_id,
-        micros = started.elapsed().as_micros() as u64,
+        micros = started.map_or(0, |s| s.elapsed().as_micros() as u64),
         "invoked"
     );
     if let Some(e) = error {
@@ -195,9 +201,23 @@ pub struct Invocation<'a> {
 
 impl Invocation<'_> {
     /// Runs the function and validates its result; failures are logged here, once, with the ARN.
-    pub async fn run(&self, request: &EventRequest, response: Option<&EventResponse>) -> Result<HookOutput, HookError> {
+    /// Boxed: the JSON path's future is large, and inline it would enlarge the future of every proxy
+    /// callback that can run a hook, hooked or not, fast ABI or not.
+    pub fn run<'a>(
+        &'a self,
+        request: &'a EventRequest,
+        response: Option<&'a EventResponse>,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<HookOutput, HookError>> + Send + 'a>> {
+        Box::pin(self.run_inline(request, response))
+    }
+
+    async fn run_inline(
+        &self,
+        request: &EventRequest,
+        response: Option<&EventResponse>,
+    ) -> Result<HookOutput, HookError> {
         let input = event::encode(self.config, request, response);
-        let started = std::time::Instant::now();
+        let started = invocation_timed();
         let result = match self.function.invoke(&input, &self.config.request_id).await {
             Ok(output) => event::parse_output(self.event, &output, request, response),
             Err(e) => Err(e),
@@ -280,13 +300,13 @@ pub fn fast_call(
     client_ip: &str,
     req: &RequestHeader,
     resp: Option<&ResponseHeader>,
-) -> verge_hooks::fast::FastCall {
+) -> Box<verge_hooks::fast::FastCall> {
     let reads = function.reads;
-    let mut call = verge_hooks::fast::FastCall {
+    let mut call = Box::new(verge_hooks::fast::FastCall {
         event: Some(event),
         response_status: resp.map(|r| r.status.as_u16()),
         ..Default::default()
-    };
+    });
     if reads.uri {
         call.uri = req.uri.path().to_string();
         call.querystring = req.uri.query().unwrap_or("").to_string();
@@ -316,11 +336,12 @@ pub fn replay_request(
     if call.uri_changed {
         set_uri(req, path_prefix, &call.uri, &call.querystring)?;
     }
+    use crate::header_names::case_name;
     for op in &call.request_ops {
         match op {
-            HeaderOp::Set(n, v) => req.insert_header(n.clone(), v.clone())?,
+            HeaderOp::Set(n, v) => req.insert_header(case_name(n), v.clone())?,
             HeaderOp::Add(n, v) => {
-                req.append_header(n.clone(), v.clone())?;
+                req.append_header(case_name(n), v.clone())?;
             }
             HeaderOp::Remove(n) => {
                 req.remove_header(n);
@@ -338,16 +359,52 @@ pub fn replay_response(resp: &mut ResponseHeader, call: &mut verge_hooks::fast::
             resp.set_status(status)?;
         }
     }
-    for op in std::mem::take(&mut call.response_ops) {
+    let ops = std::mem::take(&mut call.response_ops);
+    if !resp.has_case() {
+        replay_on_map(resp, ops)?;
+        return Ok(());
+    }
+    use crate::header_names::case_name;
+    for op in ops {
         match op {
-            HeaderOp::Set(n, v) => resp.insert_header(n, v)?,
+            HeaderOp::Set(n, v) => resp.insert_header(case_name(&n), v)?,
             HeaderOp::Add(n, v) => {
-                resp.append_header(n, v)?;
+                resp.append_header(case_name(&n), v)?;
             }
             HeaderOp::Remove(n) => {
                 resp.remove_header(&n);
             }
         }
+    }
+    Ok(())
+}
+
+/// Applies header changes straight to the header map of a response that keeps no header case (every
+/// cache hit: verge stores headers without pingora's case map). pingora's own insert copies and
+/// re-parses the name on each call; here each change is one map operation, after one reserve.
+fn replay_on_map(resp: &mut ResponseHeader, ops: Vec<verge_hooks::fast::HeaderOp>) -> pingora_error::Result<()> {
+    use verge_hooks::fast::HeaderOp;
+    let custom_reason =
+        resp.get_reason_phrase().filter(|r| Some(*r) != resp.status.canonical_reason()).map(str::to_string);
+    // A header-less placeholder costs no allocation; the parts come back below.
+    let placeholder = ResponseHeader::from(http::Response::new(()).into_parts().0);
+    let mut parts = http::response::Parts::from(std::mem::replace(resp, placeholder));
+    // The non-panicking forms: a map at http's size limit is an error, never an abort.
+    let mut result = parts.headers.try_reserve(ops.len()).map(|_| ());
+    for op in ops {
+        result = result.and_then(|()| match op {
+            HeaderOp::Set(n, v) => parts.headers.try_insert(n, v).map(|_| ()),
+            HeaderOp::Add(n, v) => parts.headers.try_append(n, v).map(|_| ()),
+            HeaderOp::Remove(n) => {
+                parts.headers.remove(n);
+                Ok(())
+            }
+        });
+    }
+    *resp = ResponseHeader::from(parts);
+    pingora_error::OrErr::or_err(result, pingora_error::ErrorType::InvalidHTTPHeader, "too many response headers")?;
+    if custom_reason.is_some() {
+        resp.set_reason_phrase(custom_reason.as_deref())?;
     }
     Ok(())
 }
@@ -370,12 +427,56 @@ pub async fn run_fast(
     function: &Function,
     event: EventType,
     request_id: &str,
-    call: verge_hooks::fast::FastCall,
-) -> Result<verge_hooks::fast::FastCall, HookError> {
+    call: Box<verge_hooks::fast::FastCall>,
+) -> Result<Box<verge_hooks::fast::FastCall>, HookError> {
     {
-        let started = std::time::Instant::now();
+        let started = invocation_timed();
         let result = function.invoke_fast(call, request_id).await;
         log_outcome(function, event, request_id, started, result.as_ref().err());
         result
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use verge_hooks::fast::{FastCall, HeaderOp};
+
+    fn ops() -> Box<FastCall> {
+        let op = |n: &str, v: &str| (n.parse().unwrap(), v.parse().unwrap());
+        let (a, b) = op("x-frame-options", "DENY");
+        let (c, d) = op("x-custom", "1");
+        let (e, f) = op("x-custom", "2");
+        Box::new(FastCall {
+            response_ops: vec![
+                HeaderOp::Set(a, b),
+                HeaderOp::Add(c, d),
+                HeaderOp::Add(e, f),
+                HeaderOp::Remove("server".parse().unwrap()),
+            ],
+            ..Default::default()
+        })
+    }
+
+    /// Cache hits (no case map) take the direct path, responses from the origin pingora's own; both
+    /// must end with the same headers, and the direct path keeps a custom reason phrase.
+    #[test]
+    fn replay_gives_the_same_headers_with_and_without_a_case_map() {
+        let mut no_case = ResponseHeader::build_no_case(200, None).unwrap();
+        let mut with_case = ResponseHeader::build(200, None).unwrap();
+        for resp in [&mut no_case, &mut with_case] {
+            resp.insert_header("server", "origin").unwrap();
+            resp.insert_header("x-frame-options", "SAMEORIGIN").unwrap();
+            resp.set_reason_phrase(Some("Fine")).unwrap();
+            replay_response(resp, &mut ops()).unwrap();
+        }
+        assert!(!no_case.has_case() && with_case.has_case());
+        for resp in [&no_case, &with_case] {
+            assert_eq!(resp.headers["x-frame-options"], "DENY");
+            let custom: Vec<_> = resp.headers.get_all("x-custom").iter().collect();
+            assert_eq!(custom, ["1", "2"]);
+            assert!(resp.headers.get("server").is_none());
+            assert_eq!(resp.get_reason_phrase(), Some("Fine"));
+        }
     }
 }

@@ -11,6 +11,7 @@ pub mod error_page;
 pub mod error_pages;
 pub mod forward;
 pub mod generated;
+pub mod header_names;
 pub mod http_server;
 pub mod invoke;
 pub mod lambda;

@@ -23,9 +23,6 @@ use crate::error_page::{self, EdgeError};
 use crate::request_id::new_request_id;
 use crate::snapshot::SharedSnapshot;
 
-static X_CACHE: http::HeaderName = http::HeaderName::from_static("x-cache");
-static X_AMZ_CF_ID: http::HeaderName = http::HeaderName::from_static("x-amz-cf-id");
-
 /// The error type verge raises to make pingora retry against the secondary origin of a group.
 const FAILOVER: ErrorType = ErrorType::Custom("verge-origin-failover");
 /// The error type verge raises to replace an origin error response with a custom error page.
@@ -385,10 +382,11 @@ impl ProxyHttp for VergeProxy {
         }
         let generated = ctx.generated_by.is_some() && session.cache.phase() != CachePhase::Hit;
         let x_cache = if generated { "LambdaGeneratedResponse from verge" } else { x_cache(session, status) };
-        // Prebuilt names and the snapshot's prebuilt Via value: this runs on every response.
-        resp.insert_header(X_CACHE.clone(), http::HeaderValue::from_static(x_cache))?;
-        resp.insert_header(http::header::VIA, ctx.snapshot.via_value.clone())?;
-        resp.insert_header(X_AMZ_CF_ID.clone(), ctx.request_id.as_str())?;
+        // Static names (pingora copies a HeaderName on each insert) and the prebuilt Via value: this runs
+        // on every response.
+        resp.insert_header("x-cache", http::HeaderValue::from_static(x_cache))?;
+        resp.insert_header("via", ctx.snapshot.via_value.clone())?;
+        resp.insert_header("x-amz-cf-id", ctx.request_id.as_str())?;
         Ok(())
     }
 

@@ -65,7 +65,9 @@ impl VergeProxy {
         let Some(function) = ctx.snapshot.functions.get(ctx.behavior, EventType::ViewerRequest).cloned() else {
             return Ok(false);
         };
-        ctx.ensure_client_ip(session);
+        if function.reads.fields {
+            ctx.ensure_client_ip(session);
+        }
         if function.abi == Abi::Fast {
             let call = lambda::fast_call(
                 &ctx.snapshot,
@@ -144,7 +146,9 @@ impl VergeProxy {
         let Some(function) = ctx.snapshot.functions.get(ctx.behavior, EventType::OriginRequest).cloned() else {
             return Ok(());
         };
-        ctx.ensure_client_ip(session);
+        if function.reads.fields {
+            ctx.ensure_client_ip(session);
+        }
         ctx.origin_request_ran_for = Some(ctx.origin);
         let snapshot = ctx.snapshot.clone();
         let origin = &snapshot.dist.origins[ctx.origin];
@@ -339,7 +343,9 @@ impl VergeProxy {
         let Some(function) = ctx.snapshot.functions.get(ctx.behavior, EventType::ViewerResponse).cloned() else {
             return Ok(());
         };
-        ctx.ensure_client_ip(session);
+        if function.reads.fields {
+            ctx.ensure_client_ip(session);
+        }
         if function.abi == Abi::Fast {
             let call = lambda::fast_call(
                 &ctx.snapshot,

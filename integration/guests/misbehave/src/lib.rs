@@ -1,7 +1,7 @@
 //! Test fixture hook: misbehaves on purpose, chosen by the request path, so one module covers every
 //! failure class. `/spin` loops forever, `/bomb` allocates 200 MiB, `/trap` panics, `/readonly` changes a
 //! read-only header, `/oversize` generates a 64 KiB response, `/status-99` returns an invalid status,
-//! `/sleep` asks WASI to sleep, `/env` reports its environment and file access, `/generate` answers itself, `/body` reports the body it was given, `/count` counts warm invocations, `/replace-body` replaces the body, `/retarget` changes the origin.
+//! `/sleep` asks WASI to sleep, `/env` reports its environment and file access, `/generate` answers itself, `/body` reports the body it was given, `/count` counts warm invocations, `/chatty` writes 4 KiB to stderr and counts, `/replace-body` replaces the body, `/retarget` changes the origin.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -54,6 +54,10 @@ fn handle(event: Event) -> Result<Outcome, String> {
             let body = request.body.clone().unwrap_or_default();
             let text = format!("truncated={} encoding={} len={}", body.input_truncated, body.encoding, body.data.len());
             Ok(Outcome::Response(Response::new(200).with_body(text)))
+        }
+        "chatty" => {
+            eprintln!("call {calls}: {}", "x".repeat(4096));
+            Ok(Outcome::Response(Response::new(200).with_body(calls.to_string())))
         }
         "count" => Ok(Outcome::Response(Response::new(200).with_body(calls.to_string()))),
         "replace-body" => {

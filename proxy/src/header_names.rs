@@ -1,0 +1,122 @@
+//! Header names for pingora's `insert_header`/`append_header` without a copy per call.
+//!
+//! Given a `HeaderName`, pingora allocates a title-case copy of it on every insert (only a dozen
+//! names are pre-titled) and parses that copy back into a `HeaderName`. Handing it a static `Bytes`
+//! instead skips the allocation: this runs for every header a hook sets on every response.
+
+use std::sync::LazyLock;
+
+use bytes::Bytes;
+use http::{HeaderMap, HeaderName};
+
+/// The standard names `http` knows (lower case, as they go on the wire from a case-less header).
+const STANDARD: &[&str] = &[
+    "accept",
+    "accept-charset",
+    "accept-encoding",
+    "accept-language",
+    "accept-ranges",
+    "access-control-allow-credentials",
+    "access-control-allow-headers",
+    "access-control-allow-methods",
+    "access-control-allow-origin",
+    "access-control-expose-headers",
+    "access-control-max-age",
+    "access-control-request-headers",
+    "access-control-request-method",
+    "age",
+    "allow",
+    "alt-svc",
+    "authorization",
+    "cache-control",
+    "cache-status",
+    "cdn-cache-control",
+    "connection",
+    "content-disposition",
+    "content-encoding",
+    "content-language",
+    "content-length",
+    "content-location",
+    "content-range",
+    "content-security-policy",
+    "content-security-policy-report-only",
+    "content-type",
+    "cookie",
+    "dnt",
+    "date",
+    "etag",
+    "expect",
+    "expires",
+    "forwarded",
+    "from",
+    "host",
+    "if-match",
+    "if-modified-since",
+    "if-none-match",
+    "if-range",
+    "if-unmodified-since",
+    "last-modified",
+    "link",
+    "location",
+    "max-forwards",
+    "origin",
+    "pragma",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "public-key-pins",
+    "public-key-pins-report-only",
+    "range",
+    "referer",
+    "referrer-policy",
+    "refresh",
+    "retry-after",
+    "sec-websocket-accept",
+    "sec-websocket-extensions",
+    "sec-websocket-key",
+    "sec-websocket-protocol",
+    "sec-websocket-version",
+    "server",
+    "set-cookie",
+    "strict-transport-security",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "user-agent",
+    "upgrade",
+    "upgrade-insecure-requests",
+    "vary",
+    "via",
+    "warning",
+    "www-authenticate",
+    "x-content-type-options",
+    "x-dns-prefetch-control",
+    "x-frame-options",
+    "x-xss-protection",
+];
+
+/// `HeaderMap` hashes standard names by their index: a lookup costs less than the copy it saves.
+static NAMES: LazyLock<HeaderMap<Bytes>> = LazyLock::new(|| {
+    STANDARD.iter().map(|name| (HeaderName::from_static(name), Bytes::from_static(name.as_bytes()))).collect()
+});
+
+/// The name as pingora takes it: static for standard names, one copy for others (as pingora would).
+pub fn case_name(name: &HeaderName) -> Bytes {
+    match NAMES.get(name) {
+        Some(static_name) => static_name.clone(),
+        None => Bytes::copy_from_slice(name.as_str().as_bytes()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_standard_name_is_static_and_others_are_copied() {
+        assert_eq!(NAMES.len(), STANDARD.len(), "no name listed twice");
+        for name in STANDARD {
+            assert_eq!(case_name(&HeaderName::from_static(name)), name.as_bytes());
+        }
+        assert_eq!(case_name(&HeaderName::from_static("x-custom")), &b"x-custom"[..]);
+    }
+}
