@@ -30,6 +30,15 @@ pub enum HeaderOp {
     Remove(HeaderName),
 }
 
+/// The custom origin of an origin-request call (Lambda@Edge's `origin.custom`, the parts verge can
+/// re-target: domain name, port and path).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FastOrigin {
+    pub domain_name: String,
+    pub port: u16,
+    pub path: String,
+}
+
 /// Everything one fast-ABI invocation sees and changes.
 #[derive(Debug, Default)]
 pub struct FastCall {
@@ -50,8 +59,17 @@ pub struct FastCall {
     pub response_ops: Vec<HeaderOp>,
     /// A request trigger answered (`verge.respond`) with this status.
     pub generated_status: Option<u16>,
-    /// A response body set by the guest (generated, or replacing the origin's).
+    /// A body set by the guest: of the generated response (after `verge.respond`), of the origin
+    /// response (origin-response), or replacing the request body (request triggers with IncludeBody).
     pub body: Option<Vec<u8>>,
+    /// IncludeBody (request triggers): the viewer's body as exposed, cut at the trigger's limit.
+    pub request_body: Option<bytes::Bytes>,
+    /// Whether `request_body` was cut (Lambda@Edge's `inputTruncated`).
+    pub request_body_truncated: bool,
+    /// origin-request: the origin the request goes to; the function may change it.
+    pub origin: Option<FastOrigin>,
+    /// Set when the guest changed `origin`.
+    pub origin_changed: bool,
     /// The first rule the guest broke; the call then fails validation.
     pub violation: Option<String>,
     /// The guest's own error message.
@@ -67,6 +85,51 @@ impl FastCall {
             self.violation = Some(reason);
         }
         -1
+    }
+
+    /// `verge.set` on an origin field: checked as it is made, like Lambda@Edge checks `origin.custom`.
+    fn set_origin(&mut self, field: u32, bytes: &[u8]) -> i32 {
+        if self.event() != EventType::OriginRequest {
+            return self.violate("only origin-request functions can change the origin".to_string());
+        }
+        let Some(mut origin) = self.origin.take() else { return self.violate("no origin to change".to_string()) };
+        let text = String::from_utf8_lossy(bytes).into_owned();
+        let problem = match field {
+            9 if text.is_empty()
+                || text.len() > 253
+                || !text.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-') =>
+            {
+                Some("origin domain name must be a host name")
+            }
+            9 => {
+                origin.domain_name = text;
+                None
+            }
+            10 => match text.parse::<u16>() {
+                Ok(port) if port == 80 || port == 443 || port >= 1024 => {
+                    origin.port = port;
+                    None
+                }
+                _ => Some("origin port must be 80, 443 or 1024-65535"),
+            },
+            _ if !text.is_empty()
+                && (!text.starts_with('/') || text.ends_with('/') || text.contains(['?', '#', ' '])) =>
+            {
+                Some("origin path must start with / and not end with /")
+            }
+            _ => {
+                origin.path = text;
+                None
+            }
+        };
+        self.origin = Some(origin);
+        match problem {
+            Some(reason) => self.violate(reason.to_string()),
+            None => {
+                self.origin_changed = true;
+                0
+            }
+        }
     }
 
     fn event(&self) -> EventType {
@@ -211,7 +274,9 @@ fn change(
 
 /// Adds the `verge` host functions to a linker.
 pub fn add_to_linker<T: FastHost>(linker: &mut Linker<T>) -> wasmtime::Result<()> {
-    // field: 0 uri, 1 querystring, 2 method, 3 clientIp, 4..=7 config fields, 8 status (as text)
+    // field: 0 uri, 1 querystring, 2 method, 3 clientIp, 4..=7 config fields, 8 status (as text),
+    // 9 origin domain name, 10 origin port, 11 origin path (origin-request), 12 inputTruncated
+    // ("true"/"false", with IncludeBody)
     linker.func_wrap("verge", "get", |mut caller: Caller<'_, T>, field: u32, ptr: u32, cap: u32| -> i32 {
         let Some(memory) = memory_of(&mut caller) else { return -2 };
         let call = &caller.data_mut().fast().call;
@@ -226,17 +291,28 @@ pub fn add_to_linker<T: FastHost>(linker: &mut Linker<T>) -> wasmtime::Result<()
             6 => call.event().as_str().as_bytes().to_vec(),
             7 => call.request_id.as_bytes().to_vec(),
             8 => call.response_status.map(|s| s.to_string()).unwrap_or_default().into_bytes(),
+            9..=11 => match &call.origin {
+                Some(origin) if field == 9 => origin.domain_name.as_bytes().to_vec(),
+                Some(origin) if field == 10 => origin.port.to_string().into_bytes(),
+                Some(origin) => origin.path.as_bytes().to_vec(),
+                None => return -1,
+            },
+            12 if call.request_body.is_some() => call.request_body_truncated.to_string().into_bytes(),
             _ => return -1,
         };
         write(memory, &mut caller, &value, ptr, cap)
     })?;
-    // field: 0 uri, 1 querystring (request triggers only)
+    // field: 0 uri, 1 querystring (request triggers only); 9 origin domain name, 10 origin port,
+    // 11 origin path (origin-request only)
     linker.func_wrap("verge", "set", |mut caller: Caller<'_, T>, field: u32, ptr: u32, len: u32| -> i32 {
         let Some(memory) = memory_of(&mut caller) else { return -2 };
         let Some(bytes) = read(memory, &caller, ptr, len) else { return -2 };
         let call = &mut caller.data_mut().fast().call;
         if !call.is_request_trigger() {
             return call.violate(format!("{} functions cannot change the request", call.event().as_str()));
+        }
+        if (9..=11).contains(&field) {
+            return call.set_origin(field, &bytes);
         }
         let Ok(text) = String::from_utf8(bytes) else { return call.violate("uri must be UTF-8".to_string()) };
         if text.chars().any(|c| c.is_control() || c == ' ' || c == '#') {
@@ -322,6 +398,7 @@ pub fn add_to_linker<T: FastHost>(linker: &mut Linker<T>) -> wasmtime::Result<()
             EventType::ViewerRequest | EventType::OriginRequest => {
                 call.generated_status = Some(status as u16);
                 call.response_headers.clear();
+                call.body = None;
             }
             EventType::OriginResponse => call.response_status = Some(status as u16),
             EventType::ViewerResponse => {
@@ -330,13 +407,27 @@ pub fn add_to_linker<T: FastHost>(linker: &mut Linker<T>) -> wasmtime::Result<()
         }
         0
     })?;
+    // IncludeBody: the viewer's body as exposed (raw bytes, cut at the trigger's limit), or -1.
+    linker.func_wrap("verge", "body_get", |mut caller: Caller<'_, T>, ptr: u32, cap: u32| -> i32 {
+        let Some(memory) = memory_of(&mut caller) else { return -2 };
+        let Some(body) = caller.data_mut().fast().call.request_body.clone() else { return -1 };
+        write(memory, &mut caller, &body, ptr, cap)
+    })?;
     linker.func_wrap("verge", "body_set", |mut caller: Caller<'_, T>, ptr: u32, len: u32| -> i32 {
         let Some(memory) = memory_of(&mut caller) else { return -2 };
         let Some(bytes) = read(memory, &caller, ptr, len) else { return -2 };
         let call = &mut caller.data_mut().fast().call;
-        let allowed = call.event() == EventType::OriginResponse || call.generated_status.is_some();
-        if !allowed {
-            return call.violate(format!("{} functions cannot set a body here", call.event().as_str()));
+        let replaces_request_body = call.is_request_trigger() && call.generated_status.is_none();
+        if replaces_request_body {
+            if call.request_body.is_none() {
+                return call.violate("the request body can be replaced only with include_body".to_string());
+            }
+            let limit = call.event().limits().max_body_bytes;
+            if bytes.len() > limit {
+                return call.violate(format!("the replacement body is over {limit} bytes"));
+            }
+        } else if call.event() == EventType::ViewerResponse {
+            return call.violate("viewer-response functions cannot replace the body".to_string());
         }
         call.body = Some(bytes);
         0

@@ -212,6 +212,84 @@ fn origin_request_can_retarget_the_origin() {
     assert_eq!(verge.get("/plain").text(), "configured origin");
 }
 
+/// The `fast-fixture` hook (fast ABI) on one trigger, with IncludeBody.
+fn fast_fixture_yaml(origin_port: u16, trigger: &str) -> String {
+    format!(
+        "functions:\n  store: ./functions\norigins:\n  - {{id: app, domain_name: 127.0.0.1, http_port: {origin_port}, origin_path: /configured, connection_attempts: 1}}\n\
+default_cache_behavior:\n  target_origin_id: app\n  origin_request_policy: AllViewer\n  allowed_methods: [GET, HEAD, OPTIONS, PUT, POST, PATCH, DELETE]\n  lambda_function_associations:\n    - {{event_type: {trigger}, lambda_function_arn: '{}', include_body: true}}\n",
+        arn("fast_fixture", 1)
+    )
+}
+
+#[test]
+fn fast_abi_include_body_reads_and_replaces_the_body() {
+    let origin = Origin::start(|req| OriginResponse::new(200, format!("origin got {} bytes", req.body.len())));
+    for trigger in ["viewer-request", "origin-request"] {
+        let verge = Verge::start_with_functions(
+            &fast_fixture_yaml(origin.port(), trigger),
+            &[("fast_fixture", Module::Guest("fast_fixture"))],
+        );
+        let limit = if trigger == "viewer-request" { 40 * 1024 } else { 1024 * 1024 };
+        let big = vec![b'a'; limit + 100];
+        assert_eq!(
+            verge.request("POST", "/body", &[], &big).text(),
+            format!("truncated=true len={limit}"),
+            "{trigger}"
+        );
+        assert_eq!(verge.request("POST", "/body", &[], b"hello").text(), "truncated=false len=5", "{trigger}");
+        let forwarded = verge.request("POST", "/upload", &[], &big);
+        assert_eq!(forwarded.text(), format!("origin got {} bytes", big.len()), "{trigger}: the whole body goes on");
+        let replaced = verge.request("POST", "/replace-body", &[], b"original");
+        assert_eq!(replaced.text(), "origin got 25 bytes", "{trigger}: the function's body goes on");
+    }
+}
+
+/// `data` in HTTP/1.1 chunked encoding, 16 KiB a chunk.
+fn chunked(data: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for chunk in data.chunks(16 * 1024) {
+        out.extend_from_slice(format!("{:x}\r\n", chunk.len()).as_bytes());
+        out.extend_from_slice(chunk);
+        out.extend_from_slice(b"\r\n");
+    }
+    out.extend_from_slice(b"0\r\n\r\n");
+    out
+}
+
+#[test]
+fn include_body_takes_chunked_bodies_up_to_the_retry_buffer_and_refuses_larger_ones() {
+    let origin = Origin::start(|req| OriginResponse::new(200, format!("origin got {} bytes", req.body.len())));
+    let verge = Verge::start_with_functions(
+        &fast_fixture_yaml(origin.port(), "origin-request"),
+        &[("fast_fixture", Module::Guest("fast_fixture"))],
+    );
+    let te = [("transfer-encoding", "chunked")];
+    let small = verge.request("POST", "/upload", &te, &chunked(&[b'a'; 60 * 1024]));
+    assert_eq!(small.text(), format!("origin got {} bytes", 60 * 1024));
+    // pingora can hand back only what its 64 KiB retry buffer holds: larger is a quick 413, not a hang.
+    let large = verge.request("POST", "/upload", &te, &chunked(&[b'a'; 100 * 1024]));
+    assert_eq!(large.status, 413);
+    assert_eq!(origin.count(), 1);
+}
+
+#[test]
+fn fast_abi_origin_request_can_retarget_the_origin() {
+    let configured = Origin::start(|req| OriginResponse::new(200, format!("configured origin got {}", req.target)));
+    let other = Origin::start(|req| OriginResponse::new(200, format!("other origin got {}", req.target)));
+    let verge = Verge::start_with_functions(
+        &fast_fixture_yaml(configured.port(), "origin-request"),
+        &[("fast_fixture", Module::Guest("fast_fixture"))],
+    );
+    let port = other.port().to_string();
+    let resp = verge.request("GET", "/a/retarget?q=1", &[("x-target-port", port.as_str())], b"");
+    assert_eq!(resp.text(), "other origin got /moved/a/retarget?q=1", "new origin, new origin path, same uri");
+    assert_eq!(configured.count(), 0);
+    assert_eq!(verge.get("/plain").text(), "configured origin got /configured/plain");
+    let bad = verge.get("/bad-port");
+    assert_eq!((bad.status, bad.x_cache()), (502, "LambdaValidationError from verge"));
+    assert!(verge.output().contains("origin port must be 80, 443 or 1024-65535"), "{}", verge.output());
+}
+
 #[test]
 fn unversioned_arns_and_tampered_versions_are_refused() {
     let yaml = "functions: {store: ./functions}\norigins:\n  - {id: app, domain_name: 127.0.0.1}\ndefault_cache_behavior:\n  target_origin_id: app\n  lambda_function_associations:\n    - {event_type: viewer-request, lambda_function_arn: 'arn:aws:lambda:us-east-1:123456789012:function:misbehave:$LATEST'}\n";

@@ -14,6 +14,8 @@ pub enum EdgeError {
     HttpsRequired,
     OriginUnreachable,
     OriginTimeout,
+    /// A body verge had to buffer (IncludeBody) is larger than it can.
+    BodyTooLarge,
     Internal,
 }
 
@@ -23,6 +25,7 @@ impl EdgeError {
             Self::MethodNotAllowed | Self::HostNotServed | Self::DistributionDisabled | Self::HttpsRequired => 403,
             Self::OriginUnreachable => 502,
             Self::OriginTimeout => 504,
+            Self::BodyTooLarge => 413,
             Self::Internal => 500,
         }
     }
@@ -39,6 +42,7 @@ impl EdgeError {
             Self::HttpsRequired => "This distribution only accepts HTTPS requests.",
             Self::OriginUnreachable => "verge was unable to connect to the origin for this request.",
             Self::OriginTimeout => "verge could not get a response from the origin in time.",
+            Self::BodyTooLarge => "The request body is larger than this distribution's functions can be given.",
             Self::Internal => "verge hit an internal error while serving this request.",
         }
     }

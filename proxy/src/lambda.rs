@@ -134,6 +134,13 @@ pub fn event_origin(origin: &Origin) -> serde_json::Value {
     }})
 }
 
+/// IncludeBody for a fast-ABI call: raw bytes, cut at the trigger's limit.
+pub fn expose_body(call: &mut verge_hooks::fast::FastCall, body: bytes::Bytes, event: EventType) {
+    let limit = event.limits().max_body_bytes;
+    call.request_body_truncated = body.len() > limit;
+    call.request_body = Some(body.slice(..body.len().min(limit)));
+}
+
 /// The body as IncludeBody exposes it: base64, cut at the trigger's limit.
 pub fn event_body(body: &[u8], event: EventType) -> EventBody {
     use base64::Engine as _;
@@ -332,8 +339,8 @@ pub fn replay_request(
     path_prefix: &str,
 ) -> pingora_error::Result<()> {
     use verge_hooks::fast::HeaderOp;
-    // Unchanged, the uri verge built (with the origin path) stands.
-    if call.uri_changed {
+    // Unchanged, the uri verge built (with the origin path) stands; a new origin path rebuilds it.
+    if call.uri_changed || call.origin_changed {
         set_uri(req, path_prefix, &call.uri, &call.querystring)?;
     }
     use crate::header_names::case_name;

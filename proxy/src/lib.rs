@@ -13,6 +13,7 @@ pub mod forward;
 pub mod generated;
 pub mod header_names;
 pub mod http_server;
+pub mod include_body;
 pub mod invoke;
 pub mod lambda;
 pub mod proxy;

@@ -461,6 +461,7 @@ impl ProxyHttp for VergeProxy {
         }
         let error = match e.etype() {
             ErrorType::ReadTimedout | ErrorType::WriteTimedout | ErrorType::ConnectTimedout => EdgeError::OriginTimeout,
+            ErrorType::HTTPStatus(413) => EdgeError::BodyTooLarge,
             _ => match e.esource() {
                 pingora_error::ErrorSource::Upstream => EdgeError::OriginUnreachable,
                 pingora_error::ErrorSource::Downstream => {

@@ -3,7 +3,7 @@
 //! `upstream_response_filter` (before the cache stores the response), viewer-response in
 //! `response_filter` (hits included, never stored).
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use pingora_core::upstreams::peer::HttpPeer;
 use pingora_error::{Error, ErrorType, Result};
 use pingora_http::{RequestHeader, ResponseHeader};
@@ -17,45 +17,19 @@ use crate::error_page;
 use crate::forward;
 use crate::generated::PATH_PREFIX;
 use crate::http_server::OriginResponse;
+use crate::include_body;
 use crate::lambda::{self, Invocation};
 use crate::proxy::VergeProxy;
 use crate::snapshot::peer_for;
 
 /// Raised when a function failed; `fail_to_proxy` turns it into the function error page.
 pub const HOOK_FAILED: ErrorType = ErrorType::Custom("verge-function-failed");
-/// The most request body verge buffers for IncludeBody (the function sees at most 40 KB / 1 MB of it).
-const MAX_BUFFERED_BODY: usize = 16 << 20;
 
 fn hook_failed(ctx: &mut RequestContext, error: verge_hooks::HookError) -> Box<Error> {
     let mut e = Error::explain(HOOK_FAILED, error.to_string());
     e.set_retry(false);
     ctx.hook_error = Some(error);
     e
-}
-
-fn include_body(ctx: &RequestContext, event: EventType) -> bool {
-    ctx.snapshot.behavior(ctx.behavior).functions[event.index()].as_ref().is_some_and(|a| a.include_body)
-}
-
-/// Reads the whole viewer body once (IncludeBody); it is then sent to the origin from memory.
-async fn request_body(session: &mut Session, ctx: &mut RequestContext) -> Result<Bytes> {
-    if let Some(body) = &ctx.request_body {
-        return Ok(body.clone());
-    }
-    // With retry buffering on, pingora replays the (already read) body through `request_body_filter`,
-    // where verge substitutes the buffered or replaced body.
-    session.as_mut().enable_retry_buffering();
-    let mut buffer = BytesMut::new();
-    while let Some(chunk) = session.read_request_body().await? {
-        if buffer.len() + chunk.len() > MAX_BUFFERED_BODY {
-            return Error::e_explain(ErrorType::HTTPStatus(413), "request body too large for IncludeBody");
-        }
-        buffer.extend_from_slice(&chunk);
-    }
-    let body = buffer.freeze();
-    ctx.request_body = Some(body.clone());
-    ctx.forward_body = Some(body.clone());
-    Ok(body)
 }
 
 impl VergeProxy {
@@ -69,7 +43,7 @@ impl VergeProxy {
             ctx.ensure_client_ip(session);
         }
         if function.abi == Abi::Fast {
-            let call = lambda::fast_call(
+            let mut call = lambda::fast_call(
                 &ctx.snapshot,
                 &function,
                 EventType::ViewerRequest,
@@ -78,10 +52,16 @@ impl VergeProxy {
                 session.req_header(),
                 None,
             );
+            if include_body::wanted(ctx, EventType::ViewerRequest) {
+                lambda::expose_body(&mut call, include_body::read(session, ctx).await?, EventType::ViewerRequest);
+            }
             return match lambda::run_fast(&function, EventType::ViewerRequest, &ctx.request_id, call).await {
-                Ok(call) => match lambda::fast_generated(&call) {
+                Ok(mut call) => match lambda::fast_generated(&call) {
                     Some(generated) => self.write_generated(session, ctx, &generated).await,
                     None => {
+                        if let Some(body) = call.body.take() {
+                            ctx.forward_body = Some(body.into());
+                        }
                         lambda::replay_request(session.req_header_mut(), &call, "")?;
                         Ok(false)
                     }
@@ -94,8 +74,8 @@ impl VergeProxy {
             };
         }
         let mut request = lambda::event_request(session.req_header(), &ctx.client_ip);
-        if include_body(ctx, EventType::ViewerRequest) {
-            let body = request_body(session, ctx).await?;
+        if include_body::wanted(ctx, EventType::ViewerRequest) {
+            let body = include_body::read(session, ctx).await?;
             request.body = Some(lambda::event_body(&body, EventType::ViewerRequest));
         }
         let config = ctx.snapshot.event_config(EventType::ViewerRequest, &ctx.request_id);
@@ -165,7 +145,7 @@ impl VergeProxy {
             &ctx.request_id,
         )?;
         if function.abi == Abi::Fast {
-            let call = lambda::fast_call(
+            let mut call = lambda::fast_call(
                 &snapshot,
                 &function,
                 EventType::OriginRequest,
@@ -174,19 +154,39 @@ impl VergeProxy {
                 &preview,
                 None,
             );
-            let call = lambda::run_fast(&function, EventType::OriginRequest, &ctx.request_id, call)
+            // The origin is only visible to (and changeable by) a function that imports get or set.
+            if function.reads.uri {
+                call.origin = Some(verge_hooks::fast::FastOrigin {
+                    domain_name: origin.domain_name.clone(),
+                    port: origin.http_port,
+                    path: origin.origin_path.clone(),
+                });
+            }
+            if include_body::wanted(ctx, EventType::OriginRequest) {
+                lambda::expose_body(&mut call, include_body::read(session, ctx).await?, EventType::OriginRequest);
+            }
+            let mut call = lambda::run_fast(&function, EventType::OriginRequest, &ctx.request_id, call)
                 .await
                 .map_err(|e| hook_failed(ctx, e))?;
-            match lambda::fast_generated(&call) {
-                Some(generated) => self.stash_generated(ctx, &generated),
-                None => ctx.origin_request_fast = Some(call),
+            if let Some(generated) = lambda::fast_generated(&call) {
+                self.stash_generated(ctx, &generated);
+                return Ok(());
             }
+            ctx.origin_override = None;
+            if let Some(changed) = call.origin.as_ref().filter(|_| call.origin_changed) {
+                let target = resolve_origin(&changed.domain_name, changed.port, changed.path.clone(), origin).await;
+                ctx.origin_override = Some(target.map_err(|e| hook_failed(ctx, e))?);
+            }
+            if let Some(body) = call.body.take() {
+                ctx.forward_body = Some(body.into());
+            }
+            ctx.origin_request_fast = Some(call);
             return Ok(());
         }
         let mut request = lambda::event_request(&preview, &ctx.client_ip);
         request.origin = Some(lambda::event_origin(origin));
-        if include_body(ctx, EventType::OriginRequest) {
-            let body = request_body(session, ctx).await?;
+        if include_body::wanted(ctx, EventType::OriginRequest) {
+            let body = include_body::read(session, ctx).await?;
             request.body = Some(lambda::event_body(&body, EventType::OriginRequest));
         }
         let config = snapshot.event_config(EventType::OriginRequest, &ctx.request_id);
@@ -240,6 +240,11 @@ impl VergeProxy {
         if let Some(token) = ctx.generated_token {
             let uri = format!("{PATH_PREFIX}{token}");
             req.set_uri(uri.parse().map_err(|e| Error::because(ErrorType::InternalError, "generator uri", e))?);
+            // The generator does not want the viewer's body (a large one would stall the fetch).
+            req.remove_header(&http::header::TRANSFER_ENCODING);
+            req.insert_header(http::header::CONTENT_LENGTH, "0")?;
+            ctx.forward_body = Some(Bytes::new());
+            ctx.forward_body_sent = false;
             return Ok(());
         }
         let snapshot = ctx.snapshot.clone();
@@ -259,7 +264,8 @@ impl VergeProxy {
             lambda::apply_request(req, result, prefix)?;
         }
         if let Some(call) = &ctx.origin_request_fast {
-            lambda::replay_request(req, call, &origin.origin_path)?;
+            let prefix = ctx.origin_override.as_ref().map_or(origin.origin_path.as_str(), |(_, path)| path.as_str());
+            lambda::replay_request(req, call, prefix)?;
         }
         if let Some(body) = &ctx.forward_body {
             req.remove_header(&http::header::TRANSFER_ENCODING);
@@ -399,7 +405,18 @@ async fn retarget(
     if custom.get("protocol").and_then(|p| p.as_str()).is_some_and(|p| p != "http") {
         return Err(HookError::validation("only http origins are supported"));
     }
-    let addr = tokio::net::lookup_host((domain, port as u16))
+    resolve_origin(domain, port as u16, path, configured).await
+}
+
+/// The peer for an origin a function chose (its other settings come from the configured origin).
+async fn resolve_origin(
+    domain: &str,
+    port: u16,
+    path: String,
+    configured: &verge_config::model::Origin,
+) -> std::result::Result<(HttpPeer, String), verge_hooks::HookError> {
+    use verge_hooks::HookError;
+    let addr = tokio::net::lookup_host((domain, port))
         .await
         .ok()
         .and_then(|mut addrs| addrs.next())

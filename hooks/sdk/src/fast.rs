@@ -23,6 +23,7 @@ mod host {
         pub fn header_add(which: u32, name: *const u8, name_len: u32, value: *const u8, value_len: u32) -> i32;
         pub fn header_remove(which: u32, name: *const u8, name_len: u32) -> i32;
         pub fn respond(status: u32) -> i32;
+        pub fn body_get(ptr: *mut u8, cap: u32) -> i32;
         pub fn body_set(ptr: *const u8, len: u32) -> i32;
         pub fn fail(ptr: *const u8, len: u32);
     }
@@ -56,6 +57,9 @@ mod host {
     pub unsafe fn respond(_: u32) -> i32 {
         -1
     }
+    pub unsafe fn body_get(_: *mut u8, _: u32) -> i32 {
+        -1
+    }
     pub unsafe fn body_set(_: *const u8, _: u32) -> i32 {
         -1
     }
@@ -66,7 +70,7 @@ const REQUEST: u32 = 0;
 const RESPONSE: u32 = 1;
 
 /// Calls `f(ptr, cap)` with a growing buffer until the value fits; `None` when absent.
-fn fetch(mut f: impl FnMut(*mut u8, u32) -> i32) -> Option<String> {
+fn fetch_bytes(mut f: impl FnMut(*mut u8, u32) -> i32) -> Option<Vec<u8>> {
     let mut buf = [0u8; 256];
     let n = f(buf.as_mut_ptr(), buf.len() as u32);
     if n < 0 {
@@ -74,7 +78,7 @@ fn fetch(mut f: impl FnMut(*mut u8, u32) -> i32) -> Option<String> {
     }
     let n = n as usize;
     if n <= buf.len() {
-        return Some(String::from_utf8_lossy(&buf[..n]).into_owned());
+        return Some(buf[..n].to_vec());
     }
     let mut big = vec![0u8; n];
     let m = f(big.as_mut_ptr(), n as u32);
@@ -82,7 +86,11 @@ fn fetch(mut f: impl FnMut(*mut u8, u32) -> i32) -> Option<String> {
         return None;
     }
     big.truncate(m as usize);
-    Some(String::from_utf8_lossy(&big).into_owned())
+    Some(big)
+}
+
+fn fetch(f: impl FnMut(*mut u8, u32) -> i32) -> Option<String> {
+    fetch_bytes(f).map(|bytes| String::from_utf8_lossy(&bytes).into_owned())
 }
 
 /// One call's view of the request and response.
@@ -96,8 +104,12 @@ impl Ctx {
     }
 
     fn get(&self, field: u32) -> String {
+        self.get_opt(field).unwrap_or_default()
+    }
+
+    fn get_opt(&self, field: u32) -> Option<String> {
         // Safety: the host writes at most `cap` bytes into the buffer we pass.
-        fetch(|p, c| unsafe { host::get(field, p, c) }).unwrap_or_default()
+        fetch(|p, c| unsafe { host::get(field, p, c) })
     }
 
     fn set(&mut self, field: u32, value: &str) {
@@ -194,7 +206,44 @@ impl Ctx {
         unsafe { host::respond(status as u32) };
     }
 
-    /// The body of a generated response, or of the origin response (origin-response).
+    /// origin-request: the custom origin the request goes to (`origin.custom.domainName`, `port`,
+    /// `path`).
+    pub fn origin_domain_name(&self) -> Option<String> {
+        self.get_opt(9)
+    }
+    pub fn origin_port(&self) -> Option<u16> {
+        self.get_opt(10).and_then(|p| p.parse().ok())
+    }
+    pub fn origin_path(&self) -> Option<String> {
+        self.get_opt(11)
+    }
+    /// origin-request: send the request to another origin (a host name or IP address; the other
+    /// settings are the configured origin's). Checked as it is made: a bad value fails the call.
+    pub fn set_origin_domain_name(&mut self, domain_name: &str) {
+        self.set(9, domain_name)
+    }
+    pub fn set_origin_port(&mut self, port: u16) {
+        self.set(10, &port.to_string())
+    }
+    /// `""` or a path that starts with `/` and does not end with one, put before the request's uri.
+    pub fn set_origin_path(&mut self, path: &str) {
+        self.set(11, path)
+    }
+
+    /// Request triggers with `include_body: true`: the viewer's body, cut at the trigger's limit
+    /// (40 KB viewer-request, 1 MB origin-request). `None` without IncludeBody.
+    pub fn body(&self) -> Option<Vec<u8>> {
+        // Safety: the host writes at most `cap` bytes into the buffer we pass.
+        fetch_bytes(|p, c| unsafe { host::body_get(p, c) })
+    }
+    /// Whether `body()` was cut at the limit (Lambda@Edge's `inputTruncated`).
+    pub fn body_truncated(&self) -> bool {
+        self.get_opt(12).as_deref() == Some("true")
+    }
+
+    /// The body of a generated response (after `respond`), of the origin response (origin-response),
+    /// or, in a request trigger with `include_body: true`, the body sent on to the origin in place of
+    /// the viewer's (at most the IncludeBody limit).
     pub fn set_body(&mut self, body: &[u8]) {
         // Safety: pointer and length describe `body`.
         unsafe { host::body_set(body.as_ptr(), body.len() as u32) };

@@ -247,7 +247,8 @@ impl Response {
     }
 }
 
-/// One HTTP/1.1 request on a fresh connection (`Connection: close`), read to the end.
+/// One HTTP/1.1 request on a fresh connection (`Connection: close`), read to the end. With a
+/// `transfer-encoding` header the body is sent as given (already chunk-encoded).
 pub fn http_request(addr: SocketAddr, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> Response {
     let mut stream = TcpStream::connect_timeout(&addr, TIMEOUT).expect("connect to verge");
     stream.set_read_timeout(Some(TIMEOUT)).unwrap();
@@ -258,7 +259,8 @@ pub fn http_request(addr: SocketAddr, method: &str, path: &str, headers: &[(&str
     for (n, v) in headers {
         head.push_str(&format!("{n}: {v}\r\n"));
     }
-    if !body.is_empty() || matches!(method, "POST" | "PUT" | "PATCH") {
+    let chunked = headers.iter().any(|(n, _)| n.eq_ignore_ascii_case("transfer-encoding"));
+    if !chunked && (!body.is_empty() || matches!(method, "POST" | "PUT" | "PATCH")) {
         head.push_str(&format!("Content-Length: {}\r\n", body.len()));
     }
     head.push_str("Connection: close\r\n\r\n");
