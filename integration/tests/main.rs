@@ -6,4 +6,5 @@ mod caching;
 mod cli;
 mod examples;
 mod hooks;
+mod reload;
 mod routing;

@@ -1,7 +1,8 @@
 //! The admin API on its own listener: CloudFront-style invalidations and cache statistics.
 //!
 //! `POST /invalidations` with one path per line (`/a.jpg`, `/images/*`, `/*`) answers
-//! `{"paths":N,"removed":M}`; `GET /stats` answers the store's counters as JSON.
+//! `{"paths":N,"removed":M}`; `POST /reload` reloads the distribution file (see `reload`); `GET /stats`
+//! answers the store's counters as JSON.
 
 use std::sync::Arc;
 
@@ -10,6 +11,7 @@ use tokio::net::TcpListener;
 use crate::cache::invalidation::InvalidationPath;
 use crate::cache::storage::ObjectStore;
 use crate::http_server::{self, OriginRequest as Request, OriginResponse as Response};
+use crate::reload::Reloader;
 
 fn json(status: u16, body: String) -> Response {
     Response::new(status, body).header("content-type", "application/json")
@@ -26,8 +28,16 @@ pub fn invalidate(store: &ObjectStore, body: &str) -> Result<(usize, usize), Str
     Ok((paths.len(), removed))
 }
 
-fn handle(store: &ObjectStore, req: &Request) -> Response {
+fn handle(store: &ObjectStore, reloader: Option<&Reloader>, req: &Request) -> Response {
     match (req.method.as_str(), req.path()) {
+        ("POST", "/reload") => match reloader {
+            // Compiling functions blocks: take this worker out of the async pool while it runs.
+            Some(reloader) => match tokio::task::block_in_place(|| reloader.reload()) {
+                Ok(reloaded) => json(200, reloaded.to_json()),
+                Err(reason) => json(400, format!("{{\"reloaded\":false,\"error\":{reason:?}}}\n")),
+            },
+            None => json(409, "{\"error\":\"the embedded demo has no distribution file to reload\"}\n".to_string()),
+        },
         ("POST", "/invalidations") => match invalidate(store, &String::from_utf8_lossy(&req.body)) {
             Ok((paths, removed)) => {
                 tracing::info!(paths, removed, "invalidation");
@@ -46,11 +56,11 @@ fn handle(store: &ObjectStore, req: &Request) -> Response {
             )
         }
         ("GET", "/healthz") => Response::new(200, "ok\n"),
-        _ => json(404, "{\"error\":\"POST /invalidations, GET /stats, GET /healthz\"}\n".to_string()),
+        _ => json(404, "{\"error\":\"POST /invalidations, POST /reload, GET /stats, GET /healthz\"}\n".to_string()),
     }
 }
 
 /// Serves the admin API on `listener` until the runtime stops.
-pub fn spawn(listener: TcpListener, store: &'static ObjectStore) {
-    tokio::spawn(http_server::serve(listener, Arc::new(move |req: &Request| handle(store, req))));
+pub fn spawn(listener: TcpListener, store: &'static ObjectStore, reloader: Option<Arc<Reloader>>) {
+    tokio::spawn(http_server::serve(listener, Arc::new(move |req: &Request| handle(store, reloader.as_deref(), req))));
 }

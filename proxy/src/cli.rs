@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-use crate::{demo, server, snapshot::Snapshot};
+use crate::{demo, reload, server, snapshot::Snapshot};
 
 pub const EXIT_CONFIG: u8 = 64;
 
@@ -188,22 +188,6 @@ fn invalidate(admin: std::net::SocketAddr, paths: &[String]) -> ExitCode {
     }
 }
 
-/// The wasm engine, started only when the distribution associates functions; compiled code is cached
-/// in the function store's `.cache` directory.
-fn hook_engine(
-    dist: &verge_config::Distribution,
-    base_dir: &std::path::Path,
-) -> Result<Option<verge_hooks::HookEngine>, String> {
-    let any = dist.behaviors.iter().any(|b| b.functions.iter().any(Option::is_some));
-    if !any {
-        return Ok(None);
-    }
-    let store = base_dir.join(dist.functions.store.as_deref().unwrap_or("functions"));
-    // wasmtime wants an absolute cache directory.
-    let store = std::path::absolute(&store).map_err(|e| format!("{}: {e}", store.display()))?;
-    verge_hooks::HookEngine::new(Some(&store.join(".cache"))).map(Some)
-}
-
 fn init_logging() {
     let filter = tracing_subscriber::EnvFilter::try_from_env("VERGE_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
@@ -230,7 +214,7 @@ fn serve(config: Option<PathBuf>, listen: Vec<std::net::SocketAddr>, demo_functi
         }
     };
     if !listen.is_empty() {
-        dist.listen = listen;
+        dist.listen = listen.clone();
     }
     if is_demo {
         match demo::prepare_functions(&mut dist, demo_functions.as_deref()) {
@@ -259,12 +243,8 @@ fn serve(config: Option<PathBuf>, listen: Vec<std::net::SocketAddr>, demo_functi
                 }
             }
         }
-        let base_dir = config
-            .as_deref()
-            .and_then(|p| p.parent())
-            .map(std::path::Path::to_path_buf)
-            .unwrap_or_else(|| std::path::PathBuf::from("."));
-        let engine = match hook_engine(&dist, &base_dir) {
+        let base_dir = reload::base_dir(config.as_deref());
+        let engine = match reload::hook_engine(&dist, &base_dir) {
             Ok(engine) => engine,
             Err(e) => {
                 eprintln!("verge: {e}");
@@ -279,7 +259,9 @@ fn serve(config: Option<PathBuf>, listen: Vec<std::net::SocketAddr>, demo_functi
                 return ExitCode::from(EXIT_CONFIG);
             }
         };
-        let started = match server::start(snapshot).await {
+        // The embedded demo has no file to read again.
+        let reload = config.map(|path| (reload::Source { path, listen_override: listen.clone() }, engine));
+        let started = match server::start(snapshot, reload).await {
             Ok(s) => s,
             Err(e) => {
                 eprintln!("verge: {e}");

@@ -17,6 +17,7 @@ pub mod include_body;
 pub mod invoke;
 pub mod lambda;
 pub mod proxy;
+pub mod reload;
 pub mod request_id;
 pub mod server;
 pub mod snapshot;

@@ -22,6 +22,7 @@ use tokio::sync::watch;
 
 use crate::cache::storage::ObjectStore;
 use crate::proxy::{CacheParts, VergeProxy};
+use crate::reload::{Reloader, Source};
 use crate::snapshot::{SharedSnapshot, Snapshot};
 
 /// How long a cache-lock writer may hold a key before waiting readers go to the origin themselves;
@@ -38,6 +39,8 @@ pub struct Started {
     pub admin_addr: Option<SocketAddr>,
     pub snapshot: SharedSnapshot,
     pub store: &'static ObjectStore,
+    /// Reloads the distribution file (none for the embedded demo).
+    pub reloader: Option<Arc<Reloader>>,
     shutdown: watch::Sender<bool>,
     /// Requests being processed (drained on shutdown).
     in_flight: Arc<AtomicUsize>,
@@ -66,8 +69,12 @@ impl ServerApp for CountingApp {
     }
 }
 
-/// Binds every listener and starts serving on the current tokio runtime.
-pub async fn start(snapshot: Snapshot) -> std::io::Result<Started> {
+/// Binds every listener and starts serving on the current tokio runtime. With a `reload` source (the
+/// distribution file and the hook engine already started for it), SIGHUP and `POST /reload` reload it.
+pub async fn start(
+    snapshot: Snapshot,
+    reload: Option<(Source, Option<verge_hooks::HookEngine>)>,
+) -> std::io::Result<Started> {
     let dist = &snapshot.dist;
     let store: &'static ObjectStore =
         Box::leak(Box::new(ObjectStore::new(dist.cache.memory_bytes, dist.cache.max_object_bytes)));
@@ -86,19 +93,21 @@ pub async fn start(snapshot: Snapshot) -> std::io::Result<Started> {
     }
     let self_addr = *addrs.first().ok_or_else(|| std::io::Error::other("no listen address"))?;
 
-    let admin_addr = match dist.admin_listen {
+    let admin_listen = dist.admin_listen;
+    let shared: SharedSnapshot = Arc::new(ArcSwap::from_pointee(snapshot));
+    let reloader = reload.map(|(source, engine)| Arc::new(Reloader::new(source, shared.clone(), engine)));
+    let admin_addr = match admin_listen {
         Some(addr) => {
             let listener = tokio::net::TcpListener::bind(addr)
                 .await
                 .map_err(|e| std::io::Error::new(e.kind(), format!("cannot listen on {addr} (admin): {e}")))?;
             let bound = listener.local_addr()?;
-            crate::admin::spawn(listener, store);
+            crate::admin::spawn(listener, store, reloader.clone());
             Some(bound)
         }
         None => None,
     };
     let generator = crate::generated::Generator::start().await?;
-    let shared: SharedSnapshot = Arc::new(ArcSwap::from_pointee(snapshot));
     let conf = Arc::new(ServerConf { max_retries: 8, ..Default::default() });
     let proxy = Arc::new(pingora_proxy::http_proxy(
         &conf,
@@ -119,15 +128,34 @@ pub async fn start(snapshot: Snapshot) -> std::io::Result<Started> {
     tokio::spawn(async move {
         service.start_service(Some(fds), watch, 1).await;
     });
-    Ok(Started { addrs, admin_addr, snapshot: shared, store, shutdown, in_flight })
+    Ok(Started { addrs, admin_addr, snapshot: shared, store, reloader, shutdown, in_flight })
 }
 
-/// Waits for SIGTERM or SIGINT, then stops accepting and gives in-flight requests `GRACE` to finish.
+/// Reloads on SIGHUP; on SIGTERM or SIGINT stops accepting and gives in-flight requests `GRACE` to
+/// finish.
 pub async fn run_until_signal(started: Started) {
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = async { match term.as_mut() { Some(t) => { t.recv().await; } None => std::future::pending().await } } => {}
+    use tokio::signal::unix::{signal, Signal, SignalKind};
+    /// The next delivery of a signal (never, if it could not be installed).
+    async fn next(signal: &mut Option<Signal>) {
+        match signal {
+            Some(signal) => {
+                signal.recv().await;
+            }
+            None => std::future::pending().await,
+        }
+    }
+    let mut term = signal(SignalKind::terminate()).ok();
+    let mut hangup = signal(SignalKind::hangup()).ok();
+    loop {
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => break,
+            _ = next(&mut term) => break,
+            _ = next(&mut hangup) => match started.reloader.clone() {
+                // Compiling functions blocks: off the async workers. The outcome is logged by `reload`.
+                Some(reloader) => drop(tokio::task::spawn_blocking(move || reloader.reload())),
+                None => tracing::warn!("SIGHUP: nothing to reload (the embedded demo has no distribution file)"),
+            },
+        }
     }
     tracing::info!("shutting down: no new connections; draining requests in flight");
     started.shutdown();

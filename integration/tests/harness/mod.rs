@@ -4,6 +4,7 @@
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
@@ -197,6 +198,20 @@ impl Verge {
     pub fn output(&self) -> String {
         self.log.lock().unwrap().clone()
     }
+
+    /// The distribution file verge was started with (rewrite it, then reload).
+    pub fn config_path(&self) -> PathBuf {
+        self._dir.path.join("distribution.yaml")
+    }
+
+    /// The directory beside the distribution file (the function store is `./functions` in it).
+    pub fn dir(&self) -> &TempDir {
+        &self._dir
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
 }
 
 impl Drop for Verge {
@@ -334,7 +349,7 @@ pub enum Module<'a> {
     Wat(&'a str),
 }
 
-/// Publishes functions into `dir/functions`, each as version 1, with the real CLI.
+/// Publishes functions into `dir/functions`, each as its next version (1 first), with the real CLI.
 pub fn publish(dir: &TempDir, functions: &[(&str, Module<'_>)]) {
     let store = dir.path.join("functions");
     for (name, module) in functions {
