@@ -287,7 +287,7 @@ fn fast_abi_origin_request_can_retarget_the_origin() {
     assert_eq!(verge.get("/plain").text(), "configured origin got /configured/plain");
     let bad = verge.get("/bad-port");
     assert_eq!((bad.status, bad.x_cache()), (502, "LambdaValidationError from verge"));
-    assert!(verge.output().contains("origin port must be 80, 443 or 1024-65535"), "{}", verge.output());
+    assert!(verge.wait_for_output("origin port must be 80, 443 or 1024-65535"), "{}", verge.output());
 }
 
 #[test]

@@ -54,7 +54,7 @@ fn admin_reload_swaps_the_distribution_and_a_bad_file_keeps_the_running_one() {
     assert!(refused.text().contains("distribution.yaml:8:"), "{}", refused.text());
     assert!(refused.text().contains("target_origin"), "{}", refused.text());
     assert_eq!(verge.get("/a").text(), "second origin");
-    assert!(verge.output().contains("reload refused, the running distribution keeps serving"));
+    assert!(verge.wait_for_output("reload refused, the running distribution keeps serving"), "{}", verge.output());
 
     // A missing function version is a load error, refused the same way.
     std::fs::write(verge.config_path(), yaml(second.port(), &hook_association(7))).unwrap();
