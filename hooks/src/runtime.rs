@@ -172,7 +172,7 @@ impl HookEngine {
 }
 
 /// Per-function limits and environment.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Limits {
     pub timeout: Duration,
     pub memory_bytes: usize,

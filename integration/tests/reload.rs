@@ -96,3 +96,24 @@ fn sighup_reloads_a_new_function_version() {
         std::thread::yield_now();
     }
 }
+
+#[test]
+fn an_unchanged_function_version_stays_warm_across_a_reload() {
+    // misbehave's `/count` answers how many calls its warm instance has served.
+    let first = Origin::fixed(200, "first origin");
+    let second = Origin::fixed(200, "second origin");
+    let association = format!(
+        "  lambda_function_associations:\n    - {{event_type: viewer-request, lambda_function_arn: '{}'}}\n",
+        arn("misbehave", 1)
+    );
+    let dir = TempDir::new();
+    publish(&dir, &[("misbehave", Module::Guest("misbehave"))]);
+    let verge = Verge::start_in(dir, &yaml(first.port(), &association));
+    assert_eq!(verge.get("/count").text(), "1");
+    assert_eq!(verge.get("/count").text(), "2");
+    std::fs::write(verge.config_path(), yaml(second.port(), &association)).unwrap();
+    let reloaded = http_request(verge.admin.unwrap(), "POST", "/reload", &[], b"");
+    assert_eq!(reloaded.status, 200, "{}", reloaded.text());
+    assert_eq!(verge.get("/a").text(), "second origin", "the reload applied");
+    assert_eq!(verge.get("/count").text(), "4", "same function version: the same warm instance");
+}

@@ -18,13 +18,22 @@ use verge_hooks::{Function, FunctionStore, HookEngine, HookError, Limits};
 #[derive(Default)]
 pub struct LoadedFunctions {
     by_behavior: Vec<[Option<Arc<Function>>; 4]>,
+    /// Each loaded version by ARN, with the sha256 of its module (for reuse by the next reload).
+    by_arn: HashMap<String, (String, Arc<Function>)>,
 }
 
 impl LoadedFunctions {
-    /// Verifies, compiles and checks every associated function version once.
-    pub fn load(dist: &Distribution, base_dir: &Path, engine: Option<&HookEngine>) -> Result<Self, String> {
+    /// Verifies, compiles and checks every associated function version once. A version `previous`
+    /// (the running snapshot's functions, on reload) already loaded from the same bytes with the same
+    /// limits is reused as it is: no compile, and its warm instances stay warm across the deploy.
+    pub fn load(
+        dist: &Distribution,
+        base_dir: &Path,
+        engine: Option<&HookEngine>,
+        previous: Option<&LoadedFunctions>,
+    ) -> Result<Self, String> {
         let mut by_behavior = Vec::with_capacity(dist.behaviors.len());
-        let mut compiled: HashMap<String, Arc<Function>> = HashMap::new();
+        let mut compiled: HashMap<String, (String, Arc<Function>)> = HashMap::new();
         // The package limit of a function is that of its strictest trigger.
         let mut package_limit: HashMap<String, u64> = HashMap::new();
         for a in dist.behaviors.iter().flat_map(|b| b.functions.iter().flatten()) {
@@ -35,7 +44,7 @@ impl LoadedFunctions {
             let mut slots: [Option<Arc<Function>>; 4] = Default::default();
             for a in behavior.functions.iter().flatten() {
                 let key = a.arn.to_string();
-                if let Some(f) = compiled.get(&key) {
+                if let Some((_, f)) = compiled.get(&key) {
                     slots[a.event_type.index()] = Some(f.clone());
                     continue;
                 }
@@ -50,13 +59,20 @@ impl LoadedFunctions {
                     env: settings.map(|s| s.env.clone()).unwrap_or_default(),
                     per_request: settings.is_some_and(|s| s.isolation == verge_config::model::Isolation::PerRequest),
                 };
-                let function = Arc::new(engine.load(&key, &bytes, package_limit[&key], limits)?);
-                compiled.insert(key, function.clone());
+                let sha = verge_hooks::store::sha256_hex(&bytes);
+                let reusable = previous.and_then(|p| p.by_arn.get(&key)).filter(|(previous_sha, f)| {
+                    *previous_sha == sha && f.limits == limits && bytes.len() as u64 <= package_limit[&key]
+                });
+                let function = match reusable {
+                    Some((_, f)) => f.clone(),
+                    None => Arc::new(engine.load(&key, &bytes, package_limit[&key], limits)?),
+                };
+                compiled.insert(key, (sha, function.clone()));
                 slots[a.event_type.index()] = Some(function);
             }
             by_behavior.push(slots);
         }
-        Ok(Self { by_behavior })
+        Ok(Self { by_behavior, by_arn: compiled })
     }
 
     pub fn get(&self, behavior: usize, event: EventType) -> Option<&Arc<Function>> {

@@ -3,7 +3,8 @@
 //! at once. Requests in flight finish on the snapshot they started with; the cache is kept (as a
 //! CloudFront deployment keeps it). Anything wrong (YAML, validation, a missing or tampered function
 //! version, an origin that does not resolve) leaves the running distribution serving, and the reason
-//! is logged and returned.
+//! is logged and returned. Function versions the running distribution already has (same module bytes,
+//! same settings) are reused as they are: no compile, and their warm instances stay warm.
 //!
 //! Settings bound at start (listeners, worker threads, admin listener, cache sizes) keep their running
 //! values; a reload that changes them says so and applies the rest.
@@ -108,13 +109,15 @@ impl Reloader {
         if !self.source.listen_override.is_empty() {
             dist.listen = self.source.listen_override.clone();
         }
-        let ignored = keep_start_settings(&mut dist, &self.shared.load().dist);
+        let running = self.shared.load_full();
+        let ignored = keep_start_settings(&mut dist, &running.dist);
         let base_dir = base_dir(Some(&self.source.path));
         let mut engine = self.engine.lock().unwrap_or_else(|e| e.into_inner());
         if engine.is_none() {
             *engine = hook_engine(&dist, &base_dir)?;
         }
-        let snapshot = Snapshot::build(dist, &base_dir, engine.as_ref())?;
+        // Function versions the running snapshot already has are reused, warm instances and all.
+        let snapshot = Snapshot::build_after(dist, &base_dir, engine.as_ref(), Some(&running))?;
         Ok((snapshot, ignored))
     }
 }

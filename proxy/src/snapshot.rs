@@ -31,7 +31,18 @@ impl Snapshot {
         base_dir: &std::path::Path,
         engine: Option<&verge_hooks::HookEngine>,
     ) -> Result<Self, String> {
-        let functions = crate::lambda::LoadedFunctions::load(&dist, base_dir, engine)?;
+        Self::build_after(dist, base_dir, engine, None)
+    }
+
+    /// `build` for a reload: function versions unchanged since `previous` are reused, warm.
+    pub fn build_after(
+        dist: Distribution,
+        base_dir: &std::path::Path,
+        engine: Option<&verge_hooks::HookEngine>,
+        previous: Option<&Snapshot>,
+    ) -> Result<Self, String> {
+        let previous_functions = previous.map(|p| &p.functions);
+        let functions = crate::lambda::LoadedFunctions::load(&dist, base_dir, engine, previous_functions)?;
         let mut peers = Vec::with_capacity(dist.origins.len());
         for origin in &dist.origins {
             let addr = (origin.domain_name.as_str(), origin.http_port)
