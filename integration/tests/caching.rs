@@ -438,6 +438,7 @@ fn storage_is_bounded_and_never_keeps_oversized_or_truncated_objects() {
 fn custom_error_responses_fetch_the_page_through_its_behavior() {
     let app = Origin::start(|req| match req.path() {
         "/down" => OriginResponse::new(503, "origin 503"),
+        "/empty" => OriginResponse::new(404, ""),
         _ => OriginResponse::new(404, "origin 404"),
     });
     let pages = Origin::start(|req| match req.path() {
@@ -462,6 +463,14 @@ custom_error_responses:\n  - {{error_code: 404, response_page_path: /errors/404.
     verge.get("/nope2");
     let page_fetches = pages.requests().iter().filter(|r| r.path() == "/errors/404.html").count();
     assert_eq!(page_fetches, 1, "the page is cached by its own behavior");
+    // The origin's 404 itself is cached (ErrorCachingMinTTL, 10 s by default) and replaced on the hit.
+    let again = verge.get("/nope");
+    assert_eq!((again.status, again.text().as_str()), (404, "<h1>custom not found</h1>"));
+    assert_eq!(app.requests().iter().filter(|r| r.path() == "/nope").count(), 1, "the error was cached");
+    let head = verge.request("HEAD", "/nope", &[], b"");
+    assert_eq!((head.status, head.header("content-length")), (404, Some("25")));
+    let empty = verge.get("/empty");
+    assert_eq!((empty.status, empty.text().as_str()), (404, "<h1>custom not found</h1>"), "a body-less error too");
     let down = verge.get("/down");
     assert_eq!((down.status, down.text().as_str()), (404, "no such page"), "a missing page: the page origin's status");
     let dead = verge.get("/dead/x");

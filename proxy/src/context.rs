@@ -22,8 +22,12 @@ pub struct RequestContext {
     pub(crate) attempts: u8,
     /// Set when verge itself answered with an error page.
     pub(crate) edge_error: Option<EdgeError>,
-    /// The origin's status when a custom error response replaces it.
+    /// The origin's status when a custom error response replaces a body-less error (sent uncached).
     pub(crate) custom_error_status: Option<u16>,
+    /// The custom error page's body, sent in place of the (origin's or cached) error body.
+    pub(crate) error_page_body: Option<bytes::Bytes>,
+    /// Set while the viewer's body is the custom error page's.
+    pub(crate) error_page_replacing: bool,
     /// The viewer's IP, for events and X-Forwarded-For; formatted on first use (hits without hooks never
     /// need it).
     pub(crate) client_ip: String,

@@ -25,7 +25,8 @@ use crate::snapshot::SharedSnapshot;
 
 /// The error type verge raises to make pingora retry against the secondary origin of a group.
 const FAILOVER: ErrorType = ErrorType::Custom("verge-origin-failover");
-/// The error type verge raises to replace an origin error response with a custom error page.
+/// Raised for an origin error without a body that has a custom error response (see
+/// `upstream_response_filter`).
 const CUSTOM_ERROR_PAGE: ErrorType = ErrorType::Custom("verge-custom-error-page");
 
 /// Process-wide cache parts pingora wants as `&'static` (leaked once at start).
@@ -61,17 +62,11 @@ fn is_error_page_fetch(session: &Session) -> bool {
 }
 
 impl VergeProxy {
-    /// Fetches the custom error page for `status` through verge and sends it with its `response_code`.
-    /// A page that cannot be fetched leaves the viewer with the page fetch's own status (SPEC §10.9).
-    async fn write_custom_error_page(
-        &self,
-        session: &mut Session,
-        ctx: &mut RequestContext,
-        status: u16,
-    ) -> FailToProxy {
-        let Some((path, response_code)) = ctx.snapshot.custom_error_page(status) else {
-            return FailToProxy { error_code: status, can_reuse_downstream: false };
-        };
+    /// The custom error page for `status`, fetched through verge (its behavior, its cache), as the header
+    /// and body to send: its `response_code`, or the page fetch's own status when the page is missing
+    /// (SPEC §10.9). `None` when no custom error response is configured for `status`.
+    async fn custom_error_page(&self, ctx: &RequestContext, status: u16) -> Option<(ResponseHeader, bytes::Bytes)> {
+        let (path, response_code) = ctx.snapshot.custom_error_page(status)?;
         let timeout = Duration::from_secs(ctx.snapshot.dist.origins[ctx.origin].read_timeout_secs + 5);
         let page = crate::error_pages::fetch(self.self_addr, &ctx.snapshot.dist.domain_name, path, timeout).await;
         let (code, content_type, body) = match page {
@@ -79,7 +74,7 @@ impl VergeProxy {
             Some(p) => (p.status, p.content_type, p.body),
             None => (502, Some("text/plain".to_string()), bytes::Bytes::from_static(b"error page unavailable\n")),
         };
-        let written = async {
+        let build = || {
             let mut resp = ResponseHeader::build(code, Some(6))?;
             if let Some(ct) = content_type {
                 resp.insert_header("content-type", ct)?;
@@ -88,6 +83,29 @@ impl VergeProxy {
             resp.insert_header("x-cache", "Error from verge")?;
             resp.insert_header("via", ctx.snapshot.via.as_str())?;
             resp.insert_header("x-amz-cf-id", ctx.request_id.as_str())?;
+            Ok::<_, Box<Error>>(resp)
+        };
+        match build() {
+            Ok(resp) => Some((resp, body)),
+            Err(e) => {
+                tracing::warn!(error = %e, status, "custom error page has an unusable header");
+                None
+            }
+        }
+    }
+
+    /// Sends the custom error page for one of verge's own errors (502, 504, ...).
+    async fn write_custom_error_page(
+        &self,
+        session: &mut Session,
+        ctx: &mut RequestContext,
+        status: u16,
+    ) -> FailToProxy {
+        let Some((resp, body)) = self.custom_error_page(ctx, status).await else {
+            return FailToProxy { error_code: status, can_reuse_downstream: false };
+        };
+        let code = resp.status.as_u16();
+        let written = async {
             let head_only = session.req_header().method == http::Method::HEAD;
             session.write_response_header(Box::new(resp), head_only).await?;
             if !head_only {
@@ -125,6 +143,8 @@ impl ProxyHttp for VergeProxy {
             attempts: 0,
             edge_error: None,
             custom_error_status: None,
+            error_page_body: None,
+            error_page_replacing: false,
             client_ip: String::new(),
             hook_error: None,
             origin_request_ran_for: None,
@@ -302,8 +322,13 @@ impl ProxyHttp for VergeProxy {
             e.set_retry(true);
             return Err(e);
         }
+        // An error with a custom error response is cached as it is (ErrorCachingMinTTL applies) and
+        // replaced by its page on the way to the viewer, in `response_filter` and
+        // `response_body_filter`, hits included. An error without a body gives pingora no body to
+        // filter, so that one is answered here, uncached, as before.
         let status = resp.status.as_u16();
-        if !is_error_page_fetch(session) && ctx.snapshot.custom_error_page(status).is_some() {
+        let bodiless = resp.headers.get(http::header::CONTENT_LENGTH).is_some_and(|v| v.as_bytes() == b"0");
+        if bodiless && !is_error_page_fetch(session) && ctx.snapshot.custom_error_page(status).is_some() {
             ctx.custom_error_status = Some(status);
             let mut e = Error::explain(CUSTOM_ERROR_PAGE, format!("origin answered {status}"));
             e.set_retry(false);
@@ -371,8 +396,17 @@ impl ProxyHttp for VergeProxy {
         resp: &mut ResponseHeader,
         ctx: &mut RequestContext,
     ) -> Result<()> {
-        self.viewer_response(session, resp, ctx).await?;
         let status = resp.status.as_u16();
+        if status >= 400 && !is_error_page_fetch(session) && ctx.snapshot.custom_error_page(status).is_some() {
+            if let Some((page, body)) = self.custom_error_page(ctx, status).await {
+                // The page has its own X-Cache, Via and request id; viewer-response does not run for it.
+                *resp = page;
+                ctx.error_page_body = Some(body);
+                ctx.error_page_replacing = true;
+                return Ok(());
+            }
+        }
+        self.viewer_response(session, resp, ctx).await?;
         // RFC 9111 §4.4: a successful unsafe method invalidates what is stored for its URL.
         let method = &session.req_header().method;
         let unsafe_method =
@@ -388,6 +422,21 @@ impl ProxyHttp for VergeProxy {
         resp.insert_header("via", ctx.snapshot.via_value.clone())?;
         resp.insert_header("x-amz-cf-id", ctx.request_id.as_str())?;
         Ok(())
+    }
+
+    /// Sends a custom error page's body in place of the error's own (first chunk: the page; the rest
+    /// of the error's body: dropped).
+    fn response_body_filter(
+        &self,
+        _session: &mut Session,
+        body: &mut Option<bytes::Bytes>,
+        _end_of_stream: bool,
+        ctx: &mut RequestContext,
+    ) -> Result<Option<Duration>> {
+        if ctx.error_page_replacing {
+            *body = ctx.error_page_body.take();
+        }
+        Ok(None)
     }
 
     /// Connection attempts per origin, then failover to a group's secondary.
