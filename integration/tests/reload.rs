@@ -63,6 +63,12 @@ fn admin_reload_swaps_the_distribution_and_a_bad_file_keeps_the_running_one() {
     assert!(missing.text().contains(&arn("stamp", 7)), "{}", missing.text());
     assert_eq!(verge.get("/a").text(), "second origin");
 
+    // The CLI says the same (exit 64, the reasons on stderr).
+    let admin_arg = admin.to_string();
+    let (code, _, err) = run_verge(&["reload", "--admin", &admin_arg]);
+    assert_eq!(code, 64, "{err}");
+    assert!(err.contains("reload refused") && err.contains(&arn("stamp", 7)), "{err}");
+
     // Settings bound at start keep their running values and are named.
     let resized = yaml(first.port(), "").replace("admin:", "cache: {memory_mb: 8}\nadmin:");
     std::fs::write(verge.config_path(), resized).unwrap();
@@ -70,6 +76,9 @@ fn admin_reload_swaps_the_distribution_and_a_bad_file_keeps_the_running_one() {
     assert_eq!(partial.status, 200, "{}", partial.text());
     assert!(partial.text().contains("\"needs_restart\":[\"cache\"]"), "{}", partial.text());
     assert_eq!(verge.get("/a").text(), "first origin", "the rest applied");
+    let (code, out, err) = run_verge(&["reload", "--admin", &admin_arg]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("\"reloaded\":true"), "{out}");
 }
 
 #[test]

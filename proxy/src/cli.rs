@@ -87,6 +87,13 @@ enum Command {
         #[arg(required = true)]
         paths: Vec<String>,
     },
+    /// Reload a running verge's distribution file through its admin API (same as SIGHUP); a file that
+    /// does not validate or load is refused with its problems, and the running distribution keeps serving.
+    Reload {
+        /// The admin address, e.g. 127.0.0.1:9180.
+        #[arg(long)]
+        admin: std::net::SocketAddr,
+    },
     /// Check distribution files; prints every problem with file:line:column: key: reason.
     Validate {
         #[arg(required = true)]
@@ -100,6 +107,7 @@ pub fn run() -> ExitCode {
         Command::Validate { files } => validate(&files),
         Command::Serve { config, listen, demo_functions } => serve(config, listen, demo_functions),
         Command::Invalidate { admin, paths } => invalidate(admin, &paths),
+        Command::Reload { admin } => reload(admin),
         Command::Functions { command } => functions(command),
         Command::Invoke { event_type, function, arn, store, event, timeout_ms, memory_mb } => {
             crate::invoke::run(&event_type, function, arn, store, &event, timeout_ms, memory_mb)
@@ -155,14 +163,22 @@ fn functions(command: FunctionsCommand) -> ExitCode {
 }
 
 fn invalidate(admin: std::net::SocketAddr, paths: &[String]) -> ExitCode {
+    admin_post(admin, "/invalidations", &paths.join("\n"), "invalidation refused")
+}
+
+fn reload(admin: std::net::SocketAddr) -> ExitCode {
+    admin_post(admin, "/reload", "", "reload refused, the running distribution keeps serving")
+}
+
+/// POSTs `body` to the admin API; prints the answer (stdout on 200, stderr with `refused` otherwise).
+fn admin_post(admin: std::net::SocketAddr, path: &str, body: &str, refused: &str) -> ExitCode {
     use std::io::{Read, Write};
-    let body = paths.join("\n");
     let result = (|| -> std::io::Result<String> {
         let mut stream = std::net::TcpStream::connect_timeout(&admin, std::time::Duration::from_secs(10))?;
-        stream.set_read_timeout(Some(std::time::Duration::from_secs(60)))?;
+        stream.set_read_timeout(Some(std::time::Duration::from_secs(120)))?;
         write!(
             stream,
-            "POST /invalidations HTTP/1.1\r\nHost: {admin}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            "POST {path} HTTP/1.1\r\nHost: {admin}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
             body.len()
         )?;
         let mut response = String::new();
@@ -177,7 +193,7 @@ fn invalidate(admin: std::net::SocketAddr, paths: &[String]) -> ExitCode {
                 print!("{body}");
                 ExitCode::SUCCESS
             } else {
-                eprint!("verge: invalidation refused: {body}");
+                eprint!("verge: {refused}: {body}");
                 ExitCode::from(EXIT_CONFIG)
             }
         }
