@@ -211,7 +211,7 @@ fn init_logging() {
         .with_env_filter(filter)
         .with_target(true)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_writer(std::io::stderr)
+        .with_writer(crate::log_writer::LogWriter::global())
         .try_init();
 }
 

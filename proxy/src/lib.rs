@@ -16,6 +16,7 @@ pub mod http_server;
 pub mod include_body;
 pub mod invoke;
 pub mod lambda;
+pub mod log_writer;
 pub mod proxy;
 pub mod reload;
 pub mod request_id;

@@ -550,6 +550,7 @@ impl ProxyHttp for VergeProxy {
             },
             None => "Miss",
         };
+        // Buffered, not written per request (`log_writer`).
         tracing::info!(
             target: "verge::access",
             request_id = %ctx.request_id,

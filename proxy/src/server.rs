@@ -164,4 +164,5 @@ pub async fn run_until_signal(started: Started) {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     tracing::info!(in_flight = started.in_flight.load(Ordering::Acquire), "stopped");
+    crate::log_writer::flush();
 }
