@@ -57,6 +57,12 @@ impl LogWriter {
         self.pending.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// Adds a whole line to the buffer (written out at 32 KiB, on the flush tick, or before any other
+    /// line).
+    pub fn append_buffered(&self, line: &[u8]) {
+        let _ = EventWriter::Buffered(self).write_all(line);
+    }
+
     /// Writes out buffered access lines.
     pub fn flush_pending(&self) {
         let mut pending = self.pending();

@@ -536,6 +536,9 @@ impl ProxyHttp for VergeProxy {
 
     /// One access-log line per request.
     async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut RequestContext) {
+        if !crate::access_log::enabled() {
+            return;
+        }
         let status = session.response_written().map_or(0, |r| r.status.as_u16());
         let req = session.req_header();
         let result = match ctx.edge_error {
@@ -550,18 +553,16 @@ impl ProxyHttp for VergeProxy {
             },
             None => "Miss",
         };
-        // Buffered, not written per request (`log_writer`).
-        tracing::info!(
-            target: "verge::access",
-            request_id = %ctx.request_id,
-            method = %req.method,
-            uri = %req.uri,
+        crate::access_log::write(&crate::access_log::AccessLine {
+            request_id: &ctx.request_id,
+            method: req.method.as_str(),
+            uri: &req.uri,
             status,
             result,
-            behavior = ctx.behavior,
-            origin = %ctx.snapshot.dist.origins.get(ctx.origin).map_or("", |o| o.id.as_str()),
-            millis = ctx.started.elapsed().as_millis() as u64,
-            error = e.map(|e| e.to_string()).unwrap_or_default(),
-        );
+            behavior: ctx.behavior,
+            origin: ctx.snapshot.dist.origins.get(ctx.origin).map_or("", |o| o.id.as_str()),
+            millis: ctx.started.elapsed().as_millis() as u64,
+            error: e,
+        });
     }
 }
