@@ -8,6 +8,7 @@ pub mod fast;
 mod hook_log;
 mod intern;
 pub mod runtime;
+pub mod stats;
 pub mod store;
 #[doc(hidden)]
 pub mod testing;

@@ -166,6 +166,7 @@ impl HookEngine {
             abi,
             reads,
             limits: settings,
+            stats: Default::default(),
             warm: Mutex::new(Vec::new()),
         })
     }
@@ -223,6 +224,8 @@ pub struct Function {
     pub abi: Abi,
     pub reads: Reads,
     pub limits: Limits,
+    /// Invocations by trigger, recorded by the caller (which knows the trigger and the outcome).
+    pub stats: crate::stats::FunctionStats,
     warm: Mutex<Vec<Warm>>,
 }
 

@@ -343,3 +343,36 @@ default_cache_behavior:\n  target_origin_id: app\n  cache_policy: CachingDisable
     let verge = Verge::start_with_functions(&yaml, &[("wat", Module::Wat(&wat))]);
     assert_eq!(verge.request("GET", "/anything", &[("Host", "wat.test")], b"").text(), "/wat Some(\"yes\")");
 }
+
+#[test]
+fn metrics_count_requests_by_result_and_invocations_by_function() {
+    let origin = Origin::start(|_| OriginResponse::new(200, "page").header("cache-control", "max-age=60"));
+    let yaml = misbehave_yaml(origin.port(), &["viewer-request"], "admin: {listen: '127.0.0.1:0'}\n");
+    let verge = Verge::start_with_functions(&yaml, &[("misbehave", Module::Guest("misbehave"))]);
+    assert_eq!(verge.get("/page").x_cache(), "Miss from verge");
+    assert_eq!(verge.get("/page").x_cache(), "Hit from verge");
+    assert_eq!(verge.get("/trap").status, 503);
+    let arn = arn("misbehave", 1);
+    let expected = [
+        "verge_requests_total{result=\"Miss\"} 1".to_string(),
+        "verge_requests_total{result=\"Hit\"} 1".to_string(),
+        "verge_requests_total{result=\"LambdaExecutionError\"} 1".to_string(),
+        "verge_request_duration_seconds_count 3".to_string(),
+        format!("verge_function_invocations_total{{arn=\"{arn}\",event_type=\"viewer-request\"}} 3"),
+        format!("verge_function_failures_total{{arn=\"{arn}\",event_type=\"viewer-request\",error=\"LambdaExecutionError\"}} 1"),
+        format!("verge_function_failures_total{{arn=\"{arn}\",event_type=\"viewer-request\",error=\"LambdaValidationError\"}} 0"),
+        "verge_cache_objects 1".to_string(),
+        "verge_distribution_generation 1".to_string(),
+    ];
+    // A request is counted as its log line is written, just after its response: poll for the figures.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let metrics = http_request(verge.admin.unwrap(), "GET", "/metrics", &[], b"").text();
+        let missing: Vec<_> = expected.iter().filter(|line| !metrics.lines().any(|l| l == line.as_str())).collect();
+        if missing.is_empty() {
+            break;
+        }
+        assert!(Instant::now() < deadline, "missing {missing:?} in:\n{metrics}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}

@@ -1,8 +1,8 @@
 //! The admin API on its own listener: CloudFront-style invalidations and cache statistics.
 //!
 //! `POST /invalidations` with one path per line (`/a.jpg`, `/images/*`, `/*`) answers
-//! `{"paths":N,"removed":M}`; `POST /reload` reloads the distribution file (see `reload`); `GET /stats`
-//! answers the store's counters as JSON.
+//! `{"paths":N,"removed":M}`; `POST /reload` reloads the distribution file (see `reload`); `GET /metrics`
+//! is the Prometheus exposition (see `metrics`); `GET /stats` answers the store's counters as JSON.
 
 use std::sync::Arc;
 
@@ -12,6 +12,7 @@ use crate::cache::invalidation::InvalidationPath;
 use crate::cache::storage::ObjectStore;
 use crate::http_server::{self, OriginRequest as Request, OriginResponse as Response};
 use crate::reload::Reloader;
+use crate::snapshot::SharedSnapshot;
 
 fn json(status: u16, body: String) -> Response {
     Response::new(status, body).header("content-type", "application/json")
@@ -28,8 +29,10 @@ pub fn invalidate(store: &ObjectStore, body: &str) -> Result<(usize, usize), Str
     Ok((paths.len(), removed))
 }
 
-fn handle(store: &ObjectStore, reloader: Option<&Reloader>, req: &Request) -> Response {
+fn handle(store: &ObjectStore, snapshot: &SharedSnapshot, reloader: Option<&Reloader>, req: &Request) -> Response {
     match (req.method.as_str(), req.path()) {
+        ("GET", "/metrics") => Response::new(200, crate::metrics::render(store, &snapshot.load()))
+            .header("content-type", "text/plain; version=0.0.4"),
         ("POST", "/reload") => match reloader {
             // Compiling functions blocks: take this worker out of the async pool while it runs.
             Some(reloader) => match tokio::task::block_in_place(|| reloader.reload()) {
@@ -56,11 +59,20 @@ fn handle(store: &ObjectStore, reloader: Option<&Reloader>, req: &Request) -> Re
             )
         }
         ("GET", "/healthz") => Response::new(200, "ok\n"),
-        _ => json(404, "{\"error\":\"POST /invalidations, POST /reload, GET /stats, GET /healthz\"}\n".to_string()),
+        _ => json(
+            404,
+            "{\"error\":\"POST /invalidations, POST /reload, GET /metrics, GET /stats, GET /healthz\"}\n".to_string(),
+        ),
     }
 }
 
 /// Serves the admin API on `listener` until the runtime stops.
-pub fn spawn(listener: TcpListener, store: &'static ObjectStore, reloader: Option<Arc<Reloader>>) {
-    tokio::spawn(http_server::serve(listener, Arc::new(move |req: &Request| handle(store, reloader.as_deref(), req))));
+pub fn spawn(
+    listener: TcpListener,
+    store: &'static ObjectStore,
+    snapshot: SharedSnapshot,
+    reloader: Option<Arc<Reloader>>,
+) {
+    let handler = move |req: &Request| handle(store, &snapshot, reloader.as_deref(), req);
+    tokio::spawn(http_server::serve(listener, Arc::new(handler)));
 }

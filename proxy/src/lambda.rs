@@ -75,6 +75,11 @@ impl LoadedFunctions {
         Ok(Self { by_behavior, by_arn: compiled })
     }
 
+    /// Every loaded function version (for metrics).
+    pub fn versions(&self) -> Vec<&Arc<Function>> {
+        self.by_arn.values().map(|(_, f)| f).collect()
+    }
+
     pub fn get(&self, behavior: usize, event: EventType) -> Option<&Arc<Function>> {
         self.by_behavior.get(behavior)?[event.index()].as_ref()
     }
@@ -182,10 +187,9 @@ pub fn replaced_body(body: &Option<EventBody>) -> Option<Vec<u8>> {
 }
 
 /// One debug line per invocation (with its duration) and one warning per failure, with the ARN.
-/// The start of an invocation, when the debug log that reports its duration is on (a clock read less
-/// per hooked request otherwise).
+/// The start of an invocation (its duration goes to the function's stats and the debug log).
 fn invocation_timed() -> Option<std::time::Instant> {
-    tracing::enabled!(target: "verge::hooks", tracing::Level::DEBUG).then(std::time::Instant::now)
+    Some(std::time::Instant::now())
 }
 
 fn log_outcome(
@@ -195,12 +199,14 @@ fn log_outcome(
     started: Option<std::time::Instant>,
     error: Option<&HookError>,
 ) {
+    let micros = started.map_or(0, |s| s.elapsed().as_micros() as u64);
+    function.stats.record(event.index(), micros, error.map(|e| e.kind));
     tracing::debug!(
         target: "verge::hooks",
         arn = %function.arn,
         event_type = event.as_str(),
         request_id = %request_id,
-        micros = started.map_or(0, |s| s.elapsed().as_micros() as u64),
+        micros,
         "invoked"
     );
     if let Some(e) = error {

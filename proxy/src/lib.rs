@@ -18,6 +18,7 @@ pub mod include_body;
 pub mod invoke;
 pub mod lambda;
 pub mod log_writer;
+pub mod metrics;
 pub mod proxy;
 pub mod reload;
 pub mod request_id;

@@ -536,9 +536,6 @@ impl ProxyHttp for VergeProxy {
 
     /// One access-log line per request.
     async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut RequestContext) {
-        if !crate::access_log::enabled() {
-            return;
-        }
         let status = session.response_written().map_or(0, |r| r.status.as_u16());
         let req = session.req_header();
         let result = match ctx.edge_error {
@@ -553,6 +550,11 @@ impl ProxyHttp for VergeProxy {
             },
             None => "Miss",
         };
+        let elapsed = ctx.started.elapsed();
+        crate::metrics::request(result, elapsed.as_secs_f64());
+        if !crate::access_log::enabled() {
+            return;
+        }
         crate::access_log::write(&crate::access_log::AccessLine {
             request_id: &ctx.request_id,
             method: req.method.as_str(),
@@ -561,7 +563,7 @@ impl ProxyHttp for VergeProxy {
             result,
             behavior: ctx.behavior,
             origin: ctx.snapshot.dist.origins.get(ctx.origin).map_or("", |o| o.id.as_str()),
-            millis: ctx.started.elapsed().as_millis() as u64,
+            millis: elapsed.as_millis() as u64,
             error: e,
         });
     }

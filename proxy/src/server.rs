@@ -102,7 +102,7 @@ pub async fn start(
                 .await
                 .map_err(|e| std::io::Error::new(e.kind(), format!("cannot listen on {addr} (admin): {e}")))?;
             let bound = listener.local_addr()?;
-            crate::admin::spawn(listener, store, reloader.clone());
+            crate::admin::spawn(listener, store, shared.clone(), reloader.clone());
             Some(bound)
         }
         None => None,

@@ -1,0 +1,168 @@
+//! Prometheus metrics, served by the admin API at `GET /metrics`.
+//!
+//! On the request path everything is pre-resolved: a request adds to one counter picked by index and
+//! one histogram, never a label lookup. Cache and function figures are read when scraped (the store's
+//! counters; each loaded function's own atomics, `verge_hooks::stats`).
+
+use std::fmt::Write as _;
+use std::sync::LazyLock;
+
+use prometheus::{Encoder, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts, Registry, TextEncoder};
+use verge_config::model::EventType;
+
+use crate::cache::storage::ObjectStore;
+use crate::snapshot::Snapshot;
+
+/// The `result` label of `verge_requests_total` (CloudFront's x-edge-result-type values verge uses).
+const RESULTS: [&str; 8] = [
+    "Hit",
+    "RefreshHit",
+    "Miss",
+    "Error",
+    "LambdaGeneratedResponse",
+    "LambdaValidationError",
+    "LambdaExecutionError",
+    "LambdaLimitExceeded",
+];
+
+struct Metrics {
+    registry: Registry,
+    requests: Vec<IntCounter>,
+    request_seconds: Histogram,
+    reloads: IntCounter,
+    reloads_refused: IntCounter,
+    generation: IntGauge,
+}
+
+static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
+    let registry = Registry::new();
+    let requests_vec =
+        IntCounterVec::new(Opts::new("verge_requests_total", "Viewer requests answered, by result type."), &["result"])
+            .expect("valid metric");
+    let requests = RESULTS.iter().map(|r| requests_vec.with_label_values(&[r])).collect();
+    let buckets =
+        vec![0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
+    let request_seconds = Histogram::with_opts(
+        HistogramOpts::new("verge_request_duration_seconds", "Time from request to the end of the response.")
+            .buckets(buckets),
+    )
+    .expect("valid metric");
+    let reloads = IntCounter::new("verge_reloads_total", "Distribution reloads applied.").expect("valid metric");
+    let reloads_refused =
+        IntCounter::new("verge_reloads_refused_total", "Distribution reloads refused (the running one kept).")
+            .expect("valid metric");
+    let generation =
+        IntGauge::new("verge_distribution_generation", "Generation of the distribution serving (1 at start).")
+            .expect("valid metric");
+    generation.set(1);
+    for collector in [
+        Box::new(requests_vec) as Box<dyn prometheus::core::Collector>,
+        Box::new(request_seconds.clone()),
+        Box::new(reloads.clone()),
+        Box::new(reloads_refused.clone()),
+        Box::new(generation.clone()),
+    ] {
+        registry.register(collector).expect("metric registered once");
+    }
+    Metrics { registry, requests, request_seconds, reloads, reloads_refused, generation }
+});
+
+/// Counts one answered request.
+pub fn request(result: &str, seconds: f64) {
+    let metrics = &*METRICS;
+    let index = RESULTS.iter().position(|r| *r == result).unwrap_or(3);
+    metrics.requests[index].inc();
+    metrics.request_seconds.observe(seconds);
+}
+
+/// Counts a reload attempt.
+pub fn reload(applied: Option<u64>) {
+    match applied {
+        Some(generation) => {
+            METRICS.reloads.inc();
+            METRICS.generation.set(generation as i64);
+        }
+        None => METRICS.reloads_refused.inc(),
+    }
+}
+
+/// The whole exposition (Prometheus text format 0.0.4).
+pub fn render(store: &ObjectStore, snapshot: &Snapshot) -> String {
+    let mut out = Vec::new();
+    let _ = TextEncoder::new().encode(&METRICS.registry.gather(), &mut out);
+    let mut text = String::from_utf8(out).unwrap_or_default();
+    cache(&mut text, store);
+    functions(&mut text, snapshot);
+    text
+}
+
+fn family(out: &mut String, name: &str, kind: &str, help: &str) {
+    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+}
+
+fn cache(out: &mut String, store: &ObjectStore) {
+    let s = store.stats();
+    let figures = [
+        ("verge_cache_objects", "gauge", "Objects in the cache.", s.objects),
+        ("verge_cache_bytes", "gauge", "Bytes held by the cache (bodies and headers).", s.bytes),
+        ("verge_cache_capacity_bytes", "gauge", "The cache's bound (cache.memory_mb).", s.capacity_bytes),
+        ("verge_cache_evictions_total", "counter", "Objects evicted to stay within the bound.", s.evicted_objects),
+        (
+            "verge_cache_rejected_too_large_total",
+            "counter",
+            "Objects not stored: over cache.max_object_mb.",
+            s.rejected_too_large,
+        ),
+    ];
+    for (name, kind, help, value) in figures {
+        family(out, name, kind, help);
+        let _ = writeln!(out, "{name} {value}");
+    }
+}
+
+/// Per function version and trigger: invocations, failures by class, seconds spent.
+fn functions(out: &mut String, snapshot: &Snapshot) {
+    let loaded = snapshot.functions.versions();
+    if loaded.is_empty() {
+        return;
+    }
+    let triggers =
+        [EventType::ViewerRequest, EventType::OriginRequest, EventType::OriginResponse, EventType::ViewerResponse];
+    let rows: Vec<_> = loaded
+        .iter()
+        .flat_map(|f| triggers.iter().map(move |t| (f, *t, f.stats.trigger(t.index()))))
+        .filter(|(_, _, s)| s.calls > 0)
+        .collect();
+    family(out, "verge_function_invocations_total", "counter", "Function invocations by version and trigger.");
+    for (f, t, s) in &rows {
+        let _ = writeln!(
+            out,
+            "verge_function_invocations_total{{arn=\"{}\",event_type=\"{}\"}} {}",
+            f.arn,
+            t.as_str(),
+            s.calls
+        );
+    }
+    family(out, "verge_function_failures_total", "counter", "Failed invocations by version, trigger and error class.");
+    for (f, t, s) in &rows {
+        for (class, count) in verge_hooks::stats::FAILURE_CLASSES.iter().zip(s.failures) {
+            let name = verge_hooks::HookError { kind: *class, reason: String::new() }.result_type();
+            let _ = writeln!(
+                out,
+                "verge_function_failures_total{{arn=\"{}\",event_type=\"{}\",error=\"{name}\"}} {count}",
+                f.arn,
+                t.as_str()
+            );
+        }
+    }
+    family(out, "verge_function_seconds_total", "counter", "Time spent in invocations by version and trigger.");
+    for (f, t, s) in &rows {
+        let _ = writeln!(
+            out,
+            "verge_function_seconds_total{{arn=\"{}\",event_type=\"{}\"}} {}",
+            f.arn,
+            t.as_str(),
+            s.micros as f64 / 1e6
+        );
+    }
+}
