@@ -281,7 +281,11 @@ impl Function {
 
     /// Arms the per-call deadline (the callback set in `new_store` enforces it).
     fn arm_deadline(store: &mut Store<HostState>, timeout: Duration) {
-        store.data_mut().deadline = Instant::now() + timeout;
+        Self::arm_deadline_from(store, Instant::now(), timeout);
+    }
+
+    fn arm_deadline_from(store: &mut Store<HostState>, now: Instant, timeout: Duration) {
+        store.data_mut().deadline = now + timeout;
         store.set_epoch_deadline(1);
     }
 
@@ -340,6 +344,10 @@ impl Function {
     }
 
     async fn take_warm(&self) -> Result<Warm, HookError> {
+        self.take_warm_at(Instant::now()).await
+    }
+
+    async fn take_warm_at(&self, now: Instant) -> Result<Warm, HookError> {
         let reused =
             if self.limits.per_request { None } else { self.warm.lock().unwrap_or_else(|e| e.into_inner()).pop() };
         let mut warm = match reused {
@@ -348,7 +356,7 @@ impl Function {
             // (and every proxy callback that awaits one) that large, warm or not.
             None => Box::pin(self.new_warm()).await?,
         };
-        Self::arm_deadline(&mut warm.store, self.limits.timeout);
+        Self::arm_deadline_from(&mut warm.store, now, self.limits.timeout);
         Ok(warm)
     }
 
@@ -377,13 +385,29 @@ impl Function {
     /// Runs a fast-ABI function on `call` and returns the call with the function's changes.
     /// No outer timer here: `poll_oneoff` is denied and verge's host calls never block, so the epoch
     /// deadline alone bounds the call (and a timer per call costs measurable throughput on hits).
-    pub async fn invoke_fast(&self, mut call: Box<FastCall>, request_id: &str) -> Result<Box<FastCall>, HookError> {
+    /// The call is counted in `stats` (its trigger, time and outcome).
+    pub async fn invoke_fast(&self, call: Box<FastCall>, request_id: &str) -> Result<Box<FastCall>, HookError> {
+        // One clock read serves the deadline and the stats.
+        let started = Instant::now();
+        let trigger = call.event.map_or(0, |e| e.index());
+        let result = self.invoke_fast_from(call, request_id, started).await;
+        let micros = started.elapsed().as_micros() as u64;
+        self.stats.record(trigger, micros, result.as_ref().err().map(|e| e.kind));
+        result
+    }
+
+    async fn invoke_fast_from(
+        &self,
+        mut call: Box<FastCall>,
+        request_id: &str,
+        started: Instant,
+    ) -> Result<Box<FastCall>, HookError> {
         if self.abi != Abi::Fast {
             return Err(HookError::execution("not a fast-ABI function"));
         }
         let event = call.event.map_or(0, |e| e.index() as u32);
         let _running = self.in_flight.enter();
-        let mut warm = self.take_warm().await?;
+        let mut warm = self.take_warm_at(started).await?;
         // The store keeps an empty call between invocations; swapping moves two pointers.
         std::mem::swap(&mut warm.store.data_mut().fast.call, &mut call);
         let Entry::Fast { handle } = &warm.entry else {

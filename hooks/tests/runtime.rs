@@ -177,4 +177,13 @@ async fn fast_abi_changes_are_validated_as_they_are_made() {
     assert!(readonly.reason.contains("read-only header"), "{readonly}");
     let wrong_side = f.invoke_fast(call(verge_config::model::EventType::ViewerResponse), "r3").await.unwrap_err();
     assert!(wrong_side.reason.contains("cannot change the request"), "{wrong_side}");
+    // Each call is counted by trigger, failures by class (validation first).
+    use verge_config::model::EventType::{OriginRequest, OriginResponse, ViewerRequest, ViewerResponse};
+    assert_eq!(
+        (f.stats.trigger(OriginRequest.index()).calls, f.stats.trigger(OriginRequest.index()).failures),
+        (1, [0, 0, 0])
+    );
+    assert_eq!(f.stats.trigger(ViewerRequest.index()).failures, [1, 0, 0]);
+    assert_eq!(f.stats.trigger(ViewerResponse.index()).failures, [1, 0, 0]);
+    assert_eq!(f.stats.trigger(OriginResponse.index()).calls, 0);
 }

@@ -187,20 +187,12 @@ pub fn replaced_body(body: &Option<EventBody>) -> Option<Vec<u8>> {
 }
 
 /// One debug line per invocation (with its duration) and one warning per failure, with the ARN.
-/// The start of an invocation (its duration goes to the function's stats and the debug log).
-fn invocation_timed() -> Option<std::time::Instant> {
-    Some(std::time::Instant::now())
+/// The start of an invocation, when the debug log that reports its duration is on.
+fn debug_timed() -> Option<std::time::Instant> {
+    tracing::enabled!(target: "verge::hooks", tracing::Level::DEBUG).then(std::time::Instant::now)
 }
 
-fn log_outcome(
-    function: &Function,
-    event: EventType,
-    request_id: &str,
-    started: Option<std::time::Instant>,
-    error: Option<&HookError>,
-) {
-    let micros = started.map_or(0, |s| s.elapsed().as_micros() as u64);
-    function.stats.record(event.index(), micros, error.map(|e| e.kind));
+fn log_outcome(function: &Function, event: EventType, request_id: &str, micros: u64, error: Option<&HookError>) {
     tracing::debug!(
         target: "verge::hooks",
         arn = %function.arn,
@@ -246,12 +238,15 @@ impl Invocation<'_> {
         response: Option<&EventResponse>,
     ) -> Result<HookOutput, HookError> {
         let input = event::encode(self.config, request, response);
-        let started = invocation_timed();
+        let started = std::time::Instant::now();
         let result = match self.function.invoke(&input, &self.config.request_id).await {
             Ok(output) => event::parse_output(self.event, &output, request, response),
             Err(e) => Err(e),
         };
-        log_outcome(self.function, self.event, &self.config.request_id, started, result.as_ref().err());
+        let micros = started.elapsed().as_micros() as u64;
+        // The JSON ABIs' invoke does not know the trigger: counted here, result validation included.
+        self.function.stats.record(self.event.index(), micros, result.as_ref().err().map(|e| e.kind));
+        log_outcome(self.function, self.event, &self.config.request_id, micros, result.as_ref().err());
         result
     }
 }
@@ -459,9 +454,12 @@ pub async fn run_fast(
     call: Box<verge_hooks::fast::FastCall>,
 ) -> Result<Box<verge_hooks::fast::FastCall>, HookError> {
     {
-        let started = invocation_timed();
+        // `invoke_fast` counts the call in the function's stats; the clock is read here only for the
+        // debug log.
+        let started = debug_timed();
         let result = function.invoke_fast(call, request_id).await;
-        log_outcome(function, event, request_id, started, result.as_ref().err());
+        let micros = started.map_or(0, |s| s.elapsed().as_micros() as u64);
+        log_outcome(function, event, request_id, micros, result.as_ref().err());
         result
     }
 }
