@@ -1,14 +1,15 @@
-//! The Lambda@Edge event the host builds (byte-compatible with AWS's JSON) and the validation of what a
-//! function returns, per trigger (SPEC §2, §3, §6).
+//! The Lambda@Edge JSON event (byte-compatible with AWS's) for the two JSON ABIs: built from a `Call`, and
+//! the function's JSON result read back into the same `Call` as changes, checked by `validate`.
 
 use std::collections::BTreeMap;
 
 use base64::Engine as _;
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
-use verge_config::model::EventType;
+use serde_json::{json, Value};
 
+use crate::call::{header_diff, Call, CallOrigin, HeaderOp, Side};
 use crate::error::HookError;
+use crate::validate::{self, is_disallowed, Change};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct HeaderEntry {
@@ -115,207 +116,210 @@ pub fn encode(config: &EventConfig, request: &EventRequest, response: Option<&Ev
     serde_json::to_vec(&envelope).unwrap_or_default()
 }
 
-/// Headers never shown to functions and never writable by them (SPEC §6.1). Called for every header a
-/// hook touches, so it dispatches on the first byte before comparing names.
-pub fn is_disallowed(name: &str) -> bool {
-    match name.as_bytes().first() {
-        Some(b'c') => name == "connection",
-        Some(b'e') => name == "expect",
-        Some(b'k') => name == "keep-alive",
-        Some(b'p') => matches!(name, "proxy-authenticate" | "proxy-authorization" | "proxy-connection"),
-        Some(b't') => name == "trailer",
-        Some(b'u') => name == "upgrade",
-        Some(b'x') => {
-            name.starts_with("x-amz-cf-")
-                || name.starts_with("x-edge-")
-                || matches!(
-                    name,
-                    "x-accel-buffering"
-                        | "x-accel-charset"
-                        | "x-accel-limit-rate"
-                        | "x-accel-redirect"
-                        | "x-amzn-auth"
-                        | "x-amzn-cf-billing"
-                        | "x-amzn-cf-id"
-                        | "x-amzn-cf-xff"
-                        | "x-amzn-errortype"
-                        | "x-amzn-fle-profile"
-                        | "x-amzn-header-count"
-                        | "x-amzn-header-order"
-                        | "x-amzn-lambda-integration-tag"
-                        | "x-amzn-requestid"
-                        | "x-cache"
-                        | "x-forwarded-proto"
-                        | "x-real-ip"
-                )
-        }
-        _ => false,
-    }
-}
-
-/// Headers a function may read but not add, change or delete, per trigger (SPEC §6.1).
-pub fn read_only(event: EventType) -> &'static [&'static str] {
-    match event {
-        EventType::ViewerRequest => &["content-length", "host", "transfer-encoding", "via"],
-        EventType::OriginRequest => &[
-            "accept-encoding",
-            "content-length",
-            "if-modified-since",
-            "if-none-match",
-            "if-range",
-            "if-unmodified-since",
-            "transfer-encoding",
-            "via",
-        ],
-        EventType::OriginResponse => &["transfer-encoding", "via"],
-        EventType::ViewerResponse => &["warning", "via"],
-    }
-}
-
-/// A response a function generated (VR/OR) or returned (ORsp/VRsp).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct HookResponse {
-    pub status: u16,
-    pub status_description: Option<String>,
-    pub headers: HeaderMap,
-    /// `None`: keep the original body (response triggers); `Some`: the new body.
-    pub body: Option<Vec<u8>>,
-}
-
-#[derive(Debug, Clone)]
-pub enum HookOutput {
-    /// Continue with this request (request triggers only).
-    Request(EventRequest),
-    Response(HookResponse),
-}
-
-fn values(headers: &HeaderMap, name: &str) -> Vec<String> {
-    headers.get(name).map(|v| v.iter().map(|e| e.value.clone()).collect()).unwrap_or_default()
-}
-
-fn check_headers(event: EventType, before: &HeaderMap, after: &mut HeaderMap) -> Result<(), HookError> {
-    for (name, entries) in after.iter_mut() {
-        if name.bytes().any(|b| b.is_ascii_uppercase()) {
-            return Err(HookError::validation(format!("header map keys must be lower-case: `{name}`")));
-        }
-        if http::HeaderName::from_bytes(name.as_bytes()).is_err() {
-            return Err(HookError::validation(format!("`{name}` is not a valid header name")));
-        }
+/// Headers as the event shows them: lower-case names with CloudFront's `key`, disallowed ones left out.
+pub fn event_headers(headers: &http::HeaderMap) -> HeaderMap {
+    let mut map = HeaderMap::new();
+    for (name, value) in headers {
+        let name = name.as_str();
         if is_disallowed(name) {
-            return Err(HookError::validation(format!("the function tried to add a disallowed header: {name}")));
+            continue;
         }
-        for entry in entries.iter_mut() {
-            if http::HeaderValue::from_str(&entry.value).is_err() {
-                return Err(HookError::validation(format!("invalid value for header {name}")));
-            }
-            if let Some(key) = &entry.key {
-                if !key.eq_ignore_ascii_case(name) {
-                    return Err(HookError::validation(format!("header key `{key}` does not match `{name}`")));
-                }
-            }
-        }
+        map.entry(name.to_string()).or_default().push(HeaderEntry {
+            key: Some(canonical(name)),
+            value: String::from_utf8_lossy(value.as_bytes()).into_owned(),
+        });
     }
-    for name in read_only(event) {
-        if values(before, name) != values(after, name) {
-            let verb = if !after.contains_key(*name) {
-                "delete"
-            } else if !before.contains_key(*name) {
-                "add"
-            } else {
-                "change"
-            };
-            return Err(HookError::validation(format!(
-                "the function tried to {verb} read-only header, headerName : {name}"
-            )));
-        }
+    map
+}
+
+/// `x-my-header` -> `X-My-Header`.
+pub fn canonical(name: &str) -> String {
+    let mut out = String::with_capacity(name.len());
+    let mut upper = true;
+    for c in name.chars() {
+        out.push(if upper { c.to_ascii_uppercase() } else { c });
+        upper = c == '-';
     }
-    Ok(())
+    out
+}
+
+/// `cf.request.origin` for an origin-request event.
+pub fn origin_json(origin: &CallOrigin) -> Value {
+    let custom_headers: serde_json::Map<String, Value> = origin
+        .custom_headers
+        .iter()
+        .map(|(n, v)| (n.to_ascii_lowercase(), json!([{ "key": n, "value": v }])))
+        .collect();
+    json!({ "custom": {
+        "domainName": origin.domain_name,
+        "port": origin.port,
+        "protocol": origin.protocol,
+        "path": origin.path,
+        "sslProtocols": ["TLSv1.2"],
+        "readTimeout": origin.read_timeout_secs,
+        "keepaliveTimeout": origin.keepalive_timeout_secs,
+        "customHeaders": custom_headers,
+    }})
+}
+
+/// The event parts of a call: config, request, and (response triggers) response.
+pub fn event_of(call: &Call) -> (EventConfig, EventRequest, Option<EventResponse>) {
+    let [domain, id] = call.distribution.as_deref().cloned().unwrap_or_default();
+    let config = EventConfig {
+        distribution_domain_name: domain,
+        distribution_id: id,
+        event_type: call.event().as_str().to_string(),
+        request_id: call.request_id.clone(),
+    };
+    let body = call.request_body.as_ref().map(|body| EventBody {
+        input_truncated: call.request_body_truncated,
+        action: "read-only".to_string(),
+        encoding: "base64".to_string(),
+        data: base64::engine::general_purpose::STANDARD.encode(body),
+    });
+    let request = EventRequest {
+        client_ip: call.client_ip.clone(),
+        method: call.method.clone(),
+        uri: call.uri.clone(),
+        querystring: call.querystring.clone(),
+        headers: event_headers(&call.request_headers),
+        body,
+        origin: call.origin.as_ref().map(origin_json),
+    };
+    let response = call.response_status.filter(|_| !call.is_request_trigger()).map(|status| EventResponse {
+        status: status.to_string(),
+        status_description: http::StatusCode::from_u16(status)
+            .ok()
+            .and_then(|s| s.canonical_reason())
+            .map(String::from),
+        headers: event_headers(&call.response_headers),
+    });
+    (config, request, response)
+}
+
+/// The event JSON handed to a JSON-ABI function for `call`.
+pub fn encode_call(call: &Call) -> Vec<u8> {
+    let (config, request, response) = event_of(call);
+    encode(&config, &request, response.as_ref())
 }
 
 fn field<'a>(obj: &'a serde_json::Map<String, Value>, name: &str) -> Option<&'a Value> {
     obj.get(name).filter(|v| !v.is_null())
 }
 
-fn parse_headers(value: Option<&Value>) -> Result<HeaderMap, HookError> {
-    match value {
-        None => Ok(HeaderMap::new()),
+/// A header map of the JSON result as an `http` map, after checking its form.
+fn parse_headers(value: Option<&Value>) -> Result<http::HeaderMap, HookError> {
+    let headers: HeaderMap = match value {
+        None => HeaderMap::new(),
         Some(v) => serde_json::from_value(v.clone())
-            .map_err(|e| HookError::validation(format!("headers must map names to [{{key, value}}]: {e}"))),
+            .map_err(|e| HookError::validation(format!("headers must map names to [{{key, value}}]: {e}")))?,
+    };
+    let mut map = http::HeaderMap::new();
+    for (name, entries) in &headers {
+        if name.bytes().any(|b| b.is_ascii_uppercase()) {
+            return Err(HookError::validation(format!("header map keys must be lower-case: `{name}`")));
+        }
+        let header = http::HeaderName::from_bytes(name.as_bytes())
+            .map_err(|_| HookError::validation(format!("`{name}` is not a valid header name")))?;
+        for entry in entries {
+            if let Some(key) = &entry.key {
+                if !key.eq_ignore_ascii_case(name) {
+                    return Err(HookError::validation(format!("header key `{key}` does not match `{name}`")));
+                }
+            }
+            let value = http::HeaderValue::from_str(&entry.value)
+                .map_err(|_| HookError::validation(format!("invalid value for header {name}")))?;
+            map.append(header.clone(), value);
+        }
     }
+    Ok(map)
 }
 
-fn parse_response(
-    event: EventType,
-    obj: &serde_json::Map<String, Value>,
-    input: Option<&EventResponse>,
-    max_bytes: usize,
-) -> Result<HookResponse, HookError> {
-    let status = match field(obj, "status") {
-        Some(Value::String(s)) => s.trim().parse::<u16>().ok(),
-        Some(Value::Number(n)) => n.as_u64().and_then(|n| u16::try_from(n).ok()),
+/// Records the changes from the shown `before` map to the result's `after` map, each one checked.
+fn apply_header_changes(
+    call: &mut Call,
+    side: Side,
+    before: &http::HeaderMap,
+    after: &http::HeaderMap,
+) -> Result<(), HookError> {
+    for op in header_diff(before, after) {
+        let name = op.name().as_str();
+        let change = match &op {
+            HeaderOp::Remove(_) => Change::Delete,
+            _ if before.contains_key(name) => Change::Modify,
+            _ => Change::Add,
+        };
+        validate::header_change(call, side, name, change).map_err(HookError::validation)?;
+        call.apply(side, op);
+    }
+    Ok(())
+}
+
+fn parse_status(obj: &serde_json::Map<String, Value>) -> Result<u32, HookError> {
+    match field(obj, "status") {
+        Some(Value::String(s)) => s.trim().parse::<u32>().ok(),
+        Some(Value::Number(n)) => n.as_u64().and_then(|n| u32::try_from(n).ok()),
         _ => None,
     }
-    .ok_or_else(|| HookError::validation("status must be a number 200-599 (as a string)"))?;
-    if !(200..=599).contains(&status) {
-        return Err(HookError::validation(format!("status {status} is outside 200-599")));
-    }
-    if let Some(original) = input {
-        if event == EventType::ViewerResponse && original.status != status.to_string() {
-            return Err(HookError::validation("viewer-response functions cannot change the status"));
-        }
-    }
-    let status_description = match field(obj, "statusDescription") {
-        None => None,
-        Some(Value::String(s)) => Some(s.clone()),
-        Some(_) => return Err(HookError::validation("statusDescription must be a string")),
-    };
-    let mut headers = parse_headers(field(obj, "headers"))?;
-    let empty = HeaderMap::new();
-    check_headers(event, input.map_or(&empty, |r| &r.headers), &mut headers)?;
-    let body = match field(obj, "body") {
-        None => None,
-        Some(Value::String(text)) => {
-            if event == EventType::ViewerResponse {
-                return Err(HookError::validation("viewer-response functions cannot replace the body"));
-            }
-            match field(obj, "bodyEncoding").and_then(Value::as_str).unwrap_or("text") {
-                "text" => Some(text.clone().into_bytes()),
-                "base64" => Some(
-                    base64::engine::general_purpose::STANDARD
-                        .decode(text)
-                        .map_err(|e| HookError::validation(format!("body is not valid base64: {e}")))?,
-                ),
-                other => return Err(HookError::validation(format!("bodyEncoding `{other}` is not text or base64"))),
-            }
-        }
-        Some(_) => return Err(HookError::validation("body must be a string")),
-    };
-    if event == EventType::ViewerRequest && status == 204 && body.as_ref().is_some_and(|b| !b.is_empty()) {
-        return Err(HookError::validation("a 204 response cannot have a body"));
-    }
-    let generated = matches!(event, EventType::ViewerRequest | EventType::OriginRequest);
-    if generated || body.is_some() {
-        let header_bytes: usize =
-            headers.iter().flat_map(|(n, v)| v.iter().map(move |e| n.len() + e.value.len() + 4)).sum();
-        let size = header_bytes + body.as_ref().map_or(0, Vec::len);
-        if size > max_bytes {
-            return Err(HookError::validation(format!(
-                "the generated response is {size} bytes, over the {max_bytes}-byte limit for {}",
-                event.as_str()
-            )));
-        }
-    }
-    Ok(HookResponse { status, status_description, headers, body })
+    .ok_or_else(|| HookError::validation("status must be a number 200-599 (as a string)"))
 }
 
-fn parse_request(
-    event: EventType,
+fn parse_body(obj: &serde_json::Map<String, Value>) -> Result<Option<Vec<u8>>, HookError> {
+    match field(obj, "body") {
+        None => Ok(None),
+        Some(Value::String(text)) => match field(obj, "bodyEncoding").and_then(Value::as_str).unwrap_or("text") {
+            "text" => Ok(Some(text.clone().into_bytes())),
+            "base64" => base64::engine::general_purpose::STANDARD
+                .decode(text)
+                .map(Some)
+                .map_err(|e| HookError::validation(format!("body is not valid base64: {e}"))),
+            other => Err(HookError::validation(format!("bodyEncoding `{other}` is not text or base64"))),
+        },
+        Some(_) => Err(HookError::validation("body must be a string")),
+    }
+}
+
+/// A response the function returned: generated (request triggers) or changed (response triggers).
+fn apply_response(call: &mut Call, obj: &serde_json::Map<String, Value>) -> Result<(), HookError> {
+    let status = parse_status(obj)?;
+    if field(obj, "statusDescription").is_some_and(|d| !d.is_string()) {
+        return Err(HookError::validation("statusDescription must be a string"));
+    }
+    let headers = parse_headers(field(obj, "headers"))?;
+    let body = parse_body(obj)?;
+    if call.is_request_trigger() {
+        // A generated response: a new message, its headers checked only against the disallowed list.
+        if !(200..=599).contains(&status) {
+            return Err(HookError::validation(format!("status {status} is outside 200-599")));
+        }
+        call.generated_status = Some(status as u16);
+        if let Some(name) = headers.keys().find(|n| is_disallowed(n.as_str())) {
+            return Err(HookError::validation(format!("the function tried to add a disallowed header: {name}")));
+        }
+        call.response_headers = headers;
+    } else {
+        let status = validate::status(call, status).map_err(HookError::validation)?;
+        call.response_status = Some(status);
+        let before = std::mem::take(&mut call.response_headers);
+        call.track_headers = true;
+        call.response_headers = before.clone();
+        apply_header_changes(call, Side::Response, &before, &headers)?;
+    }
+    if let Some(body) = body {
+        validate::body(call, body.len()).map_err(HookError::validation)?;
+        call.body = Some(body);
+    }
+    Ok(())
+}
+
+/// A request the function returned (request triggers): uri, query string, headers, body, origin.
+fn apply_request(
+    call: &mut Call,
     obj: &serde_json::Map<String, Value>,
-    input: &EventRequest,
-    max_body: usize,
-) -> Result<EventRequest, HookError> {
+    shown_origin: Option<Value>,
+) -> Result<(), HookError> {
     let uri = match field(obj, "uri") {
-        Some(Value::String(s)) if s.starts_with('/') => s.clone(),
+        Some(Value::String(s)) => s.clone(),
         _ => return Err(HookError::validation("uri must be a string starting with /")),
     };
     let querystring = match field(obj, "querystring") {
@@ -323,170 +327,239 @@ fn parse_request(
         Some(Value::String(s)) => s.clone(),
         Some(_) => return Err(HookError::validation("querystring must be a string")),
     };
-    if uri.len() + querystring.len() + 1 >= 8192 {
-        return Err(HookError::validation("uri and query string must be shorter than 8,192 characters"));
+    if uri != call.uri || querystring != call.querystring {
+        validate::request_target(call, &uri, &querystring).map_err(HookError::validation)?;
+        call.uri = uri;
+        call.querystring = querystring;
+        call.uri_changed = true;
     }
-    let bad = |s: &str| s.chars().any(|c| c.is_control() || c == ' ' || c == '#');
-    if bad(&uri) || bad(&querystring) {
-        return Err(HookError::validation("uri and query string may not contain spaces, control characters or #"));
-    }
-    if field(obj, "method").and_then(Value::as_str).is_some_and(|m| m != input.method) {
+    if field(obj, "method").and_then(Value::as_str).is_some_and(|m| m != call.method) {
         return Err(HookError::validation("the request method is read-only"));
     }
-    let mut headers = parse_headers(field(obj, "headers"))?;
-    check_headers(event, &input.headers, &mut headers)?;
-    let body = match field(obj, "body") {
-        None => input.body.clone(),
-        Some(v) => {
-            let body: EventBody = serde_json::from_value(v.clone())
-                .map_err(|e| HookError::validation(format!("body must be {{action, encoding, data}}: {e}")))?;
-            if body.action == "replace" {
-                let limit = if body.encoding == "base64" { max_body * 133 / 100 } else { max_body };
-                if body.data.len() > limit {
-                    return Err(HookError::validation(format!("the replacement body is over {limit} bytes")));
-                }
-                if body.encoding == "base64" && base64::engine::general_purpose::STANDARD.decode(&body.data).is_err() {
-                    return Err(HookError::validation("the replacement body is not valid base64"));
-                }
-            }
-            Some(body)
+    let headers = parse_headers(field(obj, "headers"))?;
+    let before = std::mem::take(&mut call.request_headers);
+    call.track_headers = true;
+    call.request_headers = before.clone();
+    apply_header_changes(call, Side::Request, &before, &headers)?;
+    if let Some(v) = field(obj, "body") {
+        let body: EventBody = serde_json::from_value(v.clone())
+            .map_err(|e| HookError::validation(format!("body must be {{action, encoding, data}}: {e}")))?;
+        if body.action == "replace" {
+            let bytes = if body.encoding == "base64" {
+                base64::engine::general_purpose::STANDARD
+                    .decode(&body.data)
+                    .map_err(|_| HookError::validation("the replacement body is not valid base64"))?
+            } else {
+                body.data.into_bytes()
+            };
+            validate::body(call, bytes.len()).map_err(HookError::validation)?;
+            call.body = Some(bytes);
         }
-    };
-    let origin = match event {
-        EventType::OriginRequest => field(obj, "origin").cloned().or_else(|| input.origin.clone()),
-        _ => input.origin.clone(),
-    };
-    Ok(EventRequest {
-        client_ip: input.client_ip.clone(),
-        method: input.method.clone(),
-        uri,
-        querystring,
-        headers,
-        body,
-        origin,
-    })
+    }
+    if let Some(origin) = field(obj, "origin").filter(|o| Some(*o) != shown_origin.as_ref()) {
+        apply_origin(call, origin)?;
+    }
+    Ok(())
 }
 
-/// Parses and validates what a function returned for `event`.
-pub fn parse_output(
-    event: EventType,
-    output: &[u8],
-    request: &EventRequest,
-    response: Option<&EventResponse>,
-) -> Result<HookOutput, HookError> {
+/// A changed `origin` (origin-request): only a custom origin's domain name, port and path can change.
+fn apply_origin(call: &mut Call, origin: &Value) -> Result<(), HookError> {
+    let invalid = |reason: String| HookError::validation(reason);
+    let custom = origin
+        .get("custom")
+        .ok_or_else(|| HookError::validation("origin must have a `custom` object (s3 origins are not supported)"))?;
+    let domain = custom.get("domainName").and_then(Value::as_str).unwrap_or("");
+    validate::origin_domain_name(call, domain).map_err(invalid)?;
+    let port =
+        validate::origin_port(call, custom.get("port").and_then(Value::as_u64).unwrap_or(80)).map_err(invalid)?;
+    let path = custom.get("path").and_then(Value::as_str).unwrap_or("");
+    validate::origin_path(call, path).map_err(invalid)?;
+    let protocol = custom.get("protocol").and_then(Value::as_str).unwrap_or("http");
+    if protocol != "http" {
+        return Err(HookError::validation("only http origins are supported"));
+    }
+    if let Some(target) = call.origin.as_mut() {
+        target.domain_name = domain.to_string();
+        target.port = port;
+        target.path = path.to_string();
+    }
+    call.origin_changed = true;
+    Ok(())
+}
+
+/// Reads what a JSON-ABI function returned into `call`, checking every change.
+pub fn apply_output(call: &mut Call, output: &[u8]) -> Result<(), HookError> {
     let value: Value = serde_json::from_slice(output)
         .map_err(|e| HookError::validation(format!("the function result is not JSON: {e}")))?;
     let Value::Object(obj) = value else {
         return Err(HookError::validation("the function result must be a request or a response object"));
     };
-    let limits = event.limits();
     let is_response = obj.contains_key("status");
-    match event {
-        EventType::ViewerRequest | EventType::OriginRequest => {
-            if is_response {
-                parse_response(event, &obj, None, limits.max_generated_response_bytes).map(HookOutput::Response)
-            } else {
-                parse_request(event, &obj, request, limits.max_body_bytes).map(HookOutput::Request)
-            }
+    if call.is_request_trigger() {
+        if is_response {
+            apply_response(call, &obj)
+        } else {
+            let shown_origin = call.origin.as_ref().map(origin_json);
+            apply_request(call, &obj, shown_origin)
         }
-        EventType::OriginResponse | EventType::ViewerResponse => {
-            if !is_response {
-                return Err(HookError::validation(format!("{} functions must return the response", event.as_str())));
+    } else if is_response {
+        apply_response(call, &obj)
+    } else {
+        Err(HookError::validation(format!("{} functions must return the response", call.event().as_str())))
+    }
+}
+
+/// A call for a sample event (`verge invoke`): the event's request, response, origin and body, shown
+/// to the function exactly as the proxy would show them.
+pub fn call_from_event(
+    event: verge_config::model::EventType,
+    config: &EventConfig,
+    request: &EventRequest,
+    response: Option<&EventResponse>,
+) -> Box<Call> {
+    let mut call = Call::new(event);
+    call.distribution =
+        Some(std::sync::Arc::new([config.distribution_domain_name.clone(), config.distribution_id.clone()]));
+    call.request_id = config.request_id.clone();
+    call.method = request.method.clone();
+    call.client_ip = request.client_ip.clone();
+    call.uri = request.uri.clone();
+    call.querystring = request.querystring.clone();
+    call.request_headers = http_headers(&request.headers);
+    call.track_headers = true;
+    if let Some(response) = response.filter(|_| !call.is_request_trigger()) {
+        call.response_status = response.status.parse().ok();
+        call.response_headers = http_headers(&response.headers);
+    }
+    if let Some(body) = &request.body {
+        let bytes = match body.encoding.as_str() {
+            "base64" => base64::engine::general_purpose::STANDARD.decode(&body.data).unwrap_or_default(),
+            _ => body.data.clone().into_bytes(),
+        };
+        call.request_body = Some(bytes.into());
+        call.request_body_truncated = body.input_truncated;
+    }
+    if let Some(custom) = request.origin.as_ref().and_then(|o| o.get("custom")) {
+        let text = |name: &str| custom.get(name).and_then(Value::as_str).unwrap_or("").to_string();
+        let number = |name: &str| custom.get(name).and_then(Value::as_u64).unwrap_or(0);
+        call.origin = Some(CallOrigin {
+            domain_name: text("domainName"),
+            port: u16::try_from(number("port")).unwrap_or(80),
+            path: text("path"),
+            protocol: if text("protocol") == "https" { "https" } else { "http" },
+            read_timeout_secs: number("readTimeout"),
+            keepalive_timeout_secs: number("keepaliveTimeout"),
+            custom_headers: Vec::new(),
+        });
+    }
+    call
+}
+
+fn http_headers(headers: &HeaderMap) -> http::HeaderMap {
+    let mut map = http::HeaderMap::new();
+    for (name, entries) in headers {
+        let Ok(name) = http::HeaderName::from_bytes(name.as_bytes()) else { continue };
+        for entry in entries {
+            if let Ok(value) = http::HeaderValue::from_str(&entry.value) {
+                map.append(name.clone(), value);
             }
-            parse_response(event, &obj, response, 1 << 20).map(HookOutput::Response)
         }
     }
+    map
+}
+
+/// What a finished call amounts to, as the Lambda@Edge JSON a handler would have returned: the
+/// generated or changed response, or the request to continue with. `true`: a response.
+pub fn result_json(call: &Call) -> (bool, Value) {
+    let status = call.generated_status.or(call.response_status.filter(|_| !call.is_request_trigger()));
+    let (is_request, value) = match status {
+        Some(status) => {
+            let mut value = json!({ "status": status.to_string(), "headers": event_headers(&call.response_headers) });
+            if let Some(body) = &call.body {
+                value["body"] = String::from_utf8_lossy(body).into_owned().into();
+            }
+            (false, value)
+        }
+        None => {
+            let mut value = json!({
+                "clientIp": call.client_ip, "method": call.method, "uri": call.uri,
+                "querystring": call.querystring, "headers": event_headers(&call.request_headers),
+            });
+            if let Some(origin) = &call.origin {
+                value["origin"] = origin_json(origin);
+            }
+            if let Some(body) = &call.body {
+                value["body"] =
+                    json!({ "action": "replace", "encoding": "text", "data": String::from_utf8_lossy(body) });
+            }
+            (true, value)
+        }
+    };
+    (!is_request, value)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use verge_config::model::EventType;
 
-    fn req() -> EventRequest {
-        let mut headers = HeaderMap::new();
-        headers.insert("host".into(), vec![HeaderEntry { key: Some("Host".into()), value: "d.example".into() }]);
-        EventRequest { method: "GET".into(), uri: "/a".into(), headers, ..Default::default() }
+    fn call(event: EventType) -> Box<Call> {
+        let mut call = Call::new(event);
+        call.method = "GET".into();
+        call.uri = "/a".into();
+        call.request_headers.insert("host", "d.example".parse().unwrap());
+        call
     }
 
     #[test]
-    fn request_results_are_validated() {
-        let ok = parse_output(
-            EventType::ViewerRequest,
+    fn request_results_become_checked_changes() {
+        let mut ok = call(EventType::ViewerRequest);
+        apply_output(
+            &mut ok,
             br#"{"uri":"/b","querystring":"x=1","headers":{"host":[{"key":"Host","value":"d.example"}],"x-new":[{"value":"1"}]}}"#,
-            &req(),
-            None,
-        );
-        assert!(matches!(ok, Ok(HookOutput::Request(r)) if r.uri == "/b" && r.querystring == "x=1"));
-        let readonly = parse_output(EventType::ViewerRequest, br#"{"uri":"/b","headers":{}}"#, &req(), None);
-        assert_eq!(readonly.unwrap_err().reason, "the function tried to delete read-only header, headerName : host");
-        let disallowed = parse_output(
-            EventType::ViewerRequest,
+        )
+        .unwrap();
+        assert!(ok.uri_changed && ok.uri == "/b" && ok.querystring == "x=1");
+        assert_eq!(ok.request_ops, [HeaderOp::Set("x-new".parse().unwrap(), "1".parse().unwrap())]);
+        let e = apply_output(&mut call(EventType::ViewerRequest), br#"{"uri":"/b","headers":{}}"#).unwrap_err();
+        assert_eq!(e.reason, "the function tried to delete read-only header, headerName : host");
+        let e = apply_output(
+            &mut call(EventType::ViewerRequest),
             br#"{"uri":"/b","headers":{"host":[{"value":"d.example"}],"x-cache":[{"value":"x"}]}}"#,
-            &req(),
-            None,
-        );
-        assert!(disallowed.unwrap_err().reason.contains("disallowed header: x-cache"));
-        assert!(parse_output(EventType::ViewerRequest, b"not json", &req(), None).is_err());
-        assert!(parse_output(EventType::ViewerRequest, br#"{"uri":"no-slash"}"#, &req(), None).is_err());
+        )
+        .unwrap_err();
+        assert!(e.reason.contains("disallowed header: x-cache"));
+        assert!(apply_output(&mut call(EventType::ViewerRequest), b"not json").is_err());
+        assert!(apply_output(&mut call(EventType::ViewerRequest), br#"{"uri":"no-slash"}"#).is_err());
     }
 
     #[test]
-    fn generated_responses_are_validated() {
-        let r = parse_output(
-            EventType::ViewerRequest,
-            br#"{"status":"302","headers":{"location":[{"value":"/x"}]}}"#,
-            &req(),
-            None,
-        );
-        assert!(matches!(r, Ok(HookOutput::Response(r)) if r.status == 302));
-        let numeric = parse_output(
-            EventType::OriginRequest,
-            br#"{"status":200,"body":"aGk=","bodyEncoding":"base64"}"#,
-            &req(),
-            None,
-        );
-        assert!(matches!(numeric, Ok(HookOutput::Response(r)) if r.body.as_deref() == Some(&b"hi"[..])));
+    fn generated_responses_are_checked() {
+        let mut generated = call(EventType::ViewerRequest);
+        apply_output(&mut generated, br#"{"status":"302","headers":{"location":[{"value":"/x"}]}}"#).unwrap();
+        assert_eq!(generated.generated_status, Some(302));
+        let mut numeric = call(EventType::OriginRequest);
+        apply_output(&mut numeric, br#"{"status":200,"body":"aGk=","bodyEncoding":"base64"}"#).unwrap();
+        assert_eq!(numeric.body.as_deref(), Some(&b"hi"[..]));
         for bad in [
             &br#"{"status":"99"}"#[..],
             br#"{"status":"600"}"#,
-            br#"{"status":"204","body":"x"}"#,
             br#"{"status":"200","body":"%%","bodyEncoding":"base64"}"#,
         ] {
-            let e = parse_output(EventType::ViewerRequest, bad, &req(), None).unwrap_err();
+            let e = apply_output(&mut call(EventType::ViewerRequest), bad).unwrap_err();
             assert_eq!(e.status(), 502, "{}", String::from_utf8_lossy(bad));
-        }
-        let big = format!(r#"{{"status":"200","body":"{}"}}"#, "x".repeat(41 * 1024));
-        assert!(parse_output(EventType::ViewerRequest, big.as_bytes(), &req(), None)
-            .unwrap_err()
-            .reason
-            .contains("over the 40960-byte limit"));
-        assert!(
-            parse_output(EventType::OriginRequest, big.as_bytes(), &req(), None).is_ok(),
-            "1 MB for origin-request"
-        );
-    }
-
-    #[test]
-    fn disallowed_headers() {
-        for name in ["connection", "x-cache", "x-amz-cf-pop", "x-edge-location", "proxy-authorization", "x-real-ip"] {
-            assert!(is_disallowed(name), "{name}");
-        }
-        for name in ["content-type", "x-custom", "cache-control", "proxy", "x-amzn-other"] {
-            assert!(!is_disallowed(name), "{name}");
         }
     }
 
     #[test]
     fn viewer_response_cannot_change_status() {
-        let resp = EventResponse { status: "200".into(), ..Default::default() };
-        let e = parse_output(EventType::ViewerResponse, br#"{"status":"404"}"#, &req(), Some(&resp)).unwrap_err();
+        let mut vrsp = call(EventType::ViewerResponse);
+        vrsp.response_status = Some(200);
+        let e = apply_output(&mut vrsp, br#"{"status":"404"}"#).unwrap_err();
         assert!(e.reason.contains("cannot change the status"));
-        assert!(parse_output(
-            EventType::ViewerResponse,
-            br#"{"status":"200","headers":{"x-a":[{"value":"1"}]}}"#,
-            &req(),
-            Some(&resp)
-        )
-        .is_ok());
+        let mut vrsp = call(EventType::ViewerResponse);
+        vrsp.response_status = Some(200);
+        apply_output(&mut vrsp, br#"{"status":"200","headers":{"x-a":[{"value":"1"}]}}"#).unwrap();
+        assert_eq!(vrsp.response_ops.len(), 1);
     }
 }

@@ -6,7 +6,7 @@
 
 use http::{HeaderName, HeaderValue};
 
-use crate::event::is_disallowed;
+use crate::validate::is_disallowed;
 
 /// Entries kept per table, and the longest value kept (a long value is rarely a constant).
 const CAP: usize = 32;

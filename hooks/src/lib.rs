@@ -1,19 +1,23 @@
-//! verge's Lambda@Edge-style hooks: the function store, the event format and result validation, and the
-//! wasmtime runtime that runs versioned functions under per-trigger limits. No pingora here.
+//! verge's Lambda@Edge-style hooks: the function store, the wasmtime engine that runs versioned
+//! functions under per-trigger limits, the three ABIs behind one entry point (`Function::invoke` on a
+//! `Call`), and the one validator every ABI's changes go through. No pingora here.
 #![deny(rust_2018_idioms)]
 
-pub mod error;
+mod abi;
+mod call;
+mod engine;
+mod error;
 pub mod event;
-pub mod fast;
 mod hook_log;
 mod intern;
-pub mod runtime;
 pub mod stats;
-pub mod store;
-#[doc(hidden)]
-pub mod testing;
+mod store;
 mod ticker;
+mod validate;
 
+pub use abi::Abi;
+pub use call::{header_diff, Call, CallOrigin, HeaderOp, Side};
+pub use engine::{Function, HookEngine, Limits, Reads, MAX_MEMORY_BYTES};
 pub use error::{HookError, HookErrorKind};
-pub use runtime::{Abi, Function, HookEngine, Limits, Reads};
-pub use store::FunctionStore;
+pub use store::{sha256_hex, FunctionStore};
+pub use validate::{is_disallowed, read_only};

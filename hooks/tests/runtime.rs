@@ -1,8 +1,10 @@
-//! The wasmtime host against real guest modules: both ABIs, warm reuse, and every failure class.
+//! The wasmtime host against real guest modules: every ABI through `Function::invoke`, warm reuse, and
+//! every failure class.
 
 use std::time::{Duration, Instant};
 
-use verge_hooks::{Abi, HookEngine, HookErrorKind, Limits};
+use verge_config::model::EventType;
+use verge_hooks::{event, Abi, Call, Function, HookEngine, HookError, HookErrorKind, Limits};
 
 fn limits(timeout_ms: u64) -> Limits {
     Limits { timeout: Duration::from_millis(timeout_ms), memory_bytes: 128 << 20, env: Vec::new(), per_request: false }
@@ -15,8 +17,16 @@ fn event(uri: &str, event_type: &str) -> Vec<u8> {
     .into_bytes()
 }
 
+/// Runs `f` on the sample event for `uri` at `event_type`; the result as Lambda@Edge JSON.
+async fn run(f: &Function, uri: &str, event_type: &str) -> Result<serde_json::Value, HookError> {
+    let (config, request, response) = event::decode(&event(uri, event_type)).unwrap();
+    let trigger = EventType::parse(event_type).unwrap();
+    let call = f.invoke(event::call_from_event(trigger, &config, &request, response.as_ref()), "r1").await?;
+    Ok(event::result_json(&call).1)
+}
+
 fn guest(name: &str) -> Vec<u8> {
-    std::fs::read(verge_hooks::testing::guest_path(name)).unwrap()
+    std::fs::read(verge_testkit::guests::guest_path(name)).unwrap()
 }
 
 fn engine() -> HookEngine {
@@ -27,22 +37,19 @@ fn engine() -> HookEngine {
 async fn sdk_abi_runs_and_reuses_warm_instances() {
     let f = engine().load("arn:test:misbehave:1", &guest("misbehave"), 1 << 20, limits(5000)).unwrap();
     assert_eq!(f.abi, Abi::Sdk);
-    let out = f.invoke(&event("/x", "viewer-request"), "r1").await.unwrap();
-    let text = String::from_utf8(out).unwrap();
-    assert!(text.contains("\"x-misbehave\"") && text.contains("viewer-request"), "{text}");
+    let out = run(&f, "/x", "viewer-request").await.unwrap();
+    assert_eq!(out["headers"]["x-misbehave"][0]["value"], "viewer-request", "{out}");
     // Globals persist in a warm instance, as in a Lambda execution environment.
-    let first = f.invoke(&event("/count", "viewer-request"), "r2").await.unwrap();
-    let second = f.invoke(&event("/count", "viewer-request"), "r3").await.unwrap();
-    let count = |b: &[u8]| {
-        serde_json::from_slice::<serde_json::Value>(b).unwrap()["body"].as_str().unwrap().parse::<u32>().unwrap()
-    };
+    let first = run(&f, "/count", "viewer-request").await.unwrap();
+    let second = run(&f, "/count", "viewer-request").await.unwrap();
+    let count = |v: &serde_json::Value| v["body"].as_str().unwrap().parse::<u32>().unwrap();
     assert_eq!(count(&second), count(&first) + 1);
 
     let fresh = engine()
         .load("arn:test:misbehave:1", &guest("misbehave"), 1 << 20, Limits { per_request: true, ..limits(5000) })
         .unwrap();
-    let a = fresh.invoke(&event("/count", "viewer-request"), "r4").await.unwrap();
-    let b = fresh.invoke(&event("/count", "viewer-request"), "r5").await.unwrap();
+    let a = run(&fresh, "/count", "viewer-request").await.unwrap();
+    let b = run(&fresh, "/count", "viewer-request").await.unwrap();
     assert_eq!((count(&a), count(&b)), (1, 1), "per-request isolation: a fresh instance every call");
 }
 
@@ -50,8 +57,8 @@ async fn sdk_abi_runs_and_reuses_warm_instances() {
 async fn command_abi_and_hand_written_wat() {
     let f = engine().load("arn:test:echo:1", &guest("echo-command"), 1 << 20, limits(5000)).unwrap();
     assert_eq!(f.abi, Abi::Command);
-    let out = String::from_utf8(f.invoke(&event("/x", "origin-request"), "r1").await.unwrap()).unwrap();
-    assert!(out.contains("\"x-command\"") && out.contains("origin-request"), "{out}");
+    let out = run(&f, "/x", "origin-request").await.unwrap();
+    assert_eq!(out["headers"]["x-command"][0]["value"], "origin-request", "{out}");
 
     // A WASI command written by hand: ignores its input and prints a fixed request.
     let wat = r#"(module
@@ -63,28 +70,31 @@ async fn command_abi_and_hand_written_wat() {
         (i32.store (i32.const 4) (i32.const 65))
         (drop (call $fd_write (i32.const 1) (i32.const 0) (i32.const 1) (i32.const 8)))))"#;
     let f = engine().load("arn:test:wat:1", wat.as_bytes(), 1 << 20, limits(5000)).unwrap();
-    let out = String::from_utf8(f.invoke(&event("/x", "viewer-request"), "r1").await.unwrap()).unwrap();
-    assert_eq!(out, r#"{"uri":"/from-wat","headers":{"host":[{"value":"d.verge.test"}]}}"#);
+    let out = run(&f, "/x", "viewer-request").await.unwrap();
+    assert_eq!(
+        (out["uri"].as_str(), out["headers"]["host"][0]["value"].as_str()),
+        (Some("/from-wat"), Some("d.verge.test"))
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn failures_are_classified_and_never_crash_the_host() {
     let f = engine().load("arn:test:misbehave:1", &guest("misbehave"), 1 << 20, limits(300)).unwrap();
     let started = Instant::now();
-    let spin = f.invoke(&event("/spin", "viewer-request"), "r1").await.unwrap_err();
+    let spin = run(&f, "/spin", "viewer-request").await.unwrap_err();
     assert_eq!((spin.kind, spin.reason.as_str()), (HookErrorKind::LimitExceeded, "timed out after 300 ms"));
     assert!(started.elapsed() < Duration::from_secs(5), "cut at its deadline: {:?}", started.elapsed());
-    let bomb = f.invoke(&event("/bomb", "viewer-request"), "r2").await.unwrap_err();
+    let bomb = run(&f, "/bomb", "viewer-request").await.unwrap_err();
     assert_eq!(bomb.kind, HookErrorKind::LimitExceeded, "{bomb}");
     assert!(bomb.reason.contains("memory limit of 128 MB"), "{bomb}");
-    let trap = f.invoke(&event("/trap", "viewer-request"), "r3").await.unwrap_err();
+    let trap = run(&f, "/trap", "viewer-request").await.unwrap_err();
     assert_eq!(trap.kind, HookErrorKind::Execution, "{trap}");
-    let sleep = f.invoke(&event("/sleep", "viewer-request"), "r6").await.unwrap_err();
+    let sleep = run(&f, "/sleep", "viewer-request").await.unwrap_err();
     assert_eq!(sleep.kind, HookErrorKind::Execution, "blocking WASI calls are denied: {sleep}");
-    let fail = f.invoke(&event("/fail", "viewer-request"), "r4").await.unwrap_err();
+    let fail = run(&f, "/fail", "viewer-request").await.unwrap_err();
     assert!(fail.reason.contains("fixture returns an error"), "{fail}");
     // And the function still works afterwards.
-    assert!(f.invoke(&event("/ok", "viewer-request"), "r5").await.is_ok());
+    assert!(run(&f, "/ok", "viewer-request").await.is_ok());
 }
 
 #[test]
@@ -113,8 +123,8 @@ fn load_time_checks() {
 async fn hooks_see_only_their_configured_environment() {
     let limits = Limits { env: vec![("COOKIE_NAME".into(), "ab_test".into())], ..limits(5000) };
     let f = engine().load("arn:test:misbehave:1", &guest("misbehave"), 1 << 20, limits).unwrap();
-    let out = f.invoke(&event("/env", "viewer-request"), "r1").await.unwrap();
-    let body = serde_json::from_slice::<serde_json::Value>(&out).unwrap()["body"].as_str().unwrap().to_string();
+    let out = run(&f, "/env", "viewer-request").await.unwrap();
+    let body = out["body"].as_str().unwrap().to_string();
     assert_eq!(body, r#"vars=[("COOKIE_NAME", "ab_test")] file=false"#);
 }
 
@@ -124,15 +134,15 @@ async fn a_chatty_warm_instance_keeps_working() {
     // buffer holds. Each call's output is logged and dropped, so the guest's writes never fail.
     let f = engine().load("arn:test:misbehave:1", &guest("misbehave"), 1 << 20, limits(5000)).unwrap();
     for call in 1..=600 {
-        let out = f.invoke(&event("/chatty", "viewer-request"), "r").await.unwrap();
-        let body = serde_json::from_slice::<serde_json::Value>(&out).unwrap()["body"].as_str().unwrap().to_string();
+        let out = run(&f, "/chatty", "viewer-request").await.unwrap();
+        let body = out["body"].as_str().unwrap().to_string();
         assert_eq!(body, call.to_string(), "the same warm instance answered call {call}");
     }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fast_abi_header_changes_are_bounded() {
-    use verge_hooks::fast::{FastCall, MAX_HEADER_CHANGES};
+    use verge_abi::fast::MAX_HEADER_CHANGES;
     // Adds `x-a: b` 5,000 times: the changes live in host memory, outside the memory limit.
     let wat = r#"(module
       (import "verge" "header_add" (func $add (param i32 i32 i32 i32 i32) (result i32)))
@@ -146,15 +156,14 @@ async fn fast_abi_header_changes_are_bounded() {
           (br_if $more (i32.lt_u (local.get $i) (i32.const 5000))))
         (i32.const 0)))"#;
     let f = engine().load("arn:test:fast:1", wat.as_bytes(), 1 << 20, limits(5000)).unwrap();
-    let call = Box::new(FastCall { event: Some(verge_config::model::EventType::ViewerResponse), ..Default::default() });
-    let error = f.invoke_fast(call, "r1").await.unwrap_err();
+    let error = f.invoke(Call::new(EventType::ViewerResponse), "r1").await.unwrap_err();
     assert_eq!(error.kind, HookErrorKind::Validation);
     assert!(error.reason.contains(&format!("more than {MAX_HEADER_CHANGES} header changes")), "{error}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fast_abi_changes_are_validated_as_they_are_made() {
-    use verge_hooks::fast::{FastCall, HeaderOp};
+    use verge_hooks::HeaderOp;
     // A hand-written fast-ABI hook: sets `x-a: b`; on viewer-request it also tries to change `host`,
     // which is read-only there (and writable in origin-request).
     let wat = r#"(module
@@ -169,16 +178,20 @@ async fn fast_abi_changes_are_validated_as_they_are_made() {
         (i32.const 0)))"#;
     let f = engine().load("arn:test:fast:1", wat.as_bytes(), 1 << 20, limits(5000)).unwrap();
     assert_eq!(f.abi, Abi::Fast);
-    let call = |event| Box::new(FastCall { event: Some(event), uri: "/".into(), ..Default::default() });
-    let ok = f.invoke_fast(call(verge_config::model::EventType::OriginRequest), "r1").await.unwrap();
+    let call = |event| {
+        let mut call = Call::new(event);
+        call.uri = "/".into();
+        call
+    };
+    let ok = f.invoke(call(EventType::OriginRequest), "r1").await.unwrap();
     assert_eq!(ok.request_ops, [HeaderOp::Set("x-a".parse().unwrap(), "b".parse().unwrap())]);
-    let readonly = f.invoke_fast(call(verge_config::model::EventType::ViewerRequest), "r2").await.unwrap_err();
+    let readonly = f.invoke(call(EventType::ViewerRequest), "r2").await.unwrap_err();
     assert_eq!(readonly.kind, HookErrorKind::Validation);
     assert!(readonly.reason.contains("read-only header"), "{readonly}");
-    let wrong_side = f.invoke_fast(call(verge_config::model::EventType::ViewerResponse), "r3").await.unwrap_err();
+    let wrong_side = f.invoke(call(EventType::ViewerResponse), "r3").await.unwrap_err();
     assert!(wrong_side.reason.contains("cannot change the request"), "{wrong_side}");
     // Each call is counted by trigger, failures by class (validation first).
-    use verge_config::model::EventType::{OriginRequest, OriginResponse, ViewerRequest, ViewerResponse};
+    use EventType::{OriginRequest, OriginResponse, ViewerRequest, ViewerResponse};
     assert_eq!(
         (f.stats.trigger(OriginRequest.index()).calls, f.stats.trigger(OriginRequest.index()).failures),
         (1, [0, 0, 0])

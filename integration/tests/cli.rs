@@ -66,7 +66,7 @@ fn functions_list_and_local_invoke_with_aws_sample_events() {
     assert_eq!(code, 0, "{err}");
     assert!(out.contains("\"uri\": \"/images/cat.webp\""), "{out}");
     assert!(err.contains("origin-request returned a request"), "{err}");
-    let misbehave = verge_hooks::testing::guest_path("misbehave");
+    let misbehave = verge_testkit::guests::guest_path("misbehave");
     let viewer = concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/events/viewer-request.json");
     let args =
         ["invoke", "--event-type", "viewer-request", "--function", misbehave.to_str().unwrap(), "--event", viewer];

@@ -7,9 +7,8 @@ use std::time::Duration;
 
 use verge_config::arn::FunctionArn;
 use verge_config::model::EventType;
-use verge_hooks::event::{self, HookOutput};
-use verge_hooks::fast::FastCall;
-use verge_hooks::{Abi, FunctionStore, HookEngine, Limits};
+use verge_hooks::event;
+use verge_hooks::{FunctionStore, HookEngine, Limits};
 
 use crate::cli::EXIT_CONFIG;
 
@@ -81,7 +80,7 @@ pub fn run(
         };
         let limits = Limits {
             timeout: Duration::from_millis(timeout),
-            memory_bytes: (memory.min(4096) as usize) << 20,
+            memory_bytes: (memory as usize) << 20,
             env: Vec::new(),
             per_request: true,
         };
@@ -89,27 +88,14 @@ pub fn run(
             Ok(f) => f,
             Err(e) => return fail(e),
         };
-        let result = if function.abi == Abi::Fast {
-            let call = fast_call(event_type, &config, &request, response.as_ref());
-            function.invoke_fast(Box::new(call), &config.request_id).await.map(|call| fast_output(event_type, &call))
-        } else {
-            let encoded = event::encode(&config, &request, response.as_ref());
-            match function.invoke(&encoded, &config.request_id).await {
-                Ok(output) => {
-                    event::parse_output(event_type, &output, &request, response.as_ref()).map(|parsed| (output, parsed))
-                }
-                Err(e) => Err(e),
-            }
-        };
-        match result {
-            Ok((output, parsed)) => {
-                let kind = match parsed {
-                    HookOutput::Request(_) => "request (continue)",
-                    HookOutput::Response(_) => "response",
-                };
-                let pretty = serde_json::from_slice::<serde_json::Value>(&output)
-                    .and_then(|v| serde_json::to_string_pretty(&v))
-                    .unwrap_or_else(|_| String::from_utf8_lossy(&output).into_owned());
+        // The same call the proxy makes: built from the event, run on the module's ABI, checked by the
+        // same validator.
+        let call = event::call_from_event(event_type, &config, &request, response.as_ref());
+        match function.invoke(call, &config.request_id).await {
+            Ok(call) => {
+                let (is_response, value) = event::result_json(&call);
+                let kind = if is_response { "response" } else { "request (continue)" };
+                let pretty = serde_json::to_string_pretty(&value).unwrap_or_default();
                 eprintln!("verge: {} returned a {kind}", event_type.as_str());
                 println!("{pretty}");
                 ExitCode::SUCCESS
@@ -120,86 +106,4 @@ pub fn run(
             }
         }
     })
-}
-
-fn header_map(headers: &event::HeaderMap) -> http::HeaderMap {
-    let mut map = http::HeaderMap::new();
-    for (name, entries) in headers {
-        let Ok(name) = http::HeaderName::from_bytes(name.as_bytes()) else { continue };
-        for entry in entries {
-            if let Ok(value) = http::HeaderValue::from_str(&entry.value) {
-                map.append(name.clone(), value);
-            }
-        }
-    }
-    map
-}
-
-/// The fast-ABI call for a sample event.
-fn fast_call(
-    event_type: EventType,
-    config: &event::EventConfig,
-    request: &event::EventRequest,
-    response: Option<&event::EventResponse>,
-) -> FastCall {
-    FastCall {
-        event: Some(event_type),
-        distribution: Some(std::sync::Arc::new([
-            config.distribution_domain_name.clone(),
-            config.distribution_id.clone(),
-        ])),
-        request_id: config.request_id.clone(),
-        method: request.method.clone(),
-        client_ip: request.client_ip.clone(),
-        uri: request.uri.clone(),
-        querystring: request.querystring.clone(),
-        request_headers: header_map(&request.headers),
-        response_status: response.and_then(|r| r.status.parse().ok()),
-        response_headers: response.map(|r| header_map(&r.headers)).unwrap_or_default(),
-        // The printed result is built from these maps.
-        track_headers: true,
-        ..Default::default()
-    }
-}
-
-fn json_headers(headers: &http::HeaderMap) -> serde_json::Value {
-    let mut map = serde_json::Map::new();
-    for (name, value) in headers {
-        let entry = serde_json::json!({ "key": name.as_str(), "value": String::from_utf8_lossy(value.as_bytes()) });
-        match map.get_mut(name.as_str()) {
-            Some(serde_json::Value::Array(list)) => list.push(entry),
-            _ => {
-                map.insert(name.as_str().to_string(), serde_json::Value::Array(vec![entry]));
-            }
-        }
-    }
-    serde_json::Value::Object(map)
-}
-
-/// What a fast-ABI call amounts to, in the JSON a Lambda@Edge handler would have returned.
-fn fast_output(event_type: EventType, call: &FastCall) -> (Vec<u8>, HookOutput) {
-    let (value, output) = if let Some(status) = call.generated_status.or(match event_type {
-        EventType::OriginResponse | EventType::ViewerResponse => call.response_status,
-        _ => None,
-    }) {
-        let mut value =
-            serde_json::json!({ "status": status.to_string(), "headers": json_headers(&call.response_headers) });
-        if let Some(body) = &call.body {
-            value["body"] = String::from_utf8_lossy(body).into_owned().into();
-        }
-        let response = event::HookResponse {
-            status,
-            status_description: None,
-            headers: Default::default(),
-            body: call.body.clone(),
-        };
-        (value, HookOutput::Response(response))
-    } else {
-        let value = serde_json::json!({
-            "clientIp": call.client_ip, "method": call.method, "uri": call.uri,
-            "querystring": call.querystring, "headers": json_headers(&call.request_headers),
-        });
-        (value, HookOutput::Request(event::EventRequest::default()))
-    };
-    (serde_json::to_vec(&value).unwrap_or_default(), output)
 }

@@ -1,5 +1,5 @@
-//! Lambda@Edge triggers in the proxy: loading the distribution's functions, building each trigger's
-//! event from pingora's request/response, and applying what the function returned (docs/abi.md).
+//! Lambda@Edge functions in the proxy: loading the distribution's function versions, building each
+//! invocation's `Call` from pingora's request/response, and replaying what the function changed.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -7,12 +7,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use pingora_http::{RequestHeader, ResponseHeader};
-use serde_json::json;
 use verge_config::model::{Distribution, EventType, Origin};
-use verge_hooks::event::{
-    self, EventBody, EventConfig, EventRequest, EventResponse, HeaderEntry, HeaderMap, HookOutput,
-};
-use verge_hooks::{Function, FunctionStore, HookEngine, HookError, Limits};
+use verge_hooks::{Call, CallOrigin, Function, FunctionStore, HookEngine, Limits};
 
 /// Every behavior's functions, indexed like `Distribution::behaviors` and then by `EventType::index`.
 #[derive(Default)]
@@ -55,11 +51,11 @@ impl LoadedFunctions {
                 let settings = dist.functions.settings.get(&a.arn.name);
                 let limits = Limits {
                     timeout: Duration::from_millis(settings.map_or(5_000, |s| s.timeout_ms)),
-                    memory_bytes: (settings.map_or(128, |s| s.memory_mb).min(4096) as usize) << 20,
+                    memory_bytes: (settings.map_or(128, |s| s.memory_mb) as usize) << 20,
                     env: settings.map(|s| s.env.clone()).unwrap_or_default(),
                     per_request: settings.is_some_and(|s| s.isolation == verge_config::model::Isolation::PerRequest),
                 };
-                let sha = verge_hooks::store::sha256_hex(&bytes);
+                let sha = verge_hooks::sha256_hex(&bytes);
                 let reusable = previous.and_then(|p| p.by_arn.get(&key)).filter(|(previous_sha, f)| {
                     *previous_sha == sha && f.limits == limits && bytes.len() as u64 <= package_limit[&key]
                 });
@@ -89,165 +85,23 @@ impl LoadedFunctions {
     }
 }
 
-/// Headers as the event shows them: lower-case names, disallowed ones left out.
-pub fn event_headers(headers: &http::HeaderMap) -> HeaderMap {
-    let mut map = HeaderMap::new();
-    for (name, value) in headers {
-        let name = name.as_str();
-        if event::is_disallowed(name) {
-            continue;
-        }
-        map.entry(name.to_string()).or_default().push(HeaderEntry {
-            key: Some(canonical(name)),
-            value: String::from_utf8_lossy(value.as_bytes()).into_owned(),
-        });
-    }
-    map
-}
-
-/// `x-my-header` -> `X-My-Header`.
-fn canonical(name: &str) -> String {
-    let mut out = String::with_capacity(name.len());
-    let mut upper = true;
-    for c in name.chars() {
-        out.push(if upper { c.to_ascii_uppercase() } else { c });
-        upper = c == '-';
-    }
-    out
-}
-
-pub fn event_request(req: &RequestHeader, client_ip: &str) -> EventRequest {
-    EventRequest {
-        client_ip: client_ip.to_string(),
-        method: req.method.as_str().to_string(),
-        uri: req.uri.path().to_string(),
-        querystring: req.uri.query().unwrap_or("").to_string(),
-        headers: event_headers(&req.headers),
-        body: None,
-        origin: None,
-    }
-}
-
-pub fn event_response(resp: &ResponseHeader) -> EventResponse {
-    EventResponse {
-        status: resp.status.as_u16().to_string(),
-        status_description: resp.status.canonical_reason().map(str::to_string),
-        headers: event_headers(&resp.headers),
-    }
-}
-
-/// `cf.request.origin` for an origin event.
-pub fn event_origin(origin: &Origin) -> serde_json::Value {
-    let custom_headers: serde_json::Map<String, serde_json::Value> = origin
-        .custom_headers
-        .iter()
-        .map(|(n, v)| (n.to_ascii_lowercase(), json!([{ "key": n, "value": v }])))
-        .collect();
-    json!({ "custom": {
-        "domainName": origin.domain_name,
-        "port": origin.http_port,
-        "protocol": "http",
-        "path": origin.origin_path,
-        "sslProtocols": ["TLSv1.2"],
-        "readTimeout": origin.read_timeout_secs,
-        "keepaliveTimeout": origin.keepalive_timeout_secs,
-        "customHeaders": custom_headers,
-    }})
-}
-
-/// IncludeBody for a fast-ABI call: raw bytes, cut at the trigger's limit.
-pub fn expose_body(call: &mut verge_hooks::fast::FastCall, body: bytes::Bytes, event: EventType) {
+/// IncludeBody: the viewer's body as the function sees it, cut at the trigger's limit.
+pub fn expose_body(call: &mut Call, body: bytes::Bytes, event: EventType) {
     let limit = event.limits().max_body_bytes;
     call.request_body_truncated = body.len() > limit;
     call.request_body = Some(body.slice(..body.len().min(limit)));
 }
 
-/// The body as IncludeBody exposes it: base64, cut at the trigger's limit.
-pub fn event_body(body: &[u8], event: EventType) -> EventBody {
-    use base64::Engine as _;
-    let limit = event.limits().max_body_bytes;
-    let shown = &body[..body.len().min(limit)];
-    EventBody {
-        input_truncated: body.len() > limit,
-        action: "read-only".to_string(),
-        encoding: "base64".to_string(),
-        data: base64::engine::general_purpose::STANDARD.encode(shown),
-    }
-}
-
-/// The body a function asked to send on, if it replaced it.
-pub fn replaced_body(body: &Option<EventBody>) -> Option<Vec<u8>> {
-    use base64::Engine as _;
-    let body = body.as_ref().filter(|b| b.action == "replace")?;
-    if body.encoding == "base64" {
-        base64::engine::general_purpose::STANDARD.decode(&body.data).ok()
-    } else {
-        Some(body.data.clone().into_bytes())
-    }
-}
-
-/// One debug line per invocation (with its duration) and one warning per failure, with the ARN.
-/// The start of an invocation, when the debug log that reports its duration is on.
-fn debug_timed() -> Option<std::time::Instant> {
-    tracing::enabled!(target: "verge::hooks", tracing::Level::DEBUG).then(std::time::Instant::now)
-}
-
-fn log_outcome(function: &Function, event: EventType, request_id: &str, micros: u64, error: Option<&HookError>) {
-    tracing::debug!(
-        target: "verge::hooks",
-        arn = %function.arn,
-        event_type = event.as_str(),
-        request_id = %request_id,
-        micros,
-        "invoked"
-    );
-    if let Some(e) = error {
-        tracing::warn!(
-            target: "verge::hooks",
-            arn = %function.arn,
-            event_type = event.as_str(),
-            request_id = %request_id,
-            result_type = e.result_type(),
-            reason = %e.reason,
-            "function failed"
-        );
-    }
-}
-
-pub struct Invocation<'a> {
-    pub function: &'a Function,
-    pub event: EventType,
-    pub config: &'a EventConfig,
-}
-
-impl Invocation<'_> {
-    /// Runs the function and validates its result; failures are logged here, once, with the ARN.
-    /// Boxed: the JSON path's future is large, and inline it would enlarge the future of every proxy
-    /// callback that can run a hook, hooked or not, fast ABI or not.
-    pub fn run<'a>(
-        &'a self,
-        request: &'a EventRequest,
-        response: Option<&'a EventResponse>,
-    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<HookOutput, HookError>> + Send + 'a>> {
-        Box::pin(self.run_inline(request, response))
-    }
-
-    async fn run_inline(
-        &self,
-        request: &EventRequest,
-        response: Option<&EventResponse>,
-    ) -> Result<HookOutput, HookError> {
-        let input = event::encode(self.config, request, response);
-        let started = std::time::Instant::now();
-        let result = match self.function.invoke(&input, &self.config.request_id).await {
-            Ok(output) => event::parse_output(self.event, &output, request, response),
-            Err(e) => Err(e),
-        };
-        let micros = started.elapsed().as_micros() as u64;
-        // The JSON ABIs' invoke does not know the trigger: counted here, result validation included.
-        self.function.stats.record(self.event.index(), micros, result.as_ref().err().map(|e| e.kind));
-        log_outcome(self.function, self.event, &self.config.request_id, micros, result.as_ref().err());
-        result
+/// `origin.custom` as a function sees it (origin-request).
+pub fn call_origin(origin: &Origin) -> CallOrigin {
+    CallOrigin {
+        domain_name: origin.domain_name.clone(),
+        port: origin.http_port,
+        path: origin.origin_path.clone(),
+        protocol: "http",
+        read_timeout_secs: origin.read_timeout_secs,
+        keepalive_timeout_secs: origin.keepalive_timeout_secs,
+        custom_headers: origin.custom_headers.clone(),
     }
 }
 
@@ -267,56 +121,23 @@ fn set_uri(req: &mut RequestHeader, prefix: &str, path: &str, querystring: &str)
     Ok(())
 }
 
-/// Replaces the request's uri, query string and headers with what a request trigger returned.
-/// Disallowed headers (never shown to the function) are kept as they were.
-pub fn apply_request(req: &mut RequestHeader, result: &EventRequest, path_prefix: &str) -> pingora_error::Result<()> {
-    set_uri(req, path_prefix, &result.uri, &result.querystring)?;
-    let names: Vec<http::HeaderName> =
-        req.headers.keys().filter(|n| !event::is_disallowed(n.as_str())).cloned().collect();
-    for name in names {
-        req.remove_header(&name);
-    }
-    for (name, entries) in &result.headers {
-        for entry in entries {
-            req.append_header(entry.key.clone().unwrap_or_else(|| canonical(name)), entry.value.as_str())?;
-        }
-    }
-    Ok(())
-}
-
-/// Replaces a response's headers (and status) with what a response trigger returned.
-pub fn apply_response(resp: &mut ResponseHeader, result: &event::HookResponse) -> pingora_error::Result<()> {
-    resp.set_status(result.status)?;
-    let names: Vec<http::HeaderName> =
-        resp.headers.keys().filter(|n| !event::is_disallowed(n.as_str())).cloned().collect();
-    for name in names {
-        resp.remove_header(&name);
-    }
-    for (name, entries) in &result.headers {
-        for entry in entries {
-            resp.append_header(entry.key.clone().unwrap_or_else(|| canonical(name)), entry.value.as_str())?;
-        }
-    }
-    Ok(())
-}
-
-/// A generated response as a pingora header plus body.
-pub fn generated(result: &event::HookResponse) -> pingora_error::Result<(ResponseHeader, bytes::Bytes)> {
-    let body = bytes::Bytes::from(result.body.clone().unwrap_or_default());
-    let mut resp = ResponseHeader::build(result.status, Some(result.headers.len() + 4))?;
-    for (name, entries) in &result.headers {
-        for entry in entries {
-            resp.append_header(entry.key.clone().unwrap_or_else(|| canonical(name)), entry.value.as_str())?;
-        }
+/// The response a request trigger generated, as a pingora header plus body.
+pub fn generated_response(call: &Call) -> pingora_error::Result<(ResponseHeader, bytes::Bytes)> {
+    let body = bytes::Bytes::from(call.body.clone().unwrap_or_default());
+    let status = call.generated_status.unwrap_or(200);
+    let mut resp = ResponseHeader::build(status, Some(call.response_headers.len() + 4))?;
+    for (name, value) in &call.response_headers {
+        resp.append_header(crate::header_names::case_name(name), value.clone())?;
     }
     resp.remove_header(&http::header::TRANSFER_ENCODING);
     resp.insert_header(http::header::CONTENT_LENGTH, body.len().to_string())?;
     Ok((resp, body))
 }
 
-/// The state of a fast-ABI call, copied from pingora's request (and response) -- only the parts the
-/// function can read or change (`Function::reads`, from its imports).
-pub fn fast_call(
+/// The call for one invocation, copied from pingora's request (and response) -- only the parts the
+/// function can read or change (`Function::reads`: everything for the JSON ABIs, what its imports
+/// reach for the fast ABI).
+pub fn new_call(
     snapshot: &crate::snapshot::Snapshot,
     function: &Function,
     event: EventType,
@@ -324,13 +145,10 @@ pub fn fast_call(
     client_ip: &str,
     req: &RequestHeader,
     resp: Option<&ResponseHeader>,
-) -> Box<verge_hooks::fast::FastCall> {
+) -> Box<Call> {
     let reads = function.reads;
-    let mut call = Box::new(verge_hooks::fast::FastCall {
-        event: Some(event),
-        response_status: resp.map(|r| r.status.as_u16()),
-        ..Default::default()
-    });
+    let mut call = Call::new(event);
+    call.response_status = resp.map(|r| r.status.as_u16());
     if reads.uri {
         call.uri = req.uri.path().to_string();
         call.querystring = req.uri.query().unwrap_or("").to_string();
@@ -350,12 +168,8 @@ pub fn fast_call(
 }
 
 /// Replays a fast-ABI call's request changes (uri, query string, headers) on a pingora request.
-pub fn replay_request(
-    req: &mut RequestHeader,
-    call: &verge_hooks::fast::FastCall,
-    path_prefix: &str,
-) -> pingora_error::Result<()> {
-    use verge_hooks::fast::HeaderOp;
+pub fn replay_request(req: &mut RequestHeader, call: &Call, path_prefix: &str) -> pingora_error::Result<()> {
+    use verge_hooks::HeaderOp;
     // Unchanged, the uri verge built (with the origin path) stands; a new origin path rebuilds it.
     if call.uri_changed || call.origin_changed {
         set_uri(req, path_prefix, &call.uri, &call.querystring)?;
@@ -376,8 +190,8 @@ pub fn replay_request(
 }
 
 /// Replays a fast-ABI call's response changes (status, headers) on a pingora response.
-pub fn replay_response(resp: &mut ResponseHeader, call: &mut verge_hooks::fast::FastCall) -> pingora_error::Result<()> {
-    use verge_hooks::fast::HeaderOp;
+pub fn replay_response(resp: &mut ResponseHeader, call: &mut Call) -> pingora_error::Result<()> {
+    use verge_hooks::HeaderOp;
     if let Some(status) = call.response_status {
         if status != resp.status.as_u16() {
             resp.set_status(status)?;
@@ -406,8 +220,8 @@ pub fn replay_response(resp: &mut ResponseHeader, call: &mut verge_hooks::fast::
 /// Applies header changes straight to the header map of a response that keeps no header case (every
 /// cache hit: verge stores headers without pingora's case map). pingora's own insert copies and
 /// re-parses the name on each call; here each change is one map operation, after one reserve.
-fn replay_on_map(resp: &mut ResponseHeader, ops: Vec<verge_hooks::fast::HeaderOp>) -> pingora_error::Result<()> {
-    use verge_hooks::fast::HeaderOp;
+fn replay_on_map(resp: &mut ResponseHeader, ops: Vec<verge_hooks::HeaderOp>) -> pingora_error::Result<()> {
+    use verge_hooks::HeaderOp;
     let custom_reason =
         resp.get_reason_phrase().filter(|r| Some(*r) != resp.status.canonical_reason()).map(str::to_string);
     // A header-less placeholder costs no allocation; the parts come back below.
@@ -433,48 +247,17 @@ fn replay_on_map(resp: &mut ResponseHeader, ops: Vec<verge_hooks::fast::HeaderOp
     Ok(())
 }
 
-/// The response a fast-ABI request trigger generated.
-pub fn fast_generated(call: &verge_hooks::fast::FastCall) -> Option<event::HookResponse> {
-    let status = call.generated_status?;
-    let mut headers = HeaderMap::new();
-    for (name, value) in &call.response_headers {
-        headers.entry(name.as_str().to_string()).or_default().push(HeaderEntry {
-            key: Some(canonical(name.as_str())),
-            value: String::from_utf8_lossy(value.as_bytes()).into_owned(),
-        });
-    }
-    Some(event::HookResponse { status, status_description: None, headers, body: call.body.clone() })
-}
-
-/// Runs a fast-ABI function; failures are logged here, once, with the ARN.
-pub async fn run_fast(
-    function: &Function,
-    event: EventType,
-    request_id: &str,
-    call: Box<verge_hooks::fast::FastCall>,
-) -> Result<Box<verge_hooks::fast::FastCall>, HookError> {
-    {
-        // `invoke_fast` counts the call in the function's stats; the clock is read here only for the
-        // debug log.
-        let started = debug_timed();
-        let result = function.invoke_fast(call, request_id).await;
-        let micros = started.map_or(0, |s| s.elapsed().as_micros() as u64);
-        log_outcome(function, event, request_id, micros, result.as_ref().err());
-        result
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use verge_hooks::fast::{FastCall, HeaderOp};
+    use verge_hooks::{Call, HeaderOp};
 
-    fn ops() -> Box<FastCall> {
+    fn ops() -> Box<Call> {
         let op = |n: &str, v: &str| (n.parse().unwrap(), v.parse().unwrap());
         let (a, b) = op("x-frame-options", "DENY");
         let (c, d) = op("x-custom", "1");
         let (e, f) = op("x-custom", "2");
-        Box::new(FastCall {
+        Box::new(Call {
             response_ops: vec![
                 HeaderOp::Set(a, b),
                 HeaderOp::Add(c, d),

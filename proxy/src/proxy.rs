@@ -148,7 +148,7 @@ impl ProxyHttp for VergeProxy {
             client_ip: String::new(),
             hook_error: None,
             origin_request_ran_for: None,
-            origin_request_result: None,
+            origin_request: None,
             generated_token: None,
             sent_request: None,
             replacement_body: None,
@@ -157,8 +157,6 @@ impl ProxyHttp for VergeProxy {
             origin_override: None,
             generated_by: None,
             forward_body_sent: false,
-            origin_request_fast: None,
-            sent_header: None,
         }
     }
 

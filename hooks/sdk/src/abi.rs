@@ -1,4 +1,4 @@
-//! verge's fast guest ABI: the host writes the event into memory from `verge_alloc`, calls
+//! verge's JSON guest ABI (`handler!`) and WASI command ABI (`command!`): the host writes the event into memory from `verge_alloc`, calls
 //! `verge_handle(ptr, len) -> (out_ptr << 32) | out_len` (bit 31 of `out_len` marks an error message),
 //! copies the result out and releases it with `verge_free`. The instance stays warm between calls.
 
@@ -20,7 +20,7 @@ pub fn __free(ptr: u32, len: u32) {
 
 fn pack(out: Vec<u8>, error: bool) -> u64 {
     let mut out = out.into_boxed_slice();
-    let len = out.len() as u64 | if error { 1 << 31 } else { 0 };
+    let len = out.len() as u64 | if error { u64::from(verge_abi::json::ERROR_BIT) } else { 0 };
     let ptr = out.as_mut_ptr() as usize as u64;
     core::mem::forget(out);
     (ptr << 32) | len

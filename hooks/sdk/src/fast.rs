@@ -13,7 +13,7 @@ pub enum Trigger {
 
 #[cfg(target_arch = "wasm32")]
 mod host {
-    #[link(wasm_import_module = "verge")]
+    #[link(wasm_import_module = "verge")] // verge_abi::fast::MODULE
     extern "C" {
         pub fn get(field: u32, ptr: *mut u8, cap: u32) -> i32;
         pub fn set(field: u32, ptr: *const u8, len: u32) -> i32;
@@ -66,8 +66,7 @@ mod host {
     pub unsafe fn fail(_: *const u8, _: u32) {}
 }
 
-const REQUEST: u32 = 0;
-const RESPONSE: u32 = 1;
+use verge_abi::fast::{field, REQUEST, RESPONSE};
 
 /// Calls `f(ptr, cap)` with a growing buffer until the value fits; `None` when absent.
 fn fetch_bytes(mut f: impl FnMut(*mut u8, u32) -> i32) -> Option<Vec<u8>> {
@@ -118,32 +117,32 @@ impl Ctx {
     }
 
     pub fn uri(&self) -> String {
-        self.get(0)
+        self.get(field::URI)
     }
     pub fn set_uri(&mut self, uri: &str) {
-        self.set(0, uri)
+        self.set(field::URI, uri)
     }
     pub fn querystring(&self) -> String {
-        self.get(1)
+        self.get(field::QUERYSTRING)
     }
     pub fn set_querystring(&mut self, querystring: &str) {
-        self.set(1, querystring)
+        self.set(field::QUERYSTRING, querystring)
     }
     pub fn method(&self) -> String {
-        self.get(2)
+        self.get(field::METHOD)
     }
     pub fn client_ip(&self) -> String {
-        self.get(3)
+        self.get(field::CLIENT_IP)
     }
     pub fn distribution_domain_name(&self) -> String {
-        self.get(4)
+        self.get(field::DISTRIBUTION_DOMAIN_NAME)
     }
     pub fn request_id(&self) -> String {
-        self.get(7)
+        self.get(field::REQUEST_ID)
     }
     /// The response status in response triggers.
     pub fn status(&self) -> Option<u16> {
-        self.get(8).parse().ok()
+        self.get(field::STATUS).parse().ok()
     }
 
     fn header(&self, which: u32, name: &str, index: u32) -> Option<String> {
@@ -209,25 +208,25 @@ impl Ctx {
     /// origin-request: the custom origin the request goes to (`origin.custom.domainName`, `port`,
     /// `path`).
     pub fn origin_domain_name(&self) -> Option<String> {
-        self.get_opt(9)
+        self.get_opt(field::ORIGIN_DOMAIN_NAME)
     }
     pub fn origin_port(&self) -> Option<u16> {
-        self.get_opt(10).and_then(|p| p.parse().ok())
+        self.get_opt(field::ORIGIN_PORT).and_then(|p| p.parse().ok())
     }
     pub fn origin_path(&self) -> Option<String> {
-        self.get_opt(11)
+        self.get_opt(field::ORIGIN_PATH)
     }
     /// origin-request: send the request to another origin (a host name or IP address; the other
     /// settings are the configured origin's). Checked as it is made: a bad value fails the call.
     pub fn set_origin_domain_name(&mut self, domain_name: &str) {
-        self.set(9, domain_name)
+        self.set(field::ORIGIN_DOMAIN_NAME, domain_name)
     }
     pub fn set_origin_port(&mut self, port: u16) {
-        self.set(10, &port.to_string())
+        self.set(field::ORIGIN_PORT, &port.to_string())
     }
     /// `""` or a path that starts with `/` and does not end with one, put before the request's uri.
     pub fn set_origin_path(&mut self, path: &str) {
-        self.set(11, path)
+        self.set(field::ORIGIN_PATH, path)
     }
 
     /// Request triggers with `include_body: true`: the viewer's body, cut at the trigger's limit
@@ -238,7 +237,7 @@ impl Ctx {
     }
     /// Whether `body()` was cut at the limit (Lambda@Edge's `inputTruncated`).
     pub fn body_truncated(&self) -> bool {
-        self.get_opt(12).as_deref() == Some("true")
+        self.get_opt(field::BODY_TRUNCATED).as_deref() == Some("true")
     }
 
     /// The body of a generated response (after `respond`), of the origin response (origin-response),
@@ -262,18 +261,19 @@ impl Ctx {
 
 #[doc(hidden)]
 pub fn __run(event: u32, handle: fn(&mut Ctx) -> Result<(), String>) -> i32 {
+    use verge_abi::trigger;
     let trigger = match event {
-        0 => Trigger::ViewerRequest,
-        1 => Trigger::OriginRequest,
-        2 => Trigger::OriginResponse,
+        trigger::VIEWER_REQUEST => Trigger::ViewerRequest,
+        trigger::ORIGIN_REQUEST => Trigger::OriginRequest,
+        trigger::ORIGIN_RESPONSE => Trigger::OriginResponse,
         _ => Trigger::ViewerResponse,
     };
     match handle(&mut Ctx { trigger }) {
-        Ok(()) => 0,
+        Ok(()) => verge_abi::fast::CONTINUE,
         Err(message) => {
             // Safety: pointer and length describe `message`.
             unsafe { host::fail(message.as_ptr(), message.len() as u32) };
-            1
+            verge_abi::fast::FAILED
         }
     }
 }

@@ -1,5 +1,5 @@
 //! Guest SDK for verge hooks: the Lambda@Edge event as Rust types, `handler!` to export a function
-//! through verge's fast ABI (warm instances, no stdin/stdout), and helpers for headers and cookies.
+//! through verge's JSON SDK ABI (warm instances, no stdin/stdout), and helpers for headers and cookies.
 //!
 //! ```text
 //! use verge_hook_sdk::{handler, Event, Outcome};
@@ -25,7 +25,7 @@ pub use types::*;
 #[doc(hidden)]
 pub use abi::{__alloc, __free, __handle, __run_command};
 
-/// Exports `handle: fn(Event) -> Result<Outcome, String>` through verge's fast ABI.
+/// Exports `handle: fn(Event) -> Result<Outcome, String>` through verge's JSON SDK ABI.
 #[macro_export]
 macro_rules! handler {
     ($handle:path) => {

@@ -104,7 +104,7 @@ impl Verge {
 
     /// The demo (`verge serve` with no config), with the example hooks built from the guest workspace.
     pub fn start_demo() -> Self {
-        let modules = verge_hooks::testing::guest_dir().to_str().unwrap().to_string();
+        let modules = verge_testkit::guests::guest_dir().to_str().unwrap().to_string();
         Self::spawn(TempDir::new(), &["serve", "--listen", "127.0.0.1:0", "--demo-functions", &modules])
     }
 
@@ -354,7 +354,7 @@ pub fn publish(dir: &TempDir, functions: &[(&str, Module<'_>)]) {
     let store = dir.path.join("functions");
     for (name, module) in functions {
         let path = match module {
-            Module::Guest(stem) => verge_hooks::testing::guest_path(stem),
+            Module::Guest(stem) => verge_testkit::guests::guest_path(stem),
             Module::Wat(text) => {
                 let p = dir.path.join(format!("{name}.wat"));
                 std::fs::write(&p, text).unwrap();

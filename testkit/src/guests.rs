@@ -1,5 +1,5 @@
-//! For tests of verge's crates: builds the guest workspace (examples and fixtures) for wasm32-wasip1
-//! once per test process and finds the modules.
+//! Builds the guest workspace (examples and fixture hooks) for `wasm32-wasip1` once per test process
+//! and finds the modules.
 
 use std::path::PathBuf;
 use std::sync::OnceLock;

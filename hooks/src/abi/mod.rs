@@ -1,0 +1,81 @@
+//! The three hook ABIs behind one entry point. A module's exports say which it speaks; `run` hands a
+//! `Call` to that ABI's file and gets it back with the function's changes, so the proxy and
+//! `verge invoke` are written once for all three:
+//!
+//! - `fast`: host calls, no JSON, warm instances (the SDK's `fast_handler!`).
+//! - `sdk`: Lambda@Edge JSON through guest memory, warm instances (the SDK's `handler!`).
+//! - `command`: a WASI command, JSON on stdin/stdout, a fresh instance per call (any WASI language).
+
+mod command;
+pub mod fast;
+mod sdk;
+
+use std::time::{Duration, Instant};
+
+use wasmtime::Module;
+
+use crate::call::Call;
+use crate::engine::Function;
+use crate::error::HookError;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Abi {
+    /// Host calls, no JSON (`verge_fast_handle`), warm instances.
+    Fast,
+    /// JSON through guest memory (`verge_alloc`/`verge_handle`/`verge_free`), warm instances.
+    Sdk,
+    /// WASI command: JSON on stdin/stdout, a fresh instance per call.
+    Command,
+}
+
+impl Abi {
+    /// The ABI a module's exports implement.
+    pub(crate) fn of(module: &Module) -> Option<Abi> {
+        let has = |name: &str| module.get_export(name).is_some();
+        if has(verge_abi::fast::ENTRY) && has("memory") {
+            Some(Abi::Fast)
+        } else if [verge_abi::json::ALLOC, verge_abi::json::HANDLE, verge_abi::json::FREE, "memory"]
+            .into_iter()
+            .all(has)
+        {
+            Some(Abi::Sdk)
+        } else if has(verge_abi::command::ENTRY) {
+            Some(Abi::Command)
+        } else {
+            None
+        }
+    }
+
+    /// Whether instances are kept warm between calls.
+    pub(crate) fn is_warm(self) -> bool {
+        self != Abi::Command
+    }
+}
+
+/// Runs `call` on the function's ABI.
+pub(crate) async fn run(
+    function: &Function,
+    call: Box<Call>,
+    request_id: &str,
+    started: Instant,
+) -> Result<Box<Call>, HookError> {
+    match function.abi {
+        Abi::Fast => fast::run(function, call, request_id, started).await,
+        // The JSON ABIs' futures are large: boxed, so they do not enlarge the future of every proxy
+        // callback that can run a hook. Their host side can copy large events, so a backstop timer
+        // guards the epoch deadline.
+        Abi::Sdk => backstop(function, Box::pin(sdk::run(function, call, request_id, started))).await,
+        Abi::Command => backstop(function, Box::pin(command::run(function, call, request_id))).await,
+    }
+}
+
+async fn backstop(
+    function: &Function,
+    call: impl std::future::Future<Output = Result<Box<Call>, HookError>>,
+) -> Result<Box<Call>, HookError> {
+    let timeout = function.limits.timeout;
+    match tokio::time::timeout(timeout + Duration::from_millis(500), call).await {
+        Ok(result) => result,
+        Err(_) => Err(HookError::limit(format!("timed out after {} ms", timeout.as_millis()))),
+    }
+}

@@ -1,0 +1,199 @@
+//! One invocation's state, the same for every ABI: what the function is shown (only what it can read,
+//! see `Reads`) and what it changed, as a list of header operations, a new uri, a generated response, a
+//! replaced body or a re-targeted origin. The proxy builds a `Call`, `Function::invoke` runs it on
+//! whichever ABI the module speaks, and the proxy replays the changes on its own request or response.
+
+use http::{HeaderMap, HeaderName, HeaderValue};
+use verge_config::model::EventType;
+
+/// A header change, replayed by the proxy in order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HeaderOp {
+    Set(HeaderName, HeaderValue),
+    Add(HeaderName, HeaderValue),
+    Remove(HeaderName),
+}
+
+impl HeaderOp {
+    pub fn name(&self) -> &HeaderName {
+        match self {
+            HeaderOp::Set(n, _) | HeaderOp::Add(n, _) | HeaderOp::Remove(n) => n,
+        }
+    }
+}
+
+/// Which message a header change is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Side {
+    Request,
+    Response,
+}
+
+/// The custom origin of an origin-request call (Lambda@Edge's `origin.custom`). A function may change
+/// the domain name, port and path; the rest is shown for the JSON event.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CallOrigin {
+    pub domain_name: String,
+    pub port: u16,
+    pub path: String,
+    pub protocol: &'static str,
+    pub read_timeout_secs: u64,
+    pub keepalive_timeout_secs: u64,
+    /// Origin custom headers as configured (name, value).
+    pub custom_headers: Vec<(String, String)>,
+}
+
+/// Everything one invocation sees and changes.
+#[derive(Debug, Default)]
+pub struct Call {
+    pub event: Option<EventType>,
+    /// distributionDomainName, distributionId (shared per snapshot).
+    pub distribution: Option<std::sync::Arc<[String; 2]>>,
+    pub request_id: String,
+    pub method: String,
+    pub client_ip: String,
+    pub uri: String,
+    pub querystring: String,
+    pub request_headers: HeaderMap,
+    pub response_status: Option<u16>,
+    pub response_headers: HeaderMap,
+    /// Set when the function changed the uri or query string.
+    pub uri_changed: bool,
+    pub request_ops: Vec<HeaderOp>,
+    pub response_ops: Vec<HeaderOp>,
+    /// A request trigger answered with this status; `response_headers` and `body` are its response.
+    pub generated_status: Option<u16>,
+    /// A body set by the function: of the generated response, of the origin response (origin-response),
+    /// or replacing the request body (request triggers with IncludeBody).
+    pub body: Option<Vec<u8>>,
+    /// IncludeBody (request triggers): the viewer's body as exposed, cut at the trigger's limit.
+    pub request_body: Option<bytes::Bytes>,
+    /// Whether `request_body` was cut (Lambda@Edge's `inputTruncated`).
+    pub request_body_truncated: bool,
+    /// origin-request: the origin the request goes to; the function may change it.
+    pub origin: Option<CallOrigin>,
+    /// Set when the function changed `origin`.
+    pub origin_changed: bool,
+    /// The first rule the function broke; the call then fails validation.
+    pub violation: Option<String>,
+    /// The function's own error message.
+    pub error: Option<String>,
+    /// Keep `request_headers`/`response_headers` current as changes are made (needed when the function
+    /// can read headers back, and to print a result).
+    pub track_headers: bool,
+}
+
+impl Call {
+    /// A call for `event` with nothing to show yet.
+    pub fn new(event: EventType) -> Box<Self> {
+        Box::new(Self { event: Some(event), ..Default::default() })
+    }
+
+    pub fn event(&self) -> EventType {
+        self.event.unwrap_or(EventType::ViewerRequest)
+    }
+
+    pub fn is_request_trigger(&self) -> bool {
+        matches!(self.event(), EventType::ViewerRequest | EventType::OriginRequest)
+    }
+
+    /// Records the first rule broken; host calls return -1 for it.
+    pub(crate) fn violate(&mut self, reason: String) -> i32 {
+        if self.violation.is_none() {
+            self.violation = Some(reason);
+        }
+        verge_abi::fast::ABSENT
+    }
+
+    pub(crate) fn map(&mut self, side: Side) -> &mut HeaderMap {
+        match side {
+            Side::Response => &mut self.response_headers,
+            Side::Request => &mut self.request_headers,
+        }
+    }
+
+    /// Records a validated change (and applies it to the shown map when tracking).
+    pub(crate) fn apply(&mut self, side: Side, op: HeaderOp) {
+        if self.track_headers {
+            let map = self.map(side);
+            match &op {
+                HeaderOp::Set(n, v) => {
+                    map.insert(n.clone(), v.clone());
+                }
+                HeaderOp::Add(n, v) => {
+                    map.append(n.clone(), v.clone());
+                }
+                HeaderOp::Remove(n) => {
+                    map.remove(n);
+                }
+            }
+        }
+        let ops = match side {
+            Side::Response => &mut self.response_ops,
+            Side::Request => &mut self.request_ops,
+        };
+        // One allocation for a typical hook's changes instead of a grow at the fifth.
+        if ops.capacity() == 0 {
+            ops.reserve(8);
+        }
+        ops.push(op);
+    }
+
+    /// The number of header changes made so far.
+    pub(crate) fn changes(&self) -> usize {
+        self.request_ops.len() + self.response_ops.len()
+    }
+}
+
+/// The operations that turn the visible headers of `before` into `after` (names a function may not see
+/// are left alone): a removal for each name gone, a set (and adds) for each name whose values differ.
+pub fn header_diff(before: &HeaderMap, after: &HeaderMap) -> Vec<HeaderOp> {
+    let mut ops = Vec::new();
+    for name in before.keys() {
+        if !crate::validate::is_disallowed(name.as_str()) && !after.contains_key(name) {
+            ops.push(HeaderOp::Remove(name.clone()));
+        }
+    }
+    for name in after.keys() {
+        let old: Vec<&HeaderValue> = before.get_all(name).iter().collect();
+        let new: Vec<&HeaderValue> = after.get_all(name).iter().collect();
+        if old == new {
+            continue;
+        }
+        let mut values = new.into_iter();
+        if let Some(first) = values.next() {
+            ops.push(HeaderOp::Set(name.clone(), first.clone()));
+        }
+        ops.extend(values.map(|v| HeaderOp::Add(name.clone(), v.clone())));
+    }
+    ops
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn map(pairs: &[(&str, &str)]) -> HeaderMap {
+        let mut m = HeaderMap::new();
+        for (n, v) in pairs {
+            m.append(HeaderName::from_bytes(n.as_bytes()).unwrap(), HeaderValue::from_str(v).unwrap());
+        }
+        m
+    }
+
+    #[test]
+    fn diff_names_only_what_changed() {
+        let before = map(&[("a", "1"), ("b", "2"), ("connection", "close"), ("c", "x")]);
+        let after = map(&[("a", "1"), ("c", "y"), ("c", "z"), ("d", "4")]);
+        let ops = header_diff(&before, &after);
+        let text: Vec<String> = ops
+            .iter()
+            .map(|op| match op {
+                HeaderOp::Set(n, v) => format!("set {n}={}", v.to_str().unwrap()),
+                HeaderOp::Add(n, v) => format!("add {n}={}", v.to_str().unwrap()),
+                HeaderOp::Remove(n) => format!("remove {n}"),
+            })
+            .collect();
+        assert_eq!(text, ["remove b", "set c=y", "add c=z", "set d=4"]);
+    }
+}

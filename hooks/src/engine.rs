@@ -1,0 +1,378 @@
+//! The wasmtime host: one shared `Engine` (pooling allocator, epoch interruption), functions compiled
+//! once per load, warm instances, and `Function::invoke`, the one entry point for every ABI: it runs the
+//! call under the function's time and memory limits, checks the whole result, counts it and logs it.
+
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use wasmtime::{
+    Config, Engine, InstanceAllocationStrategy, InstancePre, Linker, Memory, Module, PoolingAllocationConfig,
+    ResourceLimiter, Store, Trap, TypedFunc, UpdateDeadline,
+};
+use wasmtime_wasi::p1::WasiP1Ctx;
+use wasmtime_wasi::p2::pipe::{MemoryInputPipe, MemoryOutputPipe};
+use wasmtime_wasi::WasiCtxBuilder;
+
+use crate::abi::fast::{self, FastHost, FastState};
+use crate::abi::{self, Abi};
+use crate::call::Call;
+use crate::error::HookError;
+use crate::hook_log::HookLog;
+use crate::ticker::{self, InFlight};
+use crate::validate;
+use verge_config::model::EventType;
+/// Instance slots of the pooling allocator: hooks running at once plus warm instances kept.
+const POOL_SLOTS: u32 = 256;
+/// Warm instances kept per function.
+const WARM_PER_FUNCTION: usize = 16;
+/// A warm instance is recycled after this many calls, or once its memory grew past this size.
+const MAX_WARM_CALLS: u32 = 10_000;
+const MAX_WARM_MEMORY: usize = 64 << 20;
+/// Bytes of a hook's stderr kept per invocation for the log.
+const STDERR_CAP: usize = 4096;
+/// Largest result a hook may write (generated responses are limited further by trigger).
+pub(crate) const OUTPUT_CAP: usize = 2 << 20;
+/// The largest linear memory a function may be given: the pooling allocator's slot size. Larger
+/// `memory_mb` settings are refused at load, naming the function, never silently capped.
+pub const MAX_MEMORY_BYTES: usize = 4 << 30;
+
+/// The engine shared by every function of the process.
+#[derive(Clone)]
+pub struct HookEngine {
+    engine: Engine,
+    linker: Arc<Linker<HostState>>,
+    in_flight: InFlight,
+}
+
+pub(crate) struct HostState {
+    /// When the current call must end (checked by the epoch callback, set per call).
+    deadline: Instant,
+    wasi: WasiP1Ctx,
+    pub(crate) fast: FastState,
+    limiter: MemoryLimiter,
+    stderr: HookLog,
+}
+
+impl FastHost for HostState {
+    fn fast(&mut self) -> &mut FastState {
+        &mut self.fast
+    }
+}
+
+struct MemoryLimiter {
+    max_bytes: usize,
+    exceeded: bool,
+}
+
+impl ResourceLimiter for MemoryLimiter {
+    fn memory_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+        if desired > self.max_bytes {
+            self.exceeded = true;
+            wasmtime::bail!("memory limit of {} MB exceeded", self.max_bytes >> 20);
+        }
+        Ok(true)
+    }
+
+    fn table_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+        Ok(desired <= 100_000)
+    }
+}
+
+impl HookEngine {
+    /// Builds the engine; compiled code is cached on disk under `cache_dir` (keyed by content hash).
+    pub fn new(cache_dir: Option<&Path>) -> Result<Self, String> {
+        let mut config = Config::new();
+        config.epoch_interruption(true);
+        config.max_wasm_stack(1 << 20);
+        let mut pool = PoolingAllocationConfig::default();
+        pool.total_core_instances(POOL_SLOTS)
+            .total_memories(POOL_SLOTS)
+            .total_tables(POOL_SLOTS)
+            .total_stacks(POOL_SLOTS)
+            .max_memories_per_module(1)
+            .max_tables_per_module(1)
+            .table_elements(100_000)
+            .max_core_instance_size(1 << 20)
+            .max_memory_size(MAX_MEMORY_BYTES)
+            // memset dirty pages instead of madvise: without it two threads scale worse than one.
+            .linear_memory_keep_resident(16 << 20)
+            .table_keep_resident(64 << 10);
+        config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+        if let Some(dir) = cache_dir {
+            let mut cache = wasmtime::CacheConfig::new();
+            cache.with_directory(dir);
+            config.cache(Some(wasmtime::Cache::new(cache).map_err(|e| format!("compiled-code cache: {e}"))?));
+        }
+        let engine = Engine::new(&config).map_err(|e| format!("wasm engine: {e}"))?;
+        let mut linker: Linker<HostState> = Linker::new(&engine);
+        wasmtime_wasi::p1::add_to_linker_async(&mut linker, |s: &mut HostState| &mut s.wasi)
+            .map_err(|e| format!("wasi: {e}"))?;
+        // Blocking host calls ignore epoch deadlines, so a sleeping hook could hold a worker: deny them.
+        linker.allow_shadowing(true);
+        linker
+            .func_wrap(
+                "wasi_snapshot_preview1",
+                "poll_oneoff",
+                |_: i32, _: i32, _: i32, _: i32| -> wasmtime::Result<i32> {
+                    wasmtime::bail!("poll_oneoff (sleep) is not available to hooks")
+                },
+            )
+            .map_err(|e| format!("wasi: {e}"))?;
+        fast::add_to_linker(&mut linker).map_err(|e| format!("verge host functions: {e}"))?;
+        let in_flight = InFlight::default();
+        ticker::start(engine.weak(), in_flight.clone()).map_err(|e| format!("epoch ticker: {e}"))?;
+        Ok(Self { engine, linker: Arc::new(linker), in_flight })
+    }
+
+    /// Compiles and checks a module (binary or text). `max_bytes` is the package limit of its strictest
+    /// trigger.
+    pub fn load(&self, arn: &str, bytes: &[u8], max_bytes: u64, settings: Limits) -> Result<Function, String> {
+        if bytes.len() as u64 > max_bytes {
+            return Err(format!("{arn}: module is {} bytes, over the {max_bytes}-byte package limit", bytes.len()));
+        }
+        let module = Module::new(&self.engine, bytes).map_err(|e| format!("{arn}: not a valid module: {e:#}"))?;
+        for import in module.imports() {
+            if import.module() != "wasi_snapshot_preview1" && import.module() != verge_abi::fast::MODULE {
+                return Err(format!(
+                    "{arn}: imports {}::{}; hooks may import only wasi_snapshot_preview1 and verge",
+                    import.module(),
+                    import.name()
+                ));
+            }
+        }
+        let abi = Abi::of(&module).ok_or_else(|| {
+            format!("{arn}: exports neither the SDK ABI (verge_alloc, verge_handle, verge_free, memory) nor _start")
+        })?;
+        if settings.memory_bytes > MAX_MEMORY_BYTES {
+            return Err(format!(
+                "{arn}: memory_mb {} is over the {} MB a function can be given",
+                settings.memory_bytes >> 20,
+                MAX_MEMORY_BYTES >> 20
+            ));
+        }
+        let pre = self.linker.instantiate_pre(&module).map_err(|e| format!("{arn}: {e:#}"))?;
+        // A fast-ABI module that never imports a read call never sees the request or response: the
+        // proxy can skip copying them (a header-setting hook then costs only its writes).
+        let imports = |name: &str| module.imports().any(|i| i.module() == verge_abi::fast::MODULE && i.name() == name);
+        let reads = Reads {
+            headers: abi != Abi::Fast || imports("header_get") || imports("header_names"),
+            fields: abi != Abi::Fast || imports("get"),
+            uri: abi != Abi::Fast || imports("get") || imports("set"),
+        };
+        Ok(Function {
+            arn: arn.to_string(),
+            engine: self.engine.clone(),
+            in_flight: self.in_flight.clone(),
+            pre,
+            abi,
+            reads,
+            limits: settings,
+            stats: Default::default(),
+            warm: Mutex::new(Vec::new()),
+        })
+    }
+}
+
+/// Per-function limits and environment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Limits {
+    pub timeout: Duration,
+    pub memory_bytes: usize,
+    pub env: Vec<(String, String)>,
+    /// A fresh instance for every call instead of warm reuse.
+    pub per_request: bool,
+}
+
+pub(crate) struct Warm {
+    pub(crate) store: Store<HostState>,
+    pub(crate) memory: Memory,
+    pub(crate) entry: Entry,
+    calls: u32,
+}
+
+pub(crate) enum Entry {
+    Json { alloc: TypedFunc<u32, u32>, handle: TypedFunc<(u32, u32), u64>, free: TypedFunc<(u32, u32), ()> },
+    Fast { handle: TypedFunc<u32, i32> },
+}
+
+/// What a fast-ABI function can read (from its imports).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Reads {
+    /// `verge.header_get` / `verge.header_names`: the request and response headers.
+    pub headers: bool,
+    /// `verge.get`: uri, query string, method, client IP, config, status.
+    pub fields: bool,
+    /// `verge.get` or `verge.set`: the uri and query string (changes are made relative to them).
+    pub uri: bool,
+}
+
+/// One loaded function version.
+pub struct Function {
+    pub arn: String,
+    engine: Engine,
+    in_flight: InFlight,
+    pub(crate) pre: InstancePre<HostState>,
+    pub abi: Abi,
+    pub reads: Reads,
+    pub limits: Limits,
+    /// Invocations by trigger, recorded by the caller (which knows the trigger and the outcome).
+    pub stats: crate::stats::FunctionStats,
+    warm: Mutex<Vec<Warm>>,
+}
+
+impl Function {
+    /// Runs the function on `call` through its ABI, under its limits, and checks the whole result.
+    /// Every call is counted in `stats` (trigger, time, outcome) and logged here, once, with the ARN:
+    /// a debug line per call, a warning per failure.
+    pub async fn invoke(&self, call: Box<Call>, request_id: &str) -> Result<Box<Call>, HookError> {
+        // One clock read serves the deadline, the stats and the log.
+        let started = Instant::now();
+        let event = call.event();
+        let _running = self.in_flight.enter();
+        let result = abi::run(self, call, request_id, started)
+            .await
+            .and_then(|call| validate::finished(&call).map(|()| call).map_err(HookError::validation));
+        let micros = started.elapsed().as_micros() as u64;
+        self.stats.record(event.index(), micros, result.as_ref().err().map(|e| e.kind));
+        log_outcome(&self.arn, event, request_id, micros, result.as_ref().err());
+        result
+    }
+
+    /// A store with the function's environment, memory limiter and deadline armed from now.
+    pub(crate) fn new_store(&self, stdin: Option<Vec<u8>>, stdout: Option<MemoryOutputPipe>) -> Store<HostState> {
+        let stderr = HookLog::new(STDERR_CAP);
+        let mut wasi = WasiCtxBuilder::new();
+        wasi.envs(&self.limits.env).stderr(stderr.clone());
+        if let Some(input) = stdin {
+            wasi.stdin(MemoryInputPipe::new(input));
+        }
+        if let Some(out) = stdout {
+            wasi.stdout(out);
+        }
+        let state = HostState {
+            deadline: Instant::now() + self.limits.timeout,
+            wasi: wasi.build_p1(),
+            fast: FastState { memory: None, call: Box::default(), interned: Default::default() },
+            limiter: MemoryLimiter { max_bytes: self.limits.memory_bytes, exceeded: false },
+            stderr,
+        };
+        let mut store = Store::new(&self.engine, state);
+        store.limiter(|s| &mut s.limiter);
+        // Set once per store: every epoch tick during a call yields to tokio, so a spinning hook cannot
+        // stall the worker, and interrupts once the call's deadline has passed.
+        store.epoch_deadline_callback(|store| {
+            if Instant::now() >= store.data().deadline {
+                Ok(UpdateDeadline::Interrupt)
+            } else {
+                Ok(UpdateDeadline::YieldCustom(1, Box::pin(tokio::task::yield_now())))
+            }
+        });
+        store.set_epoch_deadline(1);
+        store
+    }
+
+    /// Arms the per-call deadline (the callback set in `new_store` enforces it).
+    fn arm_deadline_from(store: &mut Store<HostState>, now: Instant, timeout: Duration) {
+        store.data_mut().deadline = now + timeout;
+        store.set_epoch_deadline(1);
+    }
+
+    /// A failure of the guest as one of CloudFront's classes.
+    pub(crate) fn classify(&self, error: wasmtime::Error, store: &Store<HostState>) -> HookError {
+        let limiter = &store.data().limiter;
+        if limiter.exceeded {
+            return HookError::limit(format!("memory limit of {} MB exceeded", limiter.max_bytes >> 20));
+        }
+        if let Some(Trap::Interrupt) = error.downcast_ref::<Trap>() {
+            return HookError::limit(format!("timed out after {} ms", self.limits.timeout.as_millis()));
+        }
+        if error.downcast_ref::<wasmtime::PoolConcurrencyLimitError>().is_some() {
+            return HookError::limit(format!("no free instance slot (throttled): {error:#}"));
+        }
+        HookError::execution(match error.downcast_ref::<Trap>() {
+            Some(trap) => format!("trap: {trap}"),
+            None => format!("{error:#}"),
+        })
+    }
+
+    /// Logs what the call wrote to stderr, tagged with the ARN and request.
+    pub(crate) fn log_stderr(&self, state: &mut HostState, request_id: &str) {
+        let Some((kept, dropped)) = state.stderr.drain() else { return };
+        let text = String::from_utf8_lossy(&kept);
+        for line in text.lines().filter(|l| !l.trim().is_empty()) {
+            tracing::info!(target: "verge::hook_log", arn = %self.arn, request_id, "{line}");
+        }
+        if dropped > 0 {
+            tracing::info!(target: "verge::hook_log", arn = %self.arn, request_id, "({dropped} more bytes of stderr dropped)");
+        }
+    }
+
+    async fn new_warm(&self) -> Result<Warm, HookError> {
+        let mut store = self.new_store(None, None);
+        let instance = match self.pre.instantiate_async(&mut store).await {
+            Ok(i) => i,
+            Err(e) => return Err(self.classify(e, &store)),
+        };
+        let missing = |what: &str| HookError::execution(format!("export {what} has the wrong type"));
+        let memory = instance.get_memory(&mut store, "memory").ok_or_else(|| missing("memory"))?;
+        store.data_mut().fast.memory = Some(memory);
+        let entry = if self.abi == Abi::Fast {
+            let handle = instance
+                .get_typed_func(&mut store, verge_abi::fast::ENTRY)
+                .map_err(|_| missing(verge_abi::fast::ENTRY))?;
+            Entry::Fast { handle }
+        } else {
+            use verge_abi::json::{ALLOC, FREE, HANDLE};
+            let alloc = instance.get_typed_func(&mut store, ALLOC).map_err(|_| missing(ALLOC))?;
+            let handle = instance.get_typed_func(&mut store, HANDLE).map_err(|_| missing(HANDLE))?;
+            let free = instance.get_typed_func(&mut store, FREE).map_err(|_| missing(FREE))?;
+            Entry::Json { alloc, handle, free }
+        };
+        Ok(Warm { store, memory, entry, calls: 0 })
+    }
+
+    /// A warm instance (or a new one) with its deadline armed from `now`.
+    pub(crate) async fn take_warm_at(&self, now: Instant) -> Result<Warm, HookError> {
+        debug_assert!(self.abi.is_warm());
+        let reused =
+            if self.limits.per_request { None } else { self.warm.lock().unwrap_or_else(|e| e.into_inner()).pop() };
+        let mut warm = match reused {
+            Some(w) => w,
+            // Boxed: instantiation's future is large, and inline it would make every call's future
+            // (and every proxy callback that awaits one) that large, warm or not.
+            None => Box::pin(self.new_warm()).await?,
+        };
+        Self::arm_deadline_from(&mut warm.store, now, self.limits.timeout);
+        Ok(warm)
+    }
+
+    /// Returns a healthy instance to the pool; others are dropped. (Dropping on a background thread was
+    /// measured: with two cores the reset thread competes with the workers and p99 got worse.)
+    pub(crate) fn put_back(&self, mut warm: Warm) {
+        warm.calls += 1;
+        let healthy = warm.calls < MAX_WARM_CALLS && warm.memory.data_size(&warm.store) <= MAX_WARM_MEMORY;
+        if healthy && !self.limits.per_request {
+            let mut pool = self.warm.lock().unwrap_or_else(|e| e.into_inner());
+            if pool.len() < WARM_PER_FUNCTION {
+                pool.push(warm);
+            }
+        }
+    }
+}
+
+/// One debug line per invocation (with its duration) and one warning per failure, with the ARN.
+fn log_outcome(arn: &str, event: EventType, request_id: &str, micros: u64, error: Option<&HookError>) {
+    tracing::debug!(target: "verge::hooks", arn = %arn, event_type = event.as_str(), request_id = %request_id, micros, "invoked");
+    if let Some(e) = error {
+        tracing::warn!(
+            target: "verge::hooks",
+            arn = %arn,
+            event_type = event.as_str(),
+            request_id = %request_id,
+            result_type = e.result_type(),
+            reason = %e.reason,
+            "function failed"
+        );
+    }
+}
