@@ -1,27 +1,17 @@
-//! verge: a CloudFront-style caching edge on pingora. The binary is a thin wrapper over `cli::run`.
+//! verge: a CloudFront-style caching edge on pingora. The binary is a thin wrapper over `run`; the
+//! request path is `phases` (pingora's callbacks) over `edge` (per-request parts), `triggers` (the four
+//! Lambda@Edge points), `cache` and `snapshot` (the running distribution). docs/architecture.md maps it.
 #![forbid(unsafe_code)]
 #![deny(rust_2018_idioms)]
 
-pub mod access_log;
-pub mod admin;
-pub mod cache;
-pub mod cli;
-pub mod context;
-pub mod demo;
-pub mod error_page;
-pub mod error_pages;
-pub mod forward;
-pub mod generated;
-pub mod header_names;
+mod cache;
+mod cli;
+mod edge;
 pub mod http_server;
-pub mod include_body;
-pub mod invoke;
-pub mod lambda;
-pub mod log_writer;
-pub mod metrics;
-pub mod proxy;
-pub mod reload;
-pub mod request_id;
-pub mod server;
-pub mod snapshot;
-pub mod triggers;
+mod observe;
+mod phases;
+mod server;
+mod snapshot;
+mod triggers;
+
+pub use cli::run;

@@ -5,5 +5,5 @@
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> std::process::ExitCode {
-    verge::cli::run()
+    verge::run()
 }

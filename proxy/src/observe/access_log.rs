@@ -7,7 +7,8 @@
 use std::fmt::Write as _;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use crate::log_writer::LogWriter;
+use crate::edge::outcome::LoggedResult;
+use crate::observe::log_writer::LogWriter;
 
 /// What one access line says.
 pub struct AccessLine<'a> {
@@ -15,7 +16,7 @@ pub struct AccessLine<'a> {
     pub method: &'a str,
     pub uri: &'a http::Uri,
     pub status: u16,
-    pub result: &'a str,
+    pub result: LoggedResult,
     pub behavior: usize,
     pub origin: &'a str,
     pub millis: u64,
@@ -34,8 +35,18 @@ pub fn write(line: &AccessLine<'_>) {
     let error = line.error.map(|e| e.to_string()).unwrap_or_default();
     let _ = writeln!(
         text,
-        "  INFO verge::access: request_id={} method={} uri={} status={} result={:?} behavior={} origin={} millis={} error={:?}",
-        line.request_id, line.method, line.uri, line.status, line.result, line.behavior, line.origin, line.millis, error
+        "  INFO verge::access: request_id={} method={} uri={} status={} result={:?} response_result={:?} detailed_result={:?} behavior={} origin={} millis={} error={:?}",
+        line.request_id,
+        line.method,
+        line.uri,
+        line.status,
+        line.result.result.as_str(),
+        line.result.response_result.as_str(),
+        line.result.detailed,
+        line.behavior,
+        line.origin,
+        line.millis,
+        error
     );
     LogWriter::global().append_buffered(text.as_bytes());
 }

@@ -6,7 +6,11 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-use crate::{demo, reload, server, snapshot::Snapshot};
+mod demo;
+mod invoke;
+
+use crate::server::{self, reload};
+use crate::snapshot::Snapshot;
 
 pub const EXIT_CONFIG: u8 = 64;
 
@@ -110,7 +114,7 @@ pub fn run() -> ExitCode {
         Command::Reload { admin } => reload(admin),
         Command::Functions { command } => functions(command),
         Command::Invoke { event_type, function, arn, store, event, timeout_ms, memory_mb } => {
-            crate::invoke::run(&event_type, function, arn, store, &event, timeout_ms, memory_mb)
+            invoke::run(&event_type, function, arn, store, &event, timeout_ms, memory_mb)
         }
     }
 }
@@ -211,7 +215,7 @@ fn init_logging() {
         .with_env_filter(filter)
         .with_target(true)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_writer(crate::log_writer::LogWriter::global())
+        .with_writer(crate::observe::log_writer::LogWriter::global())
         .try_init();
 }
 

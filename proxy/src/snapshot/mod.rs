@@ -1,5 +1,8 @@
 //! The immutable runtime snapshot: a validated distribution plus what is derived from it at load time
-//! (origin peers, the Via value, allowed hosts). One `ArcSwap` holds it; a request loads it once.
+//! (origin peers, the Via value, allowed hosts, compiled functions). One `ArcSwap` holds it; a request
+//! loads it once.
+
+pub mod functions;
 
 use std::net::ToSocketAddrs;
 use std::sync::Arc;
@@ -13,7 +16,7 @@ pub struct Snapshot {
     /// (domain name, id) for fast-ABI calls, shared instead of copied per call.
     pub event_distribution: std::sync::Arc<[String; 2]>,
     /// The distribution's Lambda@Edge functions, compiled.
-    pub functions: crate::lambda::LoadedFunctions,
+    pub functions: functions::LoadedFunctions,
     /// `1.1 <domain> (verge)`: sent to origins and viewers.
     pub via: String,
     /// `via` as a header value, built once.
@@ -42,7 +45,7 @@ impl Snapshot {
         previous: Option<&Snapshot>,
     ) -> Result<Self, String> {
         let previous_functions = previous.map(|p| &p.functions);
-        let functions = crate::lambda::LoadedFunctions::load(&dist, base_dir, engine, previous_functions)?;
+        let functions = functions::LoadedFunctions::load(&dist, base_dir, engine, previous_functions)?;
         let mut peers = Vec::with_capacity(dist.origins.len());
         for origin in &dist.origins {
             let addr = (origin.domain_name.as_str(), origin.http_port)
@@ -56,20 +59,6 @@ impl Snapshot {
         let via_value = http::HeaderValue::from_str(&via).map_err(|e| format!("distribution.domain_name: {e}"))?;
         let event_distribution = std::sync::Arc::new([dist.domain_name.clone(), dist.id.clone()]);
         Ok(Self { dist, event_distribution, functions, via, via_value, peers })
-    }
-
-    /// The event `config` for one invocation.
-    pub fn event_config(
-        &self,
-        event: verge_config::model::EventType,
-        request_id: &str,
-    ) -> verge_hooks::event::EventConfig {
-        verge_hooks::event::EventConfig {
-            distribution_domain_name: self.dist.domain_name.clone(),
-            distribution_id: self.dist.id.clone(),
-            event_type: event.as_str().to_string(),
-            request_id: request_id.to_string(),
-        }
     }
 
     /// The first behavior whose pattern matches `path` (the default one matches everything).

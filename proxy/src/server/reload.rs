@@ -88,7 +88,7 @@ impl Reloader {
                 self.shared.store(Arc::new(snapshot));
                 *generation += 1;
                 let reloaded = Reloaded { generation: *generation, millis: started.elapsed().as_millis(), ignored };
-                crate::metrics::reload(Some(reloaded.generation));
+                crate::observe::metrics::reload(Some(reloaded.generation));
                 tracing::info!(
                     target: "verge::reload",
                     generation = reloaded.generation,
@@ -99,7 +99,7 @@ impl Reloader {
                 Ok(reloaded)
             }
             Err(reason) => {
-                crate::metrics::reload(None);
+                crate::observe::metrics::reload(None);
                 tracing::error!(target: "verge::reload", "reload refused, the running distribution keeps serving: {reason}");
                 Err(reason)
             }

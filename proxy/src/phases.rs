@@ -1,6 +1,7 @@
-//! verge's `ProxyHttp`: the pingora phase callbacks, each doing its CloudFront step (docs/phases.md).
+//! verge's `ProxyHttp`: the pingora phase callbacks in the order a request meets them, each doing its
+//! CloudFront step and handing the trigger points to `triggers` (docs/phases.md).
 
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
 use pingora_cache::key::HashBinary;
@@ -18,10 +19,14 @@ use crate::cache::freshness::freshness;
 use crate::cache::key::primary_key;
 use crate::cache::storage::ObjectStore;
 use crate::cache::ttl::{self, Decision, TtlPolicy};
-use crate::context::RequestContext;
-use crate::error_page::{self, EdgeError};
-use crate::request_id::new_request_id;
+use crate::edge::context::{Ending, RequestContext};
+use crate::edge::error_pages;
+use crate::edge::outcome::{ErrorCause, LoggedResult, Outcome};
+use crate::edge::request_id::new_request_id;
+use crate::edge::respond::{self, EdgeError, EdgeResponse};
+use crate::observe::{access_log, metrics};
 use crate::snapshot::SharedSnapshot;
+use crate::triggers;
 
 /// The error type verge raises to make pingora retry against the secondary origin of a group.
 const FAILOVER: ErrorType = ErrorType::Custom("verge-origin-failover");
@@ -38,91 +43,51 @@ pub struct CacheParts {
 pub struct VergeProxy {
     pub snapshot: SharedSnapshot,
     pub cache: CacheParts,
-    /// verge's own first listener: custom error pages are fetched through it.
-    pub self_addr: std::net::SocketAddr,
-    /// Serves origin-request answers back to pingora so they are cached like origin responses.
-    pub generator: crate::generated::Generator,
 }
 
-fn x_cache(session: &Session, status: u16) -> &'static str {
+/// The outcome of a response verge passes on (from the cache or the origin).
+/// An origin-request answer is a generated response the first time (later requests for it are hits);
+/// otherwise an error status is an Error, and the cache phase says Hit, RefreshHit or Miss.
+fn proxied_outcome(session: &Session, ctx: &RequestContext, status: u16) -> Outcome {
+    let phase = session.cache.phase();
+    if ctx.is_generated_by_origin_request() && phase != CachePhase::Hit {
+        return Outcome::Generated;
+    }
     if status >= 400 {
-        return "Error from verge";
+        return Outcome::Error(ErrorCause::OriginStatus);
     }
-    match session.cache.phase() {
-        CachePhase::Hit => "Hit from verge",
-        CachePhase::Revalidated | CachePhase::RevalidatedNoCache(_) => "RefreshHit from verge",
-        CachePhase::Stale | CachePhase::StaleUpdating => "RefreshHit from verge",
-        _ => "Miss from verge",
+    match phase {
+        CachePhase::Hit => Outcome::Hit,
+        CachePhase::Revalidated | CachePhase::RevalidatedNoCache(_) | CachePhase::Stale | CachePhase::StaleUpdating => {
+            Outcome::RefreshHit
+        }
+        _ => Outcome::Miss,
     }
-}
-
-/// verge's own fetch of a custom error page (never replaced by another error page).
-fn is_error_page_fetch(session: &Session) -> bool {
-    session.req_header().headers.contains_key(crate::error_pages::INTERNAL_HEADER)
 }
 
 impl VergeProxy {
-    /// The custom error page for `status`, fetched through verge (its behavior, its cache), as the header
-    /// and body to send: its `response_code`, or the page fetch's own status when the page is missing
-    /// (SPEC §10.9). `None` when no custom error response is configured for `status`.
-    async fn custom_error_page(&self, ctx: &RequestContext, status: u16) -> Option<(ResponseHeader, bytes::Bytes)> {
-        let (path, response_code) = ctx.snapshot.custom_error_page(status)?;
-        let timeout = Duration::from_secs(ctx.snapshot.dist.origins[ctx.origin].read_timeout_secs + 5);
-        let page = crate::error_pages::fetch(self.self_addr, &ctx.snapshot.dist.domain_name, path, timeout).await;
-        let (code, content_type, body) = match page {
-            Some(p) if p.status < 400 => (response_code, p.content_type, p.body),
-            Some(p) => (p.status, p.content_type, p.body),
-            None => (502, Some("text/plain".to_string()), bytes::Bytes::from_static(b"error page unavailable\n")),
-        };
-        let build = || {
-            let mut resp = ResponseHeader::build(code, Some(6))?;
-            if let Some(ct) = content_type {
-                resp.insert_header("content-type", ct)?;
-            }
-            resp.insert_header("content-length", body.len().to_string())?;
-            resp.insert_header("x-cache", "Error from verge")?;
-            resp.insert_header("via", ctx.snapshot.via.as_str())?;
-            resp.insert_header("x-amz-cf-id", ctx.request_id.as_str())?;
-            Ok::<_, Box<Error>>(resp)
-        };
-        match build() {
-            Ok(resp) => Some((resp, body)),
-            Err(e) => {
-                tracing::warn!(error = %e, status, "custom error page has an unusable header");
-                None
-            }
-        }
-    }
-
-    /// Sends the custom error page for one of verge's own errors (502, 504, ...).
-    async fn write_custom_error_page(
+    /// Sends a custom error page in place of an error verge raised (or a body-less origin error).
+    async fn send_custom_error_page(
         &self,
         session: &mut Session,
         ctx: &mut RequestContext,
         status: u16,
     ) -> FailToProxy {
-        let Some((resp, body)) = self.custom_error_page(ctx, status).await else {
+        let Some((header, body)) = error_pages::fetch(session, ctx, status).await else {
             return FailToProxy { error_code: status, can_reuse_downstream: false };
         };
-        let code = resp.status.as_u16();
-        let written = async {
-            let head_only = session.req_header().method == http::Method::HEAD;
-            session.write_response_header(Box::new(resp), head_only).await?;
-            if !head_only {
-                session.write_response_body(Some(body), true).await?;
+        match respond::send(session, ctx, EdgeResponse::ErrorPage { header, body }).await {
+            Ok(code) => FailToProxy { error_code: code, can_reuse_downstream: false },
+            Err(e) => {
+                tracing::debug!(error = %e, "could not send custom error page");
+                FailToProxy { error_code: status, can_reuse_downstream: false }
             }
-            Ok::<_, Box<Error>>(())
-        };
-        if let Err(e) = written.await {
-            tracing::debug!(error = %e, "could not send custom error page");
         }
-        FailToProxy { error_code: code, can_reuse_downstream: false }
     }
 
-    /// Writes an edge error page and records it for the access log.
+    /// Refuses the request with one of verge's error pages.
     async fn reject(&self, session: &mut Session, ctx: &mut RequestContext, error: EdgeError) -> Result<bool> {
-        ctx.edge_error = Some(error);
-        error_page::write(session, error, &ctx.snapshot.via, &ctx.request_id).await?;
+        respond::send(session, ctx, EdgeResponse::Error(error)).await?;
         Ok(true)
     }
 }
@@ -132,35 +97,24 @@ impl ProxyHttp for VergeProxy {
     type CTX = RequestContext;
 
     fn new_ctx(&self) -> RequestContext {
-        let snapshot = self.snapshot.load_full();
-        RequestContext {
-            snapshot,
-            request_id: new_request_id(),
-            started: Instant::now(),
-            behavior: 0,
-            origin: 0,
-            on_secondary: false,
-            attempts: 0,
-            edge_error: None,
-            custom_error_status: None,
-            error_page_body: None,
-            error_page_replacing: false,
-            client_ip: String::new(),
-            hook_error: None,
-            origin_request_ran_for: None,
-            origin_request: None,
-            generated_token: None,
-            sent_request: None,
-            replacement_body: None,
-            request_body: None,
-            forward_body: None,
-            origin_override: None,
-            generated_by: None,
-            forward_body_sent: false,
-        }
+        RequestContext::new(self.snapshot.load_full(), new_request_id())
     }
 
-    /// Distribution checks, behavior selection, viewer protocol policy, methods, default root object.
+    /// Custom error pages are fetched as subrequests; a page fetch never fetches another page.
+    fn allow_spawning_subrequest(&self, session: &Session, _ctx: &RequestContext) -> bool {
+        session.subrequest_ctx.is_none()
+    }
+
+    /// A custom error page fetch asks for its page, not for what the viewer asked.
+    async fn early_request_filter(&self, session: &mut Session, _ctx: &mut RequestContext) -> Result<()> {
+        if session.subrequest_ctx.is_some() {
+            error_pages::rewrite_page_fetch(session);
+        }
+        Ok(())
+    }
+
+    /// Distribution checks, behavior selection, viewer protocol policy, methods, default root object,
+    /// then viewer-request.
     async fn request_filter(&self, session: &mut Session, ctx: &mut RequestContext) -> Result<bool> {
         let snapshot = ctx.snapshot.clone();
         if !snapshot.dist.enabled {
@@ -172,8 +126,8 @@ impl ProxyHttp for VergeProxy {
         if !snapshot.serves_host(host) {
             return self.reject(session, ctx, EdgeError::HostNotServed).await;
         }
-        ctx.behavior = snapshot.behavior_for(req.uri.path());
-        let behavior = snapshot.behavior(ctx.behavior);
+        ctx.route.behavior = snapshot.behavior_for(req.uri.path());
+        let behavior = snapshot.behavior(ctx.route.behavior);
         match behavior.viewer_protocol_policy {
             ViewerProtocolPolicy::AllowAll => {}
             ViewerProtocolPolicy::HttpsOnly => return self.reject(session, ctx, EdgeError::HttpsRequired).await,
@@ -181,7 +135,7 @@ impl ProxyHttp for VergeProxy {
                 let pq = req.uri.path_and_query().map_or("/", |pq| pq.as_str());
                 let location = format!("https://{host}{pq}");
                 let status = if matches!(req.method, http::Method::GET | http::Method::HEAD) { 301 } else { 307 };
-                error_page::write_https_redirect(session, status, &location, &snapshot.via, &ctx.request_id).await?;
+                respond::send(session, ctx, EdgeResponse::Redirect { status, location }).await?;
                 return Ok(true);
             }
         }
@@ -199,21 +153,22 @@ impl ProxyHttp for VergeProxy {
                 }
             }
         }
-        ctx.origin = snapshot.primary_origin(behavior.target);
-        self.viewer_request(session, ctx).await
+        ctx.route.origin = snapshot.primary_origin(behavior.target);
+        triggers::viewer_request(session, ctx).await
     }
 
     /// Enables the cache for the behavior's cached methods unless the policy never caches.
     fn request_cache_filter(&self, session: &mut Session, ctx: &mut RequestContext) -> Result<()> {
-        let behavior = ctx.snapshot.behavior(ctx.behavior);
+        let behavior = ctx.snapshot.behavior(ctx.route.behavior);
         let method = session.req_header().method.as_str();
         let cached = behavior.cached_methods.contains(method);
         if !cached || behavior.cache_policy.max_ttl == 0 {
             return Ok(());
         }
         let mut overrides = CacheOptionOverrides::default();
-        overrides.wait_timeout = Some(Duration::from_secs(ctx.snapshot.dist.origins[ctx.origin].read_timeout_secs + 5));
-        // CloudFront does not collapse requests whose cookies reach the origin (SPEC §10.14).
+        let read_timeout = ctx.snapshot.dist.origins[ctx.route.origin].read_timeout_secs;
+        overrides.wait_timeout = Some(Duration::from_secs(read_timeout + 5));
+        // CloudFront does not collapse requests whose cookies reach the origin (docs/cloudfront.md).
         let forwards_cookies = behavior.cache_policy.cookies != Selection::None
             || behavior.origin_request_policy.as_ref().is_some_and(|p| p.cookies != Selection::None);
         let lock = if forwards_cookies { None } else { Some(self.cache.lock) };
@@ -225,7 +180,7 @@ impl ProxyHttp for VergeProxy {
 
     fn cache_key_callback(&self, session: &Session, ctx: &mut RequestContext) -> Result<CacheKey> {
         let snapshot = &ctx.snapshot;
-        let policy = &snapshot.behavior(ctx.behavior).cache_policy;
+        let policy = &snapshot.behavior(ctx.route.behavior).cache_policy;
         Ok(CacheKey::new(primary_key(&snapshot.dist.domain_name, session.req_header(), policy), ""))
     }
 
@@ -258,8 +213,8 @@ impl ProxyHttp for VergeProxy {
 
     /// origin-request runs here: once per origin tried (failover calls this again), before connecting.
     async fn upstream_peer(&self, session: &mut Session, ctx: &mut RequestContext) -> Result<Box<HttpPeer>> {
-        self.origin_request(session, ctx).await?;
-        Ok(Box::new(self.peer(ctx)))
+        triggers::origin_request(session, ctx).await?;
+        Ok(Box::new(triggers::peer(ctx)))
     }
 
     /// Sends a body verge already read (IncludeBody), or the one a function put in its place.
@@ -270,9 +225,54 @@ impl ProxyHttp for VergeProxy {
         _end_of_stream: bool,
         ctx: &mut RequestContext,
     ) -> Result<()> {
-        if let Some(forward) = &ctx.forward_body {
-            *body = if ctx.forward_body_sent { None } else { Some(forward.clone()) };
-            ctx.forward_body_sent = true;
+        if let Some(forward) = &ctx.bodies.forward {
+            *body = if ctx.bodies.forward_sent { None } else { Some(forward.clone()) };
+            ctx.bodies.forward_sent = true;
+        }
+        Ok(())
+    }
+
+    async fn upstream_request_filter(
+        &self,
+        session: &mut Session,
+        req: &mut RequestHeader,
+        ctx: &mut RequestContext,
+    ) -> Result<()> {
+        ctx.ensure_client_ip(session);
+        triggers::prepare_origin_request(req, ctx)
+    }
+
+    /// origin-response, then origin-group failover on the configured status codes (before anything is
+    /// cached or sent).
+    async fn upstream_response_filter(
+        &self,
+        session: &mut Session,
+        resp: &mut ResponseHeader,
+        ctx: &mut RequestContext,
+    ) -> Result<()> {
+        if ctx.is_generated_by_origin_request() {
+            return Ok(());
+        }
+        // origin-response runs for every origin answer, the primary's too when it then fails over.
+        let origin_status = resp.status.as_u16();
+        triggers::origin_response(resp, ctx).await?;
+        if ctx.failover_codes().contains(&origin_status) && ctx.try_failover(&session.req_header().method) {
+            ctx.bodies.origin_replacement = None;
+            let mut e = Error::explain(FAILOVER, format!("primary origin answered {origin_status}"));
+            e.set_retry(true);
+            return Err(e);
+        }
+        // An error with a custom error response is cached as it is (ErrorCachingMinTTL applies) and
+        // replaced by its page on the way to the viewer, in `response_filter` and
+        // `response_body_filter`, hits included. An error without a body gives pingora no body to
+        // filter, so that one is answered here, uncached.
+        let status = resp.status.as_u16();
+        let bodiless = resp.headers.get(http::header::CONTENT_LENGTH).is_some_and(|v| v.as_bytes() == b"0");
+        if bodiless && !error_pages::is_page_fetch(session) && ctx.snapshot.custom_error_page(status).is_some() {
+            ctx.ending = Ending::CustomErrorPage { status };
+            let mut e = Error::explain(CUSTOM_ERROR_PAGE, format!("origin answered {status}"));
+            e.set_retry(false);
+            return Err(e);
         }
         Ok(())
     }
@@ -285,54 +285,10 @@ impl ProxyHttp for VergeProxy {
         end_of_stream: bool,
         ctx: &mut RequestContext,
     ) -> Result<Option<Duration>> {
-        if ctx.replacement_body.is_some() {
-            *body = if end_of_stream { ctx.replacement_body.take() } else { None };
+        if ctx.bodies.origin_replacement.is_some() {
+            *body = if end_of_stream { ctx.bodies.origin_replacement.take() } else { None };
         }
         Ok(None)
-    }
-
-    async fn upstream_request_filter(
-        &self,
-        session: &mut Session,
-        req: &mut RequestHeader,
-        ctx: &mut RequestContext,
-    ) -> Result<()> {
-        ctx.ensure_client_ip(session);
-        self.prepare_origin_request(req, ctx)
-    }
-
-    /// Origin-group failover on the configured status codes (before anything is cached or sent).
-    async fn upstream_response_filter(
-        &self,
-        session: &mut Session,
-        resp: &mut ResponseHeader,
-        ctx: &mut RequestContext,
-    ) -> Result<()> {
-        if ctx.generated_token.is_some() {
-            return Ok(());
-        }
-        // origin-response runs for every origin answer, the primary's too when it then fails over.
-        let origin_status = resp.status.as_u16();
-        self.origin_response(resp, ctx).await?;
-        if ctx.failover_codes().contains(&origin_status) && ctx.try_failover(&session.req_header().method) {
-            ctx.replacement_body = None;
-            let mut e = Error::explain(FAILOVER, format!("primary origin answered {origin_status}"));
-            e.set_retry(true);
-            return Err(e);
-        }
-        // An error with a custom error response is cached as it is (ErrorCachingMinTTL applies) and
-        // replaced by its page on the way to the viewer, in `response_filter` and
-        // `response_body_filter`, hits included. An error without a body gives pingora no body to
-        // filter, so that one is answered here, uncached, as before.
-        let status = resp.status.as_u16();
-        let bodiless = resp.headers.get(http::header::CONTENT_LENGTH).is_some_and(|v| v.as_bytes() == b"0");
-        if bodiless && !is_error_page_fetch(session) && ctx.snapshot.custom_error_page(status).is_some() {
-            ctx.custom_error_status = Some(status);
-            let mut e = Error::explain(CUSTOM_ERROR_PAGE, format!("origin answered {status}"));
-            e.set_retry(false);
-            return Err(e);
-        }
-        Ok(())
     }
 
     fn response_cache_filter(
@@ -341,7 +297,7 @@ impl ProxyHttp for VergeProxy {
         resp: &ResponseHeader,
         ctx: &mut RequestContext,
     ) -> Result<RespCacheable> {
-        let policy = &ctx.snapshot.behavior(ctx.behavior).cache_policy;
+        let policy = &ctx.snapshot.behavior(ctx.route.behavior).cache_policy;
         let status = resp.status.as_u16();
         let ttl_policy = TtlPolicy {
             min_ttl: policy.min_ttl,
@@ -387,7 +343,8 @@ impl ProxyHttp for VergeProxy {
         origin_failed
     }
 
-    /// Viewer-facing headers on every response, hits included (never stored).
+    /// Viewer-facing: a custom error page in place of an error, viewer-response, and the edge headers, on
+    /// every response, hits included (never stored).
     async fn response_filter(
         &self,
         session: &mut Session,
@@ -395,16 +352,17 @@ impl ProxyHttp for VergeProxy {
         ctx: &mut RequestContext,
     ) -> Result<()> {
         let status = resp.status.as_u16();
-        if status >= 400 && !is_error_page_fetch(session) && ctx.snapshot.custom_error_page(status).is_some() {
-            if let Some((page, body)) = self.custom_error_page(ctx, status).await {
-                // The page has its own X-Cache, Via and request id; viewer-response does not run for it.
+        if status >= 400 && !error_pages::is_page_fetch(session) && ctx.snapshot.custom_error_page(status).is_some() {
+            if let Some((page, body)) = error_pages::fetch(session, ctx, status).await {
+                // The page replaces the error; viewer-response does not run for it.
                 *resp = page;
-                ctx.error_page_body = Some(body);
-                ctx.error_page_replacing = true;
-                return Ok(());
+                ctx.ending = Ending::ReplacingBody(Some(body));
+                let outcome = Outcome::Error(ErrorCause::OriginStatus);
+                ctx.outcome = Some(outcome);
+                return respond::edge_headers(resp, outcome, ctx);
             }
         }
-        self.viewer_response(session, resp, ctx).await?;
+        triggers::viewer_response(session, resp, ctx).await?;
         // RFC 9111 §4.4: a successful unsafe method invalidates what is stored for its URL.
         let method = &session.req_header().method;
         let unsafe_method =
@@ -412,14 +370,9 @@ impl ProxyHttp for VergeProxy {
         if unsafe_method && status < 400 {
             self.cache.store.invalidate_url_path(session.req_header().uri.path());
         }
-        let generated = ctx.generated_by.is_some() && session.cache.phase() != CachePhase::Hit;
-        let x_cache = if generated { "LambdaGeneratedResponse from verge" } else { x_cache(session, status) };
-        // Static names (pingora copies a HeaderName on each insert) and the prebuilt Via value: this runs
-        // on every response.
-        resp.insert_header("x-cache", http::HeaderValue::from_static(x_cache))?;
-        resp.insert_header("via", ctx.snapshot.via_value.clone())?;
-        resp.insert_header("x-amz-cf-id", ctx.request_id.as_str())?;
-        Ok(())
+        let outcome = proxied_outcome(session, ctx, resp.status.as_u16());
+        ctx.outcome = Some(outcome);
+        respond::edge_headers(resp, outcome, ctx)
     }
 
     /// Sends a custom error page's body in place of the error's own (first chunk: the page; the rest
@@ -431,8 +384,8 @@ impl ProxyHttp for VergeProxy {
         _end_of_stream: bool,
         ctx: &mut RequestContext,
     ) -> Result<Option<Duration>> {
-        if ctx.error_page_replacing {
-            *body = ctx.error_page_body.take();
+        if let Ending::ReplacingBody(page) = &mut ctx.ending {
+            *body = page.take();
         }
         Ok(None)
     }
@@ -445,9 +398,9 @@ impl ProxyHttp for VergeProxy {
         ctx: &mut RequestContext,
         mut e: Box<Error>,
     ) -> Box<Error> {
-        ctx.attempts += 1;
-        let allowed = ctx.snapshot.dist.origins[ctx.origin].connection_attempts;
-        let retry = ctx.attempts < allowed || ctx.try_failover(&session.req_header().method);
+        ctx.route.attempts += 1;
+        let allowed = ctx.snapshot.dist.origins[ctx.route.origin].connection_attempts;
+        let retry = ctx.route.attempts < allowed || ctx.try_failover(&session.req_header().method);
         e.set_retry(retry);
         e
     }
@@ -465,7 +418,7 @@ impl ProxyHttp for VergeProxy {
             e.set_retry(true);
             return e;
         }
-        if e.etype() == &CUSTOM_ERROR_PAGE || e.etype() == &crate::triggers::HOOK_FAILED {
+        if e.etype() == &CUSTOM_ERROR_PAGE || e.etype() == &triggers::HOOK_FAILED {
             e.set_retry(false);
             return e;
         }
@@ -488,23 +441,22 @@ impl ProxyHttp for VergeProxy {
         e
     }
 
-    /// The one place proxy failures become responses: 502 for an unreachable origin, 504 for timeouts.
+    /// The one place proxy failures become responses: a function's error page, a custom error page, 502
+    /// for an unreachable origin, 504 for timeouts.
     async fn fail_to_proxy(&self, session: &mut Session, e: &Error, ctx: &mut RequestContext) -> FailToProxy {
-        if let Some(token) = ctx.generated_token.take() {
-            self.generator.discard(token);
-        }
-        if let Some(error) = ctx.hook_error.clone() {
+        let ending = std::mem::replace(&mut ctx.ending, Ending::Proxied);
+        if let Ending::FunctionFailed(error) = ending {
+            ctx.outcome = Some(Outcome::FunctionFailed(error.kind));
             if session.response_written().is_none() {
-                let written =
-                    error_page::write_function_error(session, &error, &ctx.snapshot.via, &ctx.request_id).await;
-                if let Err(e) = written {
+                if let Err(e) = respond::send(session, ctx, EdgeResponse::FunctionError(&error)).await {
                     tracing::debug!(error = %e, "could not send the function error page");
                 }
             }
             return FailToProxy { error_code: error.status(), can_reuse_downstream: false };
         }
-        if let Some(status) = ctx.custom_error_status {
-            return self.write_custom_error_page(session, ctx, status).await;
+        if let Ending::CustomErrorPage { status } = ending {
+            ctx.outcome = Some(Outcome::Error(ErrorCause::OriginStatus));
+            return self.send_custom_error_page(session, ctx, status).await;
         }
         let error = match e.etype() {
             ErrorType::ReadTimedout | ErrorType::WriteTimedout | ErrorType::ConnectTimedout => EdgeError::OriginTimeout,
@@ -517,50 +469,44 @@ impl ProxyHttp for VergeProxy {
                 _ => EdgeError::Internal,
             },
         };
-        ctx.edge_error = Some(error);
+        ctx.outcome = Some(error.outcome());
         if session.response_written().is_some() {
             // The viewer already has a header (and maybe part of a body): the only honest signal left
             // is closing the connection, so the response is visibly incomplete.
             return FailToProxy { error_code: error.status(), can_reuse_downstream: false };
         }
-        if !is_error_page_fetch(session) && ctx.snapshot.custom_error_page(error.status()).is_some() {
-            return self.write_custom_error_page(session, ctx, error.status()).await;
+        if !error_pages::is_page_fetch(session) && ctx.snapshot.custom_error_page(error.status()).is_some() {
+            return self.send_custom_error_page(session, ctx, error.status()).await;
         }
-        if let Err(write_error) = error_page::write(session, error, &ctx.snapshot.via, &ctx.request_id).await {
+        if let Err(write_error) = respond::send(session, ctx, EdgeResponse::Error(error)).await {
             tracing::debug!(%write_error, "could not send error page");
         }
         FailToProxy { error_code: error.status(), can_reuse_downstream: false }
     }
 
-    /// One access-log line per request.
+    /// One access-log line and the metrics, per viewer request (page fetches are part of theirs).
     async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut RequestContext) {
-        let status = session.response_written().map_or(0, |r| r.status.as_u16());
-        let req = session.req_header();
-        let result = match ctx.edge_error {
-            _ if ctx.hook_error.is_some() => ctx.hook_error.as_ref().map_or("Error", |e| e.result_type()),
-            _ if ctx.generated_by == Some(verge_config::model::EventType::ViewerRequest) => "LambdaGeneratedResponse",
-            Some(_) => "Error",
-            None if status >= 400 => "Error",
-            None if session.cache.enabled() || session.cache.bypassing() => match session.cache.phase() {
-                CachePhase::Hit => "Hit",
-                CachePhase::Revalidated | CachePhase::Stale | CachePhase::StaleUpdating => "RefreshHit",
-                _ => "Miss",
-            },
-            None => "Miss",
-        };
-        let elapsed = ctx.started.elapsed();
-        crate::metrics::request(result, elapsed.as_secs_f64());
-        if !crate::access_log::enabled() {
+        if session.subrequest_ctx.is_some() {
             return;
         }
-        crate::access_log::write(&crate::access_log::AccessLine {
+        let status = session.response_written().map_or(0, |r| r.status.as_u16());
+        let hung_up = e.is_some_and(|e| e.esource() == &pingora_error::ErrorSource::Downstream);
+        let outcome = ctx.outcome.unwrap_or(Outcome::Error(ErrorCause::Internal));
+        let result = LoggedResult::of(outcome, hung_up);
+        let elapsed = ctx.started.elapsed();
+        metrics::request(result.result, elapsed.as_secs_f64());
+        if !access_log::enabled() {
+            return;
+        }
+        let req = session.req_header();
+        access_log::write(&access_log::AccessLine {
             request_id: &ctx.request_id,
             method: req.method.as_str(),
             uri: &req.uri,
             status,
             result,
-            behavior: ctx.behavior,
-            origin: ctx.snapshot.dist.origins.get(ctx.origin).map_or("", |o| o.id.as_str()),
+            behavior: ctx.route.behavior,
+            origin: ctx.snapshot.dist.origins.get(ctx.route.origin).map_or("", |o| o.id.as_str()),
             millis: elapsed.as_millis() as u64,
             error: e,
         });

@@ -21,9 +21,12 @@ use pingora_proxy::HttpProxy;
 use tokio::sync::watch;
 
 use crate::cache::storage::ObjectStore;
-use crate::proxy::{CacheParts, VergeProxy};
-use crate::reload::{Reloader, Source};
+use crate::phases::{CacheParts, VergeProxy};
 use crate::snapshot::{SharedSnapshot, Snapshot};
+use reload::{Reloader, Source};
+
+mod admin;
+pub mod reload;
 
 /// How long a cache-lock writer may hold a key before waiting readers go to the origin themselves;
 /// above the longest origin read timeout (120 s), so a slow fill is never duplicated.
@@ -33,12 +36,10 @@ const WRITE_BUFFER: usize = 16 * 1024;
 /// How long in-flight requests get to finish after a shutdown signal.
 const GRACE: Duration = Duration::from_secs(10);
 
-/// A started verge: its bound addresses and the live snapshot.
+/// A started verge: its bound addresses, and what a reload and a shutdown need.
 pub struct Started {
     pub addrs: Vec<SocketAddr>,
     pub admin_addr: Option<SocketAddr>,
-    pub snapshot: SharedSnapshot,
-    pub store: &'static ObjectStore,
     /// Reloads the distribution file (none for the embedded demo).
     pub reloader: Option<Arc<Reloader>>,
     shutdown: watch::Sender<bool>,
@@ -91,7 +92,9 @@ pub async fn start(
         fds.add(bound.to_string(), listener.into_raw_fd());
         addrs.push(bound);
     }
-    let self_addr = *addrs.first().ok_or_else(|| std::io::Error::other("no listen address"))?;
+    if addrs.is_empty() {
+        return Err(std::io::Error::other("no listen address"));
+    }
 
     let admin_listen = dist.admin_listen;
     let shared: SharedSnapshot = Arc::new(ArcSwap::from_pointee(snapshot));
@@ -102,16 +105,15 @@ pub async fn start(
                 .await
                 .map_err(|e| std::io::Error::new(e.kind(), format!("cannot listen on {addr} (admin): {e}")))?;
             let bound = listener.local_addr()?;
-            crate::admin::spawn(listener, store, shared.clone(), reloader.clone());
+            admin::spawn(listener, store, shared.clone(), reloader.clone());
             Some(bound)
         }
         None => None,
     };
-    let generator = crate::generated::Generator::start().await?;
     let conf = Arc::new(ServerConf { max_retries: 8, ..Default::default() });
     let proxy = Arc::new(pingora_proxy::http_proxy(
         &conf,
-        VergeProxy { snapshot: shared.clone(), cache: CacheParts { store, lock }, self_addr, generator },
+        VergeProxy { snapshot: shared.clone(), cache: CacheParts { store, lock } },
     ));
     let in_flight = Arc::new(AtomicUsize::new(0));
     let mut service =
@@ -128,7 +130,7 @@ pub async fn start(
     tokio::spawn(async move {
         service.start_service(Some(fds), watch, 1).await;
     });
-    Ok(Started { addrs, admin_addr, snapshot: shared, store, reloader, shutdown, in_flight })
+    Ok(Started { addrs, admin_addr, reloader, shutdown, in_flight })
 }
 
 /// Reloads on SIGHUP; on SIGTERM or SIGINT stops accepting and gives in-flight requests `GRACE` to
@@ -164,5 +166,5 @@ pub async fn run_until_signal(started: Started) {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     tracing::info!(in_flight = started.in_flight.load(Ordering::Acquire), "stopped");
-    crate::log_writer::flush();
+    crate::observe::log_writer::flush();
 }

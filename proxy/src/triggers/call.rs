@@ -1,89 +1,11 @@
-//! Lambda@Edge functions in the proxy: loading the distribution's function versions, building each
-//! invocation's `Call` from pingora's request/response, and replaying what the function changed.
+//! One invocation's `Call`, built from pingora's request/response (only what the function can read), and
+//! the function's changes replayed on them.
 
-use std::collections::HashMap;
-use std::path::Path;
 use std::sync::Arc;
-use std::time::Duration;
 
 use pingora_http::{RequestHeader, ResponseHeader};
-use verge_config::model::{Distribution, EventType, Origin};
-use verge_hooks::{Call, CallOrigin, Function, FunctionStore, HookEngine, Limits};
-
-/// Every behavior's functions, indexed like `Distribution::behaviors` and then by `EventType::index`.
-#[derive(Default)]
-pub struct LoadedFunctions {
-    by_behavior: Vec<[Option<Arc<Function>>; 4]>,
-    /// Each loaded version by ARN, with the sha256 of its module (for reuse by the next reload).
-    by_arn: HashMap<String, (String, Arc<Function>)>,
-}
-
-impl LoadedFunctions {
-    /// Verifies, compiles and checks every associated function version once. A version `previous`
-    /// (the running snapshot's functions, on reload) already loaded from the same bytes with the same
-    /// limits is reused as it is: no compile, and its warm instances stay warm across the deploy.
-    pub fn load(
-        dist: &Distribution,
-        base_dir: &Path,
-        engine: Option<&HookEngine>,
-        previous: Option<&LoadedFunctions>,
-    ) -> Result<Self, String> {
-        let mut by_behavior = Vec::with_capacity(dist.behaviors.len());
-        let mut compiled: HashMap<String, (String, Arc<Function>)> = HashMap::new();
-        // The package limit of a function is that of its strictest trigger.
-        let mut package_limit: HashMap<String, u64> = HashMap::new();
-        for a in dist.behaviors.iter().flat_map(|b| b.functions.iter().flatten()) {
-            let limit = package_limit.entry(a.arn.to_string()).or_insert(u64::MAX);
-            *limit = (*limit).min(a.event_type.limits().max_package_bytes);
-        }
-        for behavior in &dist.behaviors {
-            let mut slots: [Option<Arc<Function>>; 4] = Default::default();
-            for a in behavior.functions.iter().flatten() {
-                let key = a.arn.to_string();
-                if let Some((_, f)) = compiled.get(&key) {
-                    slots[a.event_type.index()] = Some(f.clone());
-                    continue;
-                }
-                let engine = engine.ok_or("functions are associated but no hook engine was started")?;
-                let store_dir = base_dir.join(dist.functions.store.as_deref().unwrap_or("functions"));
-                let store = FunctionStore::new(store_dir);
-                let bytes = store.load(&a.arn)?;
-                let settings = dist.functions.settings.get(&a.arn.name);
-                let limits = Limits {
-                    timeout: Duration::from_millis(settings.map_or(5_000, |s| s.timeout_ms)),
-                    memory_bytes: (settings.map_or(128, |s| s.memory_mb) as usize) << 20,
-                    env: settings.map(|s| s.env.clone()).unwrap_or_default(),
-                    per_request: settings.is_some_and(|s| s.isolation == verge_config::model::Isolation::PerRequest),
-                };
-                let sha = verge_hooks::sha256_hex(&bytes);
-                let reusable = previous.and_then(|p| p.by_arn.get(&key)).filter(|(previous_sha, f)| {
-                    *previous_sha == sha && f.limits == limits && bytes.len() as u64 <= package_limit[&key]
-                });
-                let function = match reusable {
-                    Some((_, f)) => f.clone(),
-                    None => Arc::new(engine.load(&key, &bytes, package_limit[&key], limits)?),
-                };
-                compiled.insert(key, (sha, function.clone()));
-                slots[a.event_type.index()] = Some(function);
-            }
-            by_behavior.push(slots);
-        }
-        Ok(Self { by_behavior, by_arn: compiled })
-    }
-
-    /// Every loaded function version (for metrics).
-    pub fn versions(&self) -> Vec<&Arc<Function>> {
-        self.by_arn.values().map(|(_, f)| f).collect()
-    }
-
-    pub fn get(&self, behavior: usize, event: EventType) -> Option<&Arc<Function>> {
-        self.by_behavior.get(behavior)?[event.index()].as_ref()
-    }
-
-    pub fn any(&self) -> bool {
-        self.by_behavior.iter().any(|slots| slots.iter().any(Option::is_some))
-    }
-}
+use verge_config::model::{EventType, Origin};
+use verge_hooks::{Call, CallOrigin, Function};
 
 /// IncludeBody: the viewer's body as the function sees it, cut at the trigger's limit.
 pub fn expose_body(call: &mut Call, body: bytes::Bytes, event: EventType) {
@@ -127,7 +49,7 @@ pub fn generated_response(call: &Call) -> pingora_error::Result<(ResponseHeader,
     let status = call.generated_status.unwrap_or(200);
     let mut resp = ResponseHeader::build(status, Some(call.response_headers.len() + 4))?;
     for (name, value) in &call.response_headers {
-        resp.append_header(crate::header_names::case_name(name), value.clone())?;
+        resp.append_header(crate::edge::header_names::case_name(name), value.clone())?;
     }
     resp.remove_header(&http::header::TRANSFER_ENCODING);
     resp.insert_header(http::header::CONTENT_LENGTH, body.len().to_string())?;
@@ -138,7 +60,7 @@ pub fn generated_response(call: &Call) -> pingora_error::Result<(ResponseHeader,
 /// function can read or change (`Function::reads`: everything for the JSON ABIs, what its imports
 /// reach for the fast ABI).
 pub fn new_call(
-    snapshot: &crate::snapshot::Snapshot,
+    distribution: &Arc<[String; 2]>,
     function: &Function,
     event: EventType,
     request_id: &str,
@@ -154,7 +76,7 @@ pub fn new_call(
         call.querystring = req.uri.query().unwrap_or("").to_string();
     }
     if reads.fields {
-        call.distribution = Some(snapshot.event_distribution.clone());
+        call.distribution = Some(distribution.clone());
         call.request_id = request_id.to_string();
         call.method = req.method.as_str().to_string();
         call.client_ip = client_ip.to_string();
@@ -174,7 +96,7 @@ pub fn replay_request(req: &mut RequestHeader, call: &Call, path_prefix: &str) -
     if call.uri_changed || call.origin_changed {
         set_uri(req, path_prefix, &call.uri, &call.querystring)?;
     }
-    use crate::header_names::case_name;
+    use crate::edge::header_names::case_name;
     for op in &call.request_ops {
         match op {
             HeaderOp::Set(n, v) => req.insert_header(case_name(n), v.clone())?,
@@ -202,7 +124,7 @@ pub fn replay_response(resp: &mut ResponseHeader, call: &mut Call) -> pingora_er
         replay_on_map(resp, ops)?;
         return Ok(());
     }
-    use crate::header_names::case_name;
+    use crate::edge::header_names::case_name;
     for op in ops {
         match op {
             HeaderOp::Set(n, v) => resp.insert_header(case_name(&n), v)?,

@@ -10,7 +10,7 @@ use verge_config::model::EventType;
 use verge_hooks::event;
 use verge_hooks::{FunctionStore, HookEngine, Limits};
 
-use crate::cli::EXIT_CONFIG;
+use super::EXIT_CONFIG;
 
 fn fail(message: impl std::fmt::Display) -> ExitCode {
     eprintln!("verge: {message}");

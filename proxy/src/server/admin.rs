@@ -11,7 +11,7 @@ use tokio::net::TcpListener;
 use crate::cache::invalidation::InvalidationPath;
 use crate::cache::storage::ObjectStore;
 use crate::http_server::{self, OriginRequest as Request, OriginResponse as Response};
-use crate::reload::Reloader;
+use crate::server::reload::Reloader;
 use crate::snapshot::SharedSnapshot;
 
 fn json(status: u16, body: String) -> Response {
@@ -31,7 +31,7 @@ pub fn invalidate(store: &ObjectStore, body: &str) -> Result<(usize, usize), Str
 
 fn handle(store: &ObjectStore, snapshot: &SharedSnapshot, reloader: Option<&Reloader>, req: &Request) -> Response {
     match (req.method.as_str(), req.path()) {
-        ("GET", "/metrics") => Response::new(200, crate::metrics::render(store, &snapshot.load()))
+        ("GET", "/metrics") => Response::new(200, crate::observe::metrics::render(store, &snapshot.load()))
             .header("content-type", "text/plain; version=0.0.4"),
         ("POST", "/reload") => match reloader {
             // Compiling functions blocks: take this worker out of the async pool while it runs.

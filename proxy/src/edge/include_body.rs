@@ -13,7 +13,7 @@ use pingora_error::{Error, ErrorType, Result};
 use pingora_proxy::Session;
 use verge_config::model::EventType;
 
-use crate::context::RequestContext;
+use crate::edge::context::RequestContext;
 
 /// The most request body verge buffers for IncludeBody (the function sees at most 40 KB / 1 MB of it).
 const MAX_BUFFERED_BODY: usize = 16 << 20;
@@ -22,12 +22,12 @@ const RETRY_BUFFER: usize = 64 << 10;
 
 /// Whether the behavior's association for `event` asks for the body.
 pub fn wanted(ctx: &RequestContext, event: EventType) -> bool {
-    ctx.snapshot.behavior(ctx.behavior).functions[event.index()].as_ref().is_some_and(|a| a.include_body)
+    ctx.snapshot.behavior(ctx.route.behavior).functions[event.index()].as_ref().is_some_and(|a| a.include_body)
 }
 
 /// Reads the whole viewer body once; it is then sent to the origin from memory (`ctx.forward_body`).
 pub async fn read(session: &mut Session, ctx: &mut RequestContext) -> Result<Bytes> {
-    if let Some(body) = &ctx.request_body {
+    if let Some(body) = &ctx.bodies.request {
         return Ok(body.clone());
     }
     let too_large = |what: &'static str| Error::e_explain(ErrorType::HTTPStatus(413), what);
@@ -54,7 +54,7 @@ pub async fn read(session: &mut Session, ctx: &mut RequestContext) -> Result<Byt
         return too_large("a chunked request body over 64 KiB cannot be buffered for IncludeBody");
     }
     let body = buffer.freeze();
-    ctx.request_body = Some(body.clone());
-    ctx.forward_body = Some(body.clone());
+    ctx.bodies.request = Some(body.clone());
+    ctx.bodies.forward = Some(body.clone());
     Ok(body)
 }

@@ -9,7 +9,7 @@ use verge_config::Distribution;
 use crate::http_server::{self, OriginRequest, OriginResponse};
 
 /// The embedded demo distribution (the same file as `examples/demo.yaml`).
-pub const DEMO_YAML: &str = include_str!("../../examples/demo.yaml");
+pub const DEMO_YAML: &str = include_str!("../../../examples/demo.yaml");
 /// Origins with this id are pointed at the built-in demo origin.
 pub const DEMO_ORIGIN_ID: &str = "demo";
 

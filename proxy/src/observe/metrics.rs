@@ -11,19 +11,8 @@ use prometheus::{Encoder, Histogram, HistogramOpts, IntCounter, IntCounterVec, I
 use verge_config::model::EventType;
 
 use crate::cache::storage::ObjectStore;
+use crate::edge::outcome::ResultType;
 use crate::snapshot::Snapshot;
-
-/// The `result` label of `verge_requests_total` (CloudFront's x-edge-result-type values verge uses).
-const RESULTS: [&str; 8] = [
-    "Hit",
-    "RefreshHit",
-    "Miss",
-    "Error",
-    "LambdaGeneratedResponse",
-    "LambdaValidationError",
-    "LambdaExecutionError",
-    "LambdaLimitExceeded",
-];
 
 struct Metrics {
     registry: Registry,
@@ -39,7 +28,7 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
     let requests_vec =
         IntCounterVec::new(Opts::new("verge_requests_total", "Viewer requests answered, by result type."), &["result"])
             .expect("valid metric");
-    let requests = RESULTS.iter().map(|r| requests_vec.with_label_values(&[r])).collect();
+    let requests = ResultType::ALL.iter().map(|r| requests_vec.with_label_values(&[r.as_str()])).collect();
     let buckets =
         vec![0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
     let request_seconds = Histogram::with_opts(
@@ -68,10 +57,9 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
 });
 
 /// Counts one answered request.
-pub fn request(result: &str, seconds: f64) {
+pub fn request(result: ResultType, seconds: f64) {
     let metrics = &*METRICS;
-    let index = RESULTS.iter().position(|r| *r == result).unwrap_or(3);
-    metrics.requests[index].inc();
+    metrics.requests[result.index()].inc();
     metrics.request_seconds.observe(seconds);
 }
 

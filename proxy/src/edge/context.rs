@@ -1,0 +1,135 @@
+//! Per-request state, in small parts: the route (behavior, origin, failover), what origin-request did,
+//! the bodies verge holds, and how the response ends. The snapshot is loaded once, so a request never
+//! sees two configurations.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::Bytes;
+use pingora_core::upstreams::peer::HttpPeer;
+use verge_config::model::Target;
+use verge_hooks::{Call, HookError};
+
+use crate::edge::generated::GeneratedOrigin;
+use crate::edge::outcome::Outcome;
+use crate::snapshot::Snapshot;
+
+pub struct RequestContext {
+    pub snapshot: Arc<Snapshot>,
+    pub request_id: String,
+    pub started: Instant,
+    /// The viewer's IP, for functions and X-Forwarded-For; formatted on first use (hits without
+    /// functions never need it).
+    pub client_ip: String,
+    pub route: Route,
+    pub origin_request: OriginRequestState,
+    pub bodies: Bodies,
+    /// The request as sent to the origin, for the origin-response function.
+    pub sent_request: Option<pingora_http::RequestHeader>,
+    pub ending: Ending,
+    /// How the request ended, once its response head is decided (the access log and metrics read it).
+    pub outcome: Option<Outcome>,
+}
+
+/// Where the request goes.
+pub struct Route {
+    pub behavior: usize,
+    /// Index of the origin currently tried.
+    pub origin: usize,
+    pub on_secondary: bool,
+    /// Connection attempts made to the current origin.
+    pub attempts: u8,
+    /// Where an origin-request function re-targeted the request: peer and origin path.
+    pub origin_override: Option<(HttpPeer, String)>,
+}
+
+/// What the origin-request function did (it runs once per origin tried, before connecting).
+pub enum OriginRequestState {
+    NotRun,
+    /// It ran for origin `origin` and changed the request (replayed on the origin request).
+    Ran {
+        origin: usize,
+        changes: Option<Box<Call>>,
+    },
+    /// It answered: pingora fetches the answer from memory and caches it like an origin response.
+    Generated(GeneratedOrigin),
+}
+
+/// Request and response bodies verge holds for this request.
+#[derive(Default)]
+pub struct Bodies {
+    /// The viewer's request body (IncludeBody), read once.
+    pub request: Option<Bytes>,
+    /// The body to send to the origin in place of the viewer's (IncludeBody read it already).
+    pub forward: Option<Bytes>,
+    /// Whether this attempt's origin request already carries `forward`.
+    pub forward_sent: bool,
+    /// A body an origin-response function put in place of the origin's.
+    pub origin_replacement: Option<Bytes>,
+}
+
+/// How the response to the viewer ends, beyond passing on what the origin or the cache sent.
+pub enum Ending {
+    Proxied,
+    /// verge answered the request itself (already written).
+    Answered,
+    /// A function failed inside a pingora phase: `fail_to_proxy` sends its error page.
+    FunctionFailed(HookError),
+    /// A body-less origin error with a custom error response: `fail_to_proxy` sends the page.
+    CustomErrorPage {
+        status: u16,
+    },
+    /// The custom error page's body replaces the error's own on the way out.
+    ReplacingBody(Option<Bytes>),
+}
+
+impl RequestContext {
+    pub fn new(snapshot: Arc<Snapshot>, request_id: String) -> Self {
+        RequestContext {
+            snapshot,
+            request_id,
+            started: Instant::now(),
+            client_ip: String::new(),
+            route: Route { behavior: 0, origin: 0, on_secondary: false, attempts: 0, origin_override: None },
+            origin_request: OriginRequestState::NotRun,
+            bodies: Bodies::default(),
+            sent_request: None,
+            ending: Ending::Proxied,
+            outcome: None,
+        }
+    }
+
+    /// Formats the viewer's IP once.
+    pub fn ensure_client_ip(&mut self, session: &pingora_proxy::Session) {
+        if self.client_ip.is_empty() {
+            if let Some(addr) = session.client_addr().and_then(|a| a.as_inet()) {
+                self.client_ip = addr.ip().to_string();
+            }
+        }
+    }
+
+    /// Moves to the group's secondary origin when this request may fail over (GET/HEAD/OPTIONS).
+    pub fn try_failover(&mut self, method: &http::Method) -> bool {
+        let Target::Group(g) = self.snapshot.behavior(self.route.behavior).target else { return false };
+        let eligible = matches!(*method, http::Method::GET | http::Method::HEAD | http::Method::OPTIONS);
+        if self.route.on_secondary || !eligible {
+            return false;
+        }
+        self.route.origin = self.snapshot.dist.origin_groups[g].secondary;
+        self.route.on_secondary = true;
+        self.route.attempts = 0;
+        true
+    }
+
+    pub fn failover_codes(&self) -> &[u16] {
+        match self.snapshot.behavior(self.route.behavior).target {
+            Target::Group(g) if !self.route.on_secondary => &self.snapshot.dist.origin_groups[g].failover_status_codes,
+            _ => &[],
+        }
+    }
+
+    /// Whether an origin-request function answered this request.
+    pub fn is_generated_by_origin_request(&self) -> bool {
+        matches!(self.origin_request, OriginRequestState::Generated(_))
+    }
+}

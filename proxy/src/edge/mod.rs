@@ -1,0 +1,13 @@
+//! The per-request parts of the edge that the phases use: request state, the outcome vocabulary, the
+//! responses verge makes itself, custom error pages, origin requests, IncludeBody, request ids and header
+//! names, and the in-memory origin of origin-request answers.
+
+pub mod context;
+pub mod error_pages;
+pub mod forward;
+pub mod generated;
+pub mod header_names;
+pub mod include_body;
+pub mod outcome;
+pub mod request_id;
+pub mod respond;
