@@ -53,9 +53,7 @@ CONF
 # nginx serves both the origin and the nginx edge with a single worker pinned to CPU 0.
 taskset -c 0 nginx -c "$WORK/nginx.conf" -p "$WORK" &
 cat > "$WORK/verge.yaml" <<YAML
-listen: ["127.0.0.1:$VERGE"]
-server: { threads: 1 }
-cache: { memory_mb: 256, max_object_mb: 8 }
+server: { listen: ["127.0.0.1:$VERGE"], threads: 1, cache: { memory_mb: 256, max_object_mb: 8 } }
 origins:
   - { id: origin, domain_name: 127.0.0.1, http_port: $ORIGIN }
 default_cache_behavior: { target_origin_id: origin, cache_policy: CachingOptimized }

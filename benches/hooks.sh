@@ -32,8 +32,7 @@ target/release/verge functions publish security-headers examples/target/wasm32-w
 for variant in plain hooked; do
   port=$PLAIN; [ $variant = hooked ] && port=$HOOKED
   {
-    echo "listen: [\"127.0.0.1:$port\"]"
-    echo "server: { threads: 1 }"
+    echo "server: { listen: [\"127.0.0.1:$port\"], threads: 1 }"
     echo "functions: { store: $WORK/functions }"
     echo "origins: [ { id: origin, domain_name: 127.0.0.1, http_port: $ORIGIN } ]"
     echo "default_cache_behavior:"

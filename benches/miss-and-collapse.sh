@@ -58,9 +58,7 @@ http { access_log off; keepalive_requests 1000000;
 CONF
 taskset -c 0 nginx -c "$WORK/nginx.conf" -p "$WORK" &
 cat > "$WORK/verge.yaml" <<YAML
-listen: ["127.0.0.1:$VERGE"]
-server: { threads: 1 }
-cache: { memory_mb: 256 }
+server: { listen: ["127.0.0.1:$VERGE"], threads: 1, cache: { memory_mb: 256 } }
 origins:
   - { id: origin, domain_name: 127.0.0.1, http_port: $ORIGIN }
   - { id: slow, domain_name: 127.0.0.1, http_port: $SLOW }

@@ -1,7 +1,8 @@
-//! The verge distribution file: parse YAML text, validate it, and produce the runtime model.
+//! The verge distribution file: parse YAML text, validate it, and produce the runtime model: the process
+//! settings of its `server` section and the distribution a reload swaps, as two types.
 //!
-//! Pure: no tokio, no pingora, no wasmtime. `from_file` is the only I/O. Errors name the file, line,
-//! column and key path of every problem found.
+//! Pure: no tokio, no pingora, no wasmtime, no name lookups, no machine queries. `from_file` is the only
+//! I/O. Errors name the file, line, column and key path of every problem found.
 #![forbid(unsafe_code)]
 #![deny(rust_2018_idioms)]
 
@@ -17,12 +18,12 @@ pub mod validate;
 use std::path::Path;
 
 pub use error::{ConfigError, ConfigErrors};
-pub use model::Distribution;
+pub use model::{Config, Distribution, ServerSettings};
 
 use locate::LocationIndex;
 
-/// Parses and validates a distribution; `file` is only used to label errors.
-pub fn parse_str(file: &str, text: &str) -> Result<Distribution, ConfigErrors> {
+/// Parses and validates a distribution file; `file` is only used to label errors.
+pub fn parse_str(file: &str, text: &str) -> Result<Config, ConfigErrors> {
     let raw: raw::RawFile = serde_yaml::from_str(text).map_err(|e| yaml_error(file, text, &e))?;
     let mut problems = validate::Problems::default();
     match validate::validate(raw, &mut problems) {
@@ -45,7 +46,7 @@ pub fn parse_str(file: &str, text: &str) -> Result<Distribution, ConfigErrors> {
 }
 
 /// Reads and parses a distribution file.
-pub fn from_file(path: &Path) -> Result<Distribution, ConfigErrors> {
+pub fn from_file(path: &Path) -> Result<Config, ConfigErrors> {
     let label = path.display().to_string();
     let text = std::fs::read_to_string(path).map_err(|e| {
         ConfigErrors(vec![ConfigError {

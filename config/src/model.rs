@@ -1,17 +1,33 @@
-//! The validated distribution: the types the proxy consumes. Every reference is resolved to an index.
+//! The validated file: process settings (bound at start) and the distribution (what a reload swaps), the
+//! types the proxy consumes. Every reference is resolved to an index.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 
 use crate::pattern::PathPattern;
 
+/// A whole file: its `server` section and its distribution.
 #[derive(Debug, Clone)]
-pub struct Distribution {
+pub struct Config {
+    pub server: ServerSettings,
+    pub distribution: Distribution,
+}
+
+/// The `server` section: what the process binds and sizes at start. A reload never changes these (it
+/// reports a changed section as needing a restart).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerSettings {
     pub listen: Vec<SocketAddr>,
-    /// Worker threads of the viewer service.
-    pub threads: usize,
+    /// Worker threads of the viewer service; `None`: one per CPU (the proxy asks the machine).
+    pub threads: Option<usize>,
     /// The admin API (invalidations, cache stats); off unless configured.
     pub admin_listen: Option<SocketAddr>,
+    pub cache: CacheSettings,
+}
+
+/// What a reload swaps: CloudFront's DistributionConfig, in verge's model.
+#[derive(Debug, Clone)]
+pub struct Distribution {
     pub id: String,
     pub domain_name: String,
     /// Lower-cased Host names served; empty means any Host.
@@ -19,7 +35,6 @@ pub struct Distribution {
     /// Object name (no leading `/`) served for requests to `/`.
     pub default_root_object: Option<String>,
     pub enabled: bool,
-    pub cache: CacheSettings,
     pub origins: Vec<Origin>,
     pub origin_groups: Vec<OriginGroup>,
     /// Ordered: `cache_behaviors` in file order, then the default behavior last.
@@ -128,7 +143,7 @@ pub struct Functions {
     pub settings: std::collections::BTreeMap<String, FunctionSettings>,
 }
 
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct CacheSettings {
     pub memory_bytes: u64,
     pub max_object_bytes: u64,

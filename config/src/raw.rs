@@ -9,11 +9,9 @@ use serde::Deserialize;
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawFile {
-    pub listen: Option<Vec<String>>,
+    /// Process settings, bound at start (a reload never changes them).
     pub server: Option<RawServer>,
-    pub admin: Option<RawAdmin>,
     pub distribution: Option<RawDistribution>,
-    pub cache: Option<RawCache>,
     #[serde(default)]
     pub origins: Vec<RawOrigin>,
     #[serde(default)]
@@ -60,7 +58,10 @@ pub struct RawAssociation {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawServer {
+    pub listen: Option<Vec<String>>,
     pub threads: Option<u64>,
+    pub admin: Option<RawAdmin>,
+    pub cache: Option<RawCache>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -4,14 +4,16 @@
 use std::fmt::Write as _;
 use std::path::Path;
 
-use verge_config::model::{Distribution, Target};
+use verge_config::model::{Config, Target};
 
-fn summary(d: &Distribution) -> String {
+fn summary(config: &Config) -> String {
+    let (d, server) = (&config.distribution, &config.server);
     let mut s = String::new();
-    writeln!(s, "listen: {:?}", d.listen).unwrap();
+    writeln!(s, "listen: {:?} threads: {:?} admin: {:?}", server.listen, server.threads, server.admin_listen).unwrap();
     writeln!(s, "id: {} domain: {} aliases: {:?} root: {:?}", d.id, d.domain_name, d.aliases, d.default_root_object)
         .unwrap();
-    writeln!(s, "cache: {} bytes, max object {} bytes", d.cache.memory_bytes, d.cache.max_object_bytes).unwrap();
+    writeln!(s, "cache: {} bytes, max object {} bytes", server.cache.memory_bytes, server.cache.max_object_bytes)
+        .unwrap();
     for o in &d.origins {
         writeln!(
             s,

@@ -11,7 +11,7 @@ use crate::harness::*;
 /// A distribution with one origin, the given cache policies and a default behavior using `policy`.
 fn dist(port: u16, policies: &str, behavior: &str) -> String {
     format!(
-        "admin: {{listen: '127.0.0.1:0'}}\norigins:\n  - {{id: app, domain_name: 127.0.0.1, http_port: {port}, connection_attempts: 1}}\n{policies}default_cache_behavior: {{target_origin_id: app, {behavior}}}\n"
+        "server: {{admin: {{listen: '127.0.0.1:0'}}}}\norigins:\n  - {{id: app, domain_name: 127.0.0.1, http_port: {port}, connection_attempts: 1}}\n{policies}default_cache_behavior: {{target_origin_id: app, {behavior}}}\n"
     )
 }
 
@@ -404,7 +404,7 @@ fn storage_is_bounded_and_never_keeps_oversized_or_truncated_objects() {
         _ => OriginResponse::new(200, vec![b'o'; 300_000]).header("cache-control", "max-age=60"),
     });
     let yaml = dist(origin.port(), "", "cache_policy: CachingOptimized")
-        .replace("admin:", "cache: {memory_mb: 1, max_object_mb: 1}\nadmin:");
+        .replace("server: {", "server: {cache: {memory_mb: 1, max_object_mb: 1}, ");
     let verge = Verge::start(&yaml);
     for i in 0..8 {
         assert_eq!(verge.get(&format!("/obj{i}")).body.len(), 300_000);

@@ -7,7 +7,7 @@ use crate::harness::*;
 
 fn yaml(origin_port: u16, behavior_extra: &str) -> String {
     format!(
-        "admin: {{listen: '127.0.0.1:0'}}\nfunctions: {{store: ./functions}}\norigins:\n  - {{id: app, domain_name: 127.0.0.1, http_port: {origin_port}}}\n\
+        "server: {{admin: {{listen: '127.0.0.1:0'}}}}\nfunctions: {{store: ./functions}}\norigins:\n  - {{id: app, domain_name: 127.0.0.1, http_port: {origin_port}}}\n\
 default_cache_behavior:\n  target_origin_id: app\n  cache_policy: CachingDisabled\n{behavior_extra}"
     )
 }
@@ -70,11 +70,11 @@ fn admin_reload_swaps_the_distribution_and_a_bad_file_keeps_the_running_one() {
     assert!(err.contains("reload refused") && err.contains(&arn("stamp", 7)), "{err}");
 
     // Settings bound at start keep their running values and are named.
-    let resized = yaml(first.port(), "").replace("admin:", "cache: {memory_mb: 8}\nadmin:");
+    let resized = yaml(first.port(), "").replace("server: {", "server: {cache: {memory_mb: 8}, ");
     std::fs::write(verge.config_path(), resized).unwrap();
     let partial = http_request(admin, "POST", "/reload", &[], b"");
     assert_eq!(partial.status, 200, "{}", partial.text());
-    assert!(partial.text().contains("\"needs_restart\":[\"cache\"]"), "{}", partial.text());
+    assert!(partial.text().contains("\"needs_restart\":[\"server.cache\"]"), "{}", partial.text());
     assert_eq!(verge.get("/a").text(), "first origin", "the rest applied");
     let (code, out, err) = run_verge(&["reload", "--admin", &admin_arg]);
     assert_eq!(code, 0, "{err}");

@@ -38,6 +38,8 @@ const CUSTOM_ERROR_PAGE: ErrorType = ErrorType::Custom("verge-custom-error-page"
 pub struct CacheParts {
     pub store: &'static ObjectStore,
     pub lock: &'static CacheKeyLockImpl,
+    /// Objects larger than this are not stored (`server.cache.max_object_mb`).
+    pub max_object_bytes: u64,
 }
 
 pub struct VergeProxy {
@@ -173,8 +175,8 @@ impl ProxyHttp for VergeProxy {
             || behavior.origin_request_policy.as_ref().is_some_and(|p| p.cookies != Selection::None);
         let lock = if forwards_cookies { None } else { Some(self.cache.lock) };
         session.cache.enable(self.cache.store, None, None, lock, Some(overrides));
-        let max = ctx.snapshot.dist.cache.max_object_bytes;
-        session.cache.set_max_file_size_bytes(usize::try_from(max).unwrap_or(usize::MAX));
+        let max = usize::try_from(self.cache.max_object_bytes).unwrap_or(usize::MAX);
+        session.cache.set_max_file_size_bytes(max);
         Ok(())
     }
 

@@ -4,7 +4,7 @@
 //! file positions.
 
 use std::collections::{HashMap, HashSet};
-use std::net::{SocketAddr, ToSocketAddrs};
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use crate::managed;
@@ -68,19 +68,25 @@ impl Problems {
     }
 }
 
-pub fn validate(raw: RawFile, p: &mut Problems) -> Option<Distribution> {
+/// The `server` section. Pure: addresses are IP literals (no name lookup), and a missing thread count
+/// stays `None` for the proxy to size from the machine.
+fn validate_server(raw: Option<RawServer>, p: &mut Problems) -> ServerSettings {
+    let raw = raw.unwrap_or(RawServer { listen: None, threads: None, admin: None, cache: None });
     let listen = validate_listen(raw.listen, p);
-    let threads = match raw.server.and_then(|s| s.threads) {
-        None => std::thread::available_parallelism().map_or(1, |n| n.get()),
-        Some(t) => p.range("server.threads", Some(t), 1, 256, 1) as usize,
-    };
-    let admin_listen = raw.admin.and_then(|a| match a.listen.to_socket_addrs().map(|mut i| i.next()) {
-        Ok(Some(addr)) => Some(addr),
-        _ => {
-            p.add("admin.listen", format!("`{}` is not a host:port address", a.listen));
+    let threads = raw.threads.map(|t| p.range("server.threads", Some(t), 1, 256, 1) as usize);
+    let admin_listen = raw.admin.and_then(|a| match a.listen.parse::<SocketAddr>() {
+        Ok(addr) => Some(addr),
+        Err(_) => {
+            p.add("server.admin.listen", format!("`{}` is not an IP:port address", a.listen));
             None
         }
     });
+    let cache = validate_cache(raw.cache, p);
+    ServerSettings { listen, threads, admin_listen, cache }
+}
+
+pub fn validate(raw: RawFile, p: &mut Problems) -> Option<Config> {
+    let server = validate_server(raw.server, p);
     let dist = raw.distribution.unwrap_or(RawDistribution {
         id: None,
         domain_name: None,
@@ -113,7 +119,6 @@ pub fn validate(raw: RawFile, p: &mut Problems) -> Option<Distribution> {
     if let Some(root) = &dist.default_root_object {
         check_root_object(root, p);
     }
-    let cache = validate_cache(raw.cache, p);
 
     let origins = validate_origins(&raw.origins, p);
     let origin_index: HashMap<&str, usize> = raw.origins.iter().enumerate().map(|(i, o)| (o.id.as_str(), i)).collect();
@@ -176,34 +181,31 @@ pub fn validate(raw: RawFile, p: &mut Problems) -> Option<Distribution> {
     if !p.0.is_empty() {
         return None;
     }
-    Some(Distribution {
-        listen,
-        threads,
-        admin_listen,
+    let distribution = Distribution {
         id,
         domain_name,
         aliases,
         default_root_object: dist.default_root_object,
         enabled: dist.enabled.unwrap_or(true),
-        cache,
         origins,
         origin_groups,
         behaviors: behaviors.into_iter().flatten().collect(),
         custom_error_responses,
         functions,
-    })
+    };
+    Some(Config { server, distribution })
 }
 
 fn validate_listen(listen: Option<Vec<String>>, p: &mut Problems) -> Vec<SocketAddr> {
     let listen = listen.unwrap_or_else(|| vec!["127.0.0.1:8080".to_string()]);
     if listen.is_empty() {
-        p.add("listen", "needs at least one address");
+        p.add("server.listen", "needs at least one address");
     }
     let mut out = Vec::new();
     for (i, l) in listen.iter().enumerate() {
-        match l.to_socket_addrs().map(|mut a| a.next()) {
-            Ok(Some(addr)) => out.push(addr),
-            _ => p.add(format!("listen[{i}]"), format!("`{l}` is not a host:port address")),
+        match l.parse::<SocketAddr>() {
+            Ok(addr) => out.push(addr),
+            Err(_) => p.add(format!("server.listen[{i}]"), format!("`{l}` is not an IP:port address")),
         }
     }
     out
@@ -233,10 +235,10 @@ fn check_root_object(root: &str, p: &mut Problems) {
 
 fn validate_cache(raw: Option<RawCache>, p: &mut Problems) -> CacheSettings {
     let (memory, max_object) = raw.map_or((None, None), |c| (c.memory_mb, c.max_object_mb));
-    let memory_mb = p.range("cache.memory_mb", memory, 1, 1 << 20, 256);
-    let max_object_mb = p.range("cache.max_object_mb", max_object, 1, 1 << 20, 8);
+    let memory_mb = p.range("server.cache.memory_mb", memory, 1, 1 << 20, 256);
+    let max_object_mb = p.range("server.cache.max_object_mb", max_object, 1, 1 << 20, 8);
     if max_object_mb > memory_mb {
-        p.add("cache.max_object_mb", "must not exceed cache.memory_mb");
+        p.add("server.cache.max_object_mb", "must not exceed server.cache.memory_mb");
     }
     CacheSettings { memory_bytes: memory_mb << 20, max_object_bytes: max_object_mb << 20 }
 }

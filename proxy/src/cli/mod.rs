@@ -123,7 +123,10 @@ fn validate(files: &[PathBuf]) -> ExitCode {
     let mut ok = true;
     for file in files {
         match verge_config::from_file(file) {
-            Ok(d) => println!("{}: ok ({} origins, {} behaviors)", file.display(), d.origins.len(), d.behaviors.len()),
+            Ok(config) => {
+                let d = &config.distribution;
+                println!("{}: ok ({} origins, {} behaviors)", file.display(), d.origins.len(), d.behaviors.len())
+            }
             Err(e) => {
                 eprintln!("{e}");
                 ok = false;
@@ -226,16 +229,19 @@ fn serve(config: Option<PathBuf>, listen: Vec<std::net::SocketAddr>, demo_functi
         Some(path) => verge_config::from_file(path),
         None => verge_config::parse_str("<embedded demo.yaml>", demo::DEMO_YAML),
     };
-    let mut dist = match parsed {
-        Ok(d) => d,
+    let (file_settings, mut dist) = match parsed {
+        Ok(config) => (config.server, config.distribution),
         Err(e) => {
             eprintln!("{e}");
             return ExitCode::from(EXIT_CONFIG);
         }
     };
+    // `--listen` takes precedence over the file's `server.listen`.
+    let mut settings = file_settings.clone();
     if !listen.is_empty() {
-        dist.listen = listen.clone();
+        settings.listen = listen;
     }
+    let threads = settings.threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
     if is_demo {
         match demo::prepare_functions(&mut dist, demo_functions.as_deref()) {
             Ok(true) => println!("verge: demo hooks published: security-headers, ab-test, webp"),
@@ -246,7 +252,7 @@ fn serve(config: Option<PathBuf>, listen: Vec<std::net::SocketAddr>, demo_functi
             }
         }
     }
-    let runtime = match tokio::runtime::Builder::new_multi_thread().worker_threads(dist.threads).enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread().worker_threads(threads).enable_all().build() {
         Ok(r) => r,
         Err(e) => {
             eprintln!("verge: cannot start the runtime: {e}");
@@ -280,8 +286,8 @@ fn serve(config: Option<PathBuf>, listen: Vec<std::net::SocketAddr>, demo_functi
             }
         };
         // The embedded demo has no file to read again.
-        let reload = config.map(|path| (reload::Source { path, listen_override: listen.clone() }, engine));
-        let started = match server::start(snapshot, reload).await {
+        let reload = config.map(|path| (reload::Source { path, server: file_settings }, engine));
+        let started = match server::start(&settings, snapshot, reload).await {
             Ok(s) => s,
             Err(e) => {
                 eprintln!("verge: {e}");

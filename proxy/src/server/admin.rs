@@ -1,25 +1,39 @@
-//! The admin API on its own listener: CloudFront-style invalidations and cache statistics.
+//! The admin API on its own listener, served by pingora's HTTP stack (`ServeHttp`): CloudFront-style
+//! invalidations, reloads, cache statistics and the Prometheus exposition. Answers are JSON built with
+//! serde_json; request bodies are bounded and never echoed back.
 //!
 //! `POST /invalidations` with one path per line (`/a.jpg`, `/images/*`, `/*`) answers
-//! `{"paths":N,"removed":M}`; `POST /reload` reloads the distribution file (see `reload`); `GET /metrics`
-//! is the Prometheus exposition (see `metrics`); `GET /stats` answers the store's counters as JSON.
+//! `{"paths":N,"removed":M}`; `POST /reload` reloads the distribution file; `GET /metrics` is the
+//! Prometheus exposition; `GET /stats` the store's counters; `GET /healthz` answers `ok`.
 
 use std::sync::Arc;
+use std::time::Duration;
 
-use tokio::net::TcpListener;
+use async_trait::async_trait;
+use bytes::BytesMut;
+use http::{Response, StatusCode};
+use pingora_core::apps::http_app::ServeHttp;
+use pingora_core::protocols::http::ServerSession;
+use serde_json::json;
 
 use crate::cache::invalidation::InvalidationPath;
 use crate::cache::storage::ObjectStore;
-use crate::http_server::{self, OriginRequest as Request, OriginResponse as Response};
 use crate::server::reload::Reloader;
 use crate::snapshot::SharedSnapshot;
 
-fn json(status: u16, body: String) -> Response {
-    Response::new(status, body).header("content-type", "application/json")
+/// The largest request body the admin API reads (an invalidation batch of a few thousand paths).
+const MAX_BODY: usize = 1 << 20;
+/// How long a request may take to send its body.
+const BODY_TIMEOUT: Duration = Duration::from_secs(10);
+
+pub struct AdminApp {
+    pub store: &'static ObjectStore,
+    pub snapshot: SharedSnapshot,
+    pub reloader: Option<Arc<Reloader>>,
 }
 
 /// Validates every path first: a batch with one bad path removes nothing.
-pub fn invalidate(store: &ObjectStore, body: &str) -> Result<(usize, usize), String> {
+fn invalidate(store: &ObjectStore, body: &str) -> Result<(usize, usize), String> {
     let paths: Vec<InvalidationPath> =
         body.lines().map(str::trim).filter(|l| !l.is_empty()).map(InvalidationPath::parse).collect::<Result<_, _>>()?;
     if paths.is_empty() {
@@ -29,50 +43,115 @@ pub fn invalidate(store: &ObjectStore, body: &str) -> Result<(usize, usize), Str
     Ok((paths.len(), removed))
 }
 
-fn handle(store: &ObjectStore, snapshot: &SharedSnapshot, reloader: Option<&Reloader>, req: &Request) -> Response {
-    match (req.method.as_str(), req.path()) {
-        ("GET", "/metrics") => Response::new(200, crate::observe::metrics::render(store, &snapshot.load()))
-            .header("content-type", "text/plain; version=0.0.4"),
-        ("POST", "/reload") => match reloader {
-            // Compiling functions blocks: take this worker out of the async pool while it runs.
-            Some(reloader) => match tokio::task::block_in_place(|| reloader.reload()) {
-                Ok(reloaded) => json(200, reloaded.to_json()),
-                Err(reason) => json(400, format!("{{\"reloaded\":false,\"error\":{reason:?}}}\n")),
-            },
-            None => json(409, "{\"error\":\"the embedded demo has no distribution file to reload\"}\n".to_string()),
-        },
-        ("POST", "/invalidations") => match invalidate(store, &String::from_utf8_lossy(&req.body)) {
-            Ok((paths, removed)) => {
-                tracing::info!(paths, removed, "invalidation");
-                json(200, format!("{{\"paths\":{paths},\"removed\":{removed}}}\n"))
+fn answer(status: StatusCode, content_type: &'static str, body: Vec<u8>) -> Response<Vec<u8>> {
+    let length = http::HeaderValue::from(body.len());
+    let mut response = Response::new(body);
+    *response.status_mut() = status;
+    let headers = response.headers_mut();
+    headers.insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static(content_type));
+    headers.insert(http::header::CONTENT_LENGTH, length);
+    response
+}
+
+fn json_answer(status: StatusCode, value: serde_json::Value) -> Response<Vec<u8>> {
+    let mut body = serde_json::to_vec(&value).unwrap_or_default();
+    body.push(b'\n');
+    answer(status, "application/json", body)
+}
+
+/// The request body, up to `MAX_BODY` bytes within `BODY_TIMEOUT`.
+async fn read_body(session: &mut ServerSession) -> Result<Vec<u8>, Response<Vec<u8>>> {
+    let declared = session.req_header().headers.get(http::header::CONTENT_LENGTH);
+    if declared.and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<usize>().ok()).is_some_and(|n| n > MAX_BODY) {
+        return Err(json_answer(StatusCode::PAYLOAD_TOO_LARGE, json!({ "error": "request body too large" })));
+    }
+    let read = async {
+        let mut body = BytesMut::new();
+        while let Some(chunk) = session.read_request_body().await.map_err(|_| "the request body could not be read")? {
+            if body.len() + chunk.len() > MAX_BODY {
+                return Err("request body too large");
             }
-            Err(reason) => json(400, format!("{{\"error\":{reason:?}}}\n")),
-        },
-        ("GET", "/stats") => {
-            let s = store.stats();
-            json(
-                200,
-                format!(
-                    "{{\"objects\":{},\"bytes\":{},\"capacity_bytes\":{},\"evicted_objects\":{},\"rejected_too_large\":{}}}\n",
-                    s.objects, s.bytes, s.capacity_bytes, s.evicted_objects, s.rejected_too_large
-                ),
-            )
+            body.extend_from_slice(&chunk);
         }
-        ("GET", "/healthz") => Response::new(200, "ok\n"),
-        _ => json(
-            404,
-            "{\"error\":\"POST /invalidations, POST /reload, GET /metrics, GET /stats, GET /healthz\"}\n".to_string(),
-        ),
+        Ok(body.to_vec())
+    };
+    match tokio::time::timeout(BODY_TIMEOUT, read).await {
+        Ok(Ok(body)) => Ok(body),
+        Ok(Err(reason)) => Err(json_answer(StatusCode::BAD_REQUEST, json!({ "error": reason }))),
+        Err(_) => Err(json_answer(StatusCode::REQUEST_TIMEOUT, json!({ "error": "request body timed out" }))),
     }
 }
 
-/// Serves the admin API on `listener` until the runtime stops.
-pub fn spawn(
-    listener: TcpListener,
-    store: &'static ObjectStore,
-    snapshot: SharedSnapshot,
-    reloader: Option<Arc<Reloader>>,
-) {
-    let handler = move |req: &Request| handle(store, &snapshot, reloader.as_deref(), req);
-    tokio::spawn(http_server::serve(listener, Arc::new(handler)));
+impl AdminApp {
+    async fn reload(&self) -> Response<Vec<u8>> {
+        let Some(reloader) = self.reloader.clone() else {
+            let error = "the embedded demo has no distribution file to reload";
+            return json_answer(StatusCode::CONFLICT, json!({ "error": error }));
+        };
+        // Compiling functions blocks: off the async workers.
+        match tokio::task::spawn_blocking(move || reloader.reload()).await {
+            Ok(Ok(reloaded)) => json_answer(
+                StatusCode::OK,
+                json!({
+                    "reloaded": true,
+                    "generation": reloaded.generation,
+                    "millis": reloaded.millis as u64,
+                    "needs_restart": reloaded.ignored,
+                }),
+            ),
+            Ok(Err(reason)) => json_answer(StatusCode::BAD_REQUEST, json!({ "reloaded": false, "error": reason })),
+            Err(e) => {
+                json_answer(StatusCode::INTERNAL_SERVER_ERROR, json!({ "reloaded": false, "error": e.to_string() }))
+            }
+        }
+    }
+
+    fn stats(&self) -> Response<Vec<u8>> {
+        let s = self.store.stats();
+        json_answer(
+            StatusCode::OK,
+            json!({
+                "objects": s.objects,
+                "bytes": s.bytes,
+                "capacity_bytes": s.capacity_bytes,
+                "evicted_objects": s.evicted_objects,
+                "rejected_too_large": s.rejected_too_large,
+            }),
+        )
+    }
+}
+
+#[async_trait]
+impl ServeHttp for AdminApp {
+    async fn response(&self, session: &mut ServerSession) -> Response<Vec<u8>> {
+        let body = match read_body(session).await {
+            Ok(body) => body,
+            Err(refusal) => {
+                session.set_keepalive(None);
+                return refusal;
+            }
+        };
+        let method = session.req_header().method.clone();
+        match (method.as_str(), session.req_header().uri.path()) {
+            ("GET", "/metrics") => answer(
+                StatusCode::OK,
+                "text/plain; version=0.0.4",
+                crate::observe::metrics::render(self.store, &self.snapshot.load()).into_bytes(),
+            ),
+            ("POST", "/reload") => self.reload().await,
+            ("POST", "/invalidations") => match invalidate(self.store, &String::from_utf8_lossy(&body)) {
+                Ok((paths, removed)) => {
+                    tracing::info!(paths, removed, "invalidation");
+                    json_answer(StatusCode::OK, json!({ "paths": paths, "removed": removed }))
+                }
+                Err(reason) => json_answer(StatusCode::BAD_REQUEST, json!({ "error": reason })),
+            },
+            ("GET", "/stats") => self.stats(),
+            ("GET", "/healthz") => answer(StatusCode::OK, "text/plain", b"ok\n".to_vec()),
+            _ => json_answer(
+                StatusCode::NOT_FOUND,
+                json!({ "error": "POST /invalidations, POST /reload, GET /metrics, GET /stats, GET /healthz" }),
+            ),
+        }
+    }
 }

@@ -23,7 +23,10 @@ use tokio::sync::watch;
 use crate::cache::storage::ObjectStore;
 use crate::phases::{CacheParts, VergeProxy};
 use crate::snapshot::{SharedSnapshot, Snapshot};
+use admin::AdminApp;
+use pingora_core::apps::http_app::HttpServer;
 use reload::{Reloader, Source};
+use verge_config::ServerSettings;
 
 mod admin;
 pub mod reload;
@@ -70,50 +73,58 @@ impl ServerApp for CountingApp {
     }
 }
 
+/// Binds `addr` (port 0 picks a free port) and hands the socket to pingora by its bound address.
+fn bind(addr: SocketAddr, fds: &mut Fds, what: &str) -> std::io::Result<SocketAddr> {
+    let listener = std::net::TcpListener::bind(addr)
+        .map_err(|e| std::io::Error::new(e.kind(), format!("cannot listen on {addr} ({what}): {e}")))?;
+    listener.set_nonblocking(true)?;
+    let bound = listener.local_addr()?;
+    fds.add(bound.to_string(), listener.into_raw_fd());
+    Ok(bound)
+}
+
 /// Binds every listener and starts serving on the current tokio runtime. With a `reload` source (the
 /// distribution file and the hook engine already started for it), SIGHUP and `POST /reload` reload it.
 pub async fn start(
+    settings: &ServerSettings,
     snapshot: Snapshot,
     reload: Option<(Source, Option<verge_hooks::HookEngine>)>,
 ) -> std::io::Result<Started> {
-    let dist = &snapshot.dist;
-    let store: &'static ObjectStore =
-        Box::leak(Box::new(ObjectStore::new(dist.cache.memory_bytes, dist.cache.max_object_bytes)));
+    let cache = settings.cache;
+    let store: &'static ObjectStore = Box::leak(Box::new(ObjectStore::new(cache.memory_bytes, cache.max_object_bytes)));
     let lock = Box::leak(pingora_cache::lock::CacheLock::new_boxed(CACHE_LOCK_AGE));
 
     // Bind here so port 0 works and the real address is known; pingora adopts the sockets by address.
     let mut fds = Fds::new();
     let mut addrs = Vec::new();
-    for addr in &dist.listen {
-        let listener = std::net::TcpListener::bind(addr)
-            .map_err(|e| std::io::Error::new(e.kind(), format!("cannot listen on {addr}: {e}")))?;
-        listener.set_nonblocking(true)?;
-        let bound = listener.local_addr()?;
-        fds.add(bound.to_string(), listener.into_raw_fd());
-        addrs.push(bound);
+    for addr in &settings.listen {
+        addrs.push(bind(*addr, &mut fds, "viewers")?);
     }
     if addrs.is_empty() {
         return Err(std::io::Error::other("no listen address"));
     }
 
-    let admin_listen = dist.admin_listen;
+    let admin_listen = settings.admin_listen;
     let shared: SharedSnapshot = Arc::new(ArcSwap::from_pointee(snapshot));
     let reloader = reload.map(|(source, engine)| Arc::new(Reloader::new(source, shared.clone(), engine)));
-    let admin_addr = match admin_listen {
+    let admin = match admin_listen {
         Some(addr) => {
-            let listener = tokio::net::TcpListener::bind(addr)
-                .await
-                .map_err(|e| std::io::Error::new(e.kind(), format!("cannot listen on {addr} (admin): {e}")))?;
-            let bound = listener.local_addr()?;
-            admin::spawn(listener, store, shared.clone(), reloader.clone());
-            Some(bound)
+            let bound = bind(addr, &mut fds, "admin")?;
+            let app = AdminApp { store, snapshot: shared.clone(), reloader: reloader.clone() };
+            let mut service = ListeningService::new("verge admin".to_string(), HttpServer::new_app(app));
+            service.add_tcp(&bound.to_string());
+            Some((bound, service))
         }
         None => None,
     };
+    let admin_addr = admin.as_ref().map(|(addr, _)| *addr);
     let conf = Arc::new(ServerConf { max_retries: 8, ..Default::default() });
     let proxy = Arc::new(pingora_proxy::http_proxy(
         &conf,
-        VergeProxy { snapshot: shared.clone(), cache: CacheParts { store, lock } },
+        VergeProxy {
+            snapshot: shared.clone(),
+            cache: CacheParts { store, lock, max_object_bytes: cache.max_object_bytes },
+        },
     ));
     let in_flight = Arc::new(AtomicUsize::new(0));
     let mut service =
@@ -127,6 +138,10 @@ pub async fn start(
     }
     let (shutdown, watch) = watch::channel(false);
     let fds = Arc::new(parking_lot::Mutex::new(fds));
+    if let Some((_, mut admin)) = admin {
+        let (fds, watch) = (fds.clone(), watch.clone());
+        tokio::spawn(async move { admin.start_service(Some(fds), watch, 1).await });
+    }
     tokio::spawn(async move {
         service.start_service(Some(fds), watch, 1).await;
     });

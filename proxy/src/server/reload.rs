@@ -6,22 +6,23 @@
 //! is logged and returned. Function versions the running distribution already has (same module bytes,
 //! same settings) are reused as they are: no compile, and their warm instances stay warm.
 //!
-//! Settings bound at start (listeners, worker threads, admin listener, cache sizes) keep their running
-//! values; a reload that changes them says so and applies the rest.
+//! Process settings (the file's `server` section: listeners, worker threads, admin listener, cache
+//! sizes) are a different type from the distribution and are never touched by a reload: a file whose
+//! `server` section changed is still applied, and the reload names the section as needing a restart.
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use verge_config::Distribution;
+use verge_config::{Distribution, ServerSettings};
 
 use crate::snapshot::{SharedSnapshot, Snapshot};
 
-/// Where a served distribution came from, to read it again.
+/// Where a served distribution came from, to read it again, and the process settings it started with.
 pub struct Source {
     pub path: PathBuf,
-    /// `--listen` given on the command line: it keeps precedence over the file.
-    pub listen_override: Vec<std::net::SocketAddr>,
+    /// The `server` section as the file had it at start (before command-line overrides).
+    pub server: ServerSettings,
 }
 
 /// Reloads one distribution file into the live snapshot, one reload at a time.
@@ -38,20 +39,8 @@ pub struct Reloader {
 pub struct Reloaded {
     pub generation: u64,
     pub millis: u128,
-    /// Changes that need a restart (kept at their running values).
+    /// Process settings the file changed: they apply at the next start.
     pub ignored: Vec<&'static str>,
-}
-
-impl Reloaded {
-    pub fn to_json(&self) -> String {
-        let ignored: Vec<String> = self.ignored.iter().map(|s| format!("{s:?}")).collect();
-        format!(
-            "{{\"reloaded\":true,\"generation\":{},\"millis\":{},\"needs_restart\":[{}]}}\n",
-            self.generation,
-            self.millis,
-            ignored.join(",")
-        )
-    }
 }
 
 /// The directory a distribution's relative paths (the function store) are resolved against.
@@ -107,44 +96,34 @@ impl Reloader {
     }
 
     fn build(&self) -> Result<(Snapshot, Vec<&'static str>), String> {
-        let mut dist = verge_config::from_file(&self.source.path).map_err(|e| e.to_string())?;
-        if !self.source.listen_override.is_empty() {
-            dist.listen = self.source.listen_override.clone();
-        }
+        let config = verge_config::from_file(&self.source.path).map_err(|e| e.to_string())?;
+        let ignored = changed_server_settings(&config.server, &self.source.server);
         let running = self.shared.load_full();
-        let ignored = keep_start_settings(&mut dist, &running.dist);
         let base_dir = base_dir(Some(&self.source.path));
         let mut engine = self.engine.lock().unwrap_or_else(|e| e.into_inner());
         if engine.is_none() {
-            *engine = hook_engine(&dist, &base_dir)?;
+            *engine = hook_engine(&config.distribution, &base_dir)?;
         }
         // Function versions the running snapshot already has are reused, warm instances and all.
-        let snapshot = Snapshot::build_after(dist, &base_dir, engine.as_ref(), Some(&running))?;
+        let snapshot = Snapshot::build_after(config.distribution, &base_dir, engine.as_ref(), Some(&running))?;
         Ok((snapshot, ignored))
     }
 }
 
-/// Puts the running values back into settings bound at start; names the ones the file changed.
-fn keep_start_settings(dist: &mut Distribution, running: &Distribution) -> Vec<&'static str> {
-    let mut ignored = Vec::new();
-    if dist.listen != running.listen {
-        ignored.push("listen");
-        dist.listen = running.listen.clone();
+/// The process settings that differ between the file now and at start (named as the file names them).
+fn changed_server_settings(now: &ServerSettings, at_start: &ServerSettings) -> Vec<&'static str> {
+    let mut changed = Vec::new();
+    if now.listen != at_start.listen {
+        changed.push("server.listen");
     }
-    if dist.threads != running.threads {
-        ignored.push("server.threads");
-        dist.threads = running.threads;
+    if now.threads != at_start.threads {
+        changed.push("server.threads");
     }
-    if dist.admin_listen != running.admin_listen {
-        ignored.push("admin.listen");
-        dist.admin_listen = running.admin_listen;
+    if now.admin_listen != at_start.admin_listen {
+        changed.push("server.admin");
     }
-    if (dist.cache.memory_bytes, dist.cache.max_object_bytes)
-        != (running.cache.memory_bytes, running.cache.max_object_bytes)
-    {
-        ignored.push("cache");
-        dist.cache.memory_bytes = running.cache.memory_bytes;
-        dist.cache.max_object_bytes = running.cache.max_object_bytes;
+    if now.cache != at_start.cache {
+        changed.push("server.cache");
     }
-    ignored
+    changed
 }
