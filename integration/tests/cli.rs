@@ -27,21 +27,6 @@ fn validate_accepts_examples_and_reports_bad_files_with_position() {
 }
 
 #[test]
-fn the_demo_serves_the_three_example_hooks() {
-    let verge = Verge::start_demo();
-    assert!(verge.admin.is_some(), "the demo prints its admin API");
-    let root = verge.get("/");
-    assert!(root.text().contains("Hello from the verge demo origin"));
-    assert_eq!(root.header("x-frame-options"), Some("DENY"), "security-headers");
-    let ab = verge.request("GET", "/ab/page", &[("Cookie", "ab_test=A")], b"");
-    assert_eq!(ab.text(), "You are in group A (/version-A/ab/page)\n");
-    assert!(ab.header("set-cookie").is_some_and(|c| c.starts_with("ab_test=A;")));
-    let webp = verge.request("GET", "/images/cat.jpg", &[("Accept", "image/webp,*/*")], b"");
-    assert!(webp.text().starts_with("WEBP bytes of /images/cat.webp"), "{}", webp.text());
-    assert!(verge.get("/images/cat.jpg").text().starts_with("JPEG bytes"));
-}
-
-#[test]
 fn functions_list_and_local_invoke_with_aws_sample_events() {
     let dir = TempDir::new();
     publish(&dir, &[("webp", Module::Guest("webp"))]);

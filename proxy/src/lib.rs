@@ -7,7 +7,6 @@
 mod cache;
 mod cli;
 mod edge;
-pub mod http_server;
 mod observe;
 mod phases;
 mod server;

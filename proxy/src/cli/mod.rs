@@ -1,16 +1,13 @@
-//! The `verge` command line: `serve` and `validate`. Bad configuration exits 64 (EX_USAGE),
-//! a start-up failure exits 1.
+//! The `verge` command line: `serve`, `validate`, `invoke`, `functions`, and the admin clients
+//! `invalidate` and `reload`. Bad configuration exits 64 (EX_USAGE), a start-up failure exits 1.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-mod demo;
 mod invoke;
-
-use crate::server::{self, reload};
-use crate::snapshot::Snapshot;
+mod serve;
 
 pub const EXIT_CONFIG: u8 = 64;
 
@@ -43,17 +40,15 @@ enum FunctionsCommand {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Serve a distribution (with no --config: the demo distribution in front of a built-in origin).
+    /// Serve a distribution file (the demo: `verge-demo`, see scripts/demo).
     Serve {
         /// The distribution file (YAML).
         #[arg(long, short)]
-        config: Option<PathBuf>,
-        /// Listen on these addresses instead of the file's `listen` (repeatable; port 0 picks a free port).
+        config: PathBuf,
+        /// Listen on these addresses instead of the file's `server.listen` (repeatable; port 0 picks a
+        /// free port).
         #[arg(long)]
         listen: Vec<std::net::SocketAddr>,
-        /// Demo only: the directory of the built example hooks (ab_test.wasm, security_headers.wasm, webp.wasm).
-        #[arg(long)]
-        demo_functions: Option<PathBuf>,
     },
     /// Manage the function store: publish immutable versions, list them.
     Functions {
@@ -109,7 +104,7 @@ pub fn run() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Validate { files } => validate(&files),
-        Command::Serve { config, listen, demo_functions } => serve(config, listen, demo_functions),
+        Command::Serve { config, listen } => serve::serve(config, listen),
         Command::Invalidate { admin, paths } => invalidate(admin, &paths),
         Command::Reload { admin } => reload(admin),
         Command::Functions { command } => functions(command),
@@ -209,105 +204,4 @@ fn admin_post(admin: std::net::SocketAddr, path: &str, body: &str, refused: &str
             ExitCode::FAILURE
         }
     }
-}
-
-fn init_logging() {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("VERGE_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_target(true)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_writer(crate::observe::log_writer::LogWriter::global())
-        .try_init();
-}
-
-fn serve(config: Option<PathBuf>, listen: Vec<std::net::SocketAddr>, demo_functions: Option<PathBuf>) -> ExitCode {
-    init_logging();
-    let is_demo = config.is_none();
-    let parsed = match &config {
-        Some(path) => verge_config::from_file(path),
-        None => verge_config::parse_str("<embedded demo.yaml>", demo::DEMO_YAML),
-    };
-    let (file_settings, mut dist) = match parsed {
-        Ok(config) => (config.server, config.distribution),
-        Err(e) => {
-            eprintln!("{e}");
-            return ExitCode::from(EXIT_CONFIG);
-        }
-    };
-    // `--listen` takes precedence over the file's `server.listen`.
-    let mut settings = file_settings.clone();
-    if !listen.is_empty() {
-        settings.listen = listen;
-    }
-    let threads = settings.threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
-    if is_demo {
-        match demo::prepare_functions(&mut dist, demo_functions.as_deref()) {
-            Ok(true) => println!("verge: demo hooks published: security-headers, ab-test, webp"),
-            Ok(false) => println!("verge: demo without hooks (scripts/demo builds them and passes --demo-functions)"),
-            Err(e) => {
-                eprintln!("verge: demo hooks: {e}");
-                return ExitCode::FAILURE;
-            }
-        }
-    }
-    let runtime = match tokio::runtime::Builder::new_multi_thread().worker_threads(threads).enable_all().build() {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("verge: cannot start the runtime: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    runtime.block_on(async move {
-        if is_demo {
-            match demo::start_origin(&mut dist).await {
-                Ok(addr) => println!("verge: demo origin on http://{addr}"),
-                Err(e) => {
-                    eprintln!("verge: cannot start the demo origin: {e}");
-                    return ExitCode::FAILURE;
-                }
-            }
-        }
-        let base_dir = reload::base_dir(config.as_deref());
-        let engine = match reload::hook_engine(&dist, &base_dir) {
-            Ok(engine) => engine,
-            Err(e) => {
-                eprintln!("verge: {e}");
-                return ExitCode::FAILURE;
-            }
-        };
-        // An origin that does not resolve or a function that cannot be loaded is a distribution error.
-        let snapshot = match Snapshot::build(dist, &base_dir, engine.as_ref()) {
-            Ok(s) => s,
-            Err(e) => {
-                eprintln!("verge: {e}");
-                return ExitCode::from(EXIT_CONFIG);
-            }
-        };
-        // The embedded demo has no file to read again.
-        let reload = config.map(|path| (reload::Source { path, server: file_settings }, engine));
-        let started = match server::start(&settings, snapshot, reload).await {
-            Ok(s) => s,
-            Err(e) => {
-                eprintln!("verge: {e}");
-                return ExitCode::FAILURE;
-            }
-        };
-        // The admin line comes first: a reader that saw `listening on` has seen everything.
-        if let Some(addr) = started.admin_addr {
-            println!("verge: admin API on http://{addr}");
-        }
-        for addr in &started.addrs {
-            println!("verge: listening on http://{addr}");
-        }
-        if is_demo {
-            let a = started.addrs[0];
-            println!(
-                "try:\n  curl -i http://{a}/                 default root object, security headers; run it twice for a Hit\n  curl -i http://{a}/ab/page          A/B test: a group, a rewritten uri and a Set-Cookie\n  curl -i -H 'Accept: image/webp' http://{a}/images/cat.jpg   webp for viewers that accept it\n  curl -i http://{a}/images/cat.jpg   the jpeg for the others (Accept is in the cache key)\n  curl -i http://{a}/api/time         CachingDisabled behavior\n  curl -i -X POST http://{a}/         403: method not allowed"
-            );
-        }
-        server::run_until_signal(started).await;
-        ExitCode::SUCCESS
-    })
 }

@@ -29,7 +29,7 @@ const BODY_TIMEOUT: Duration = Duration::from_secs(10);
 pub struct AdminApp {
     pub store: &'static ObjectStore,
     pub snapshot: SharedSnapshot,
-    pub reloader: Option<Arc<Reloader>>,
+    pub reloader: Arc<Reloader>,
 }
 
 /// Validates every path first: a batch with one bad path removes nothing.
@@ -84,10 +84,7 @@ async fn read_body(session: &mut ServerSession) -> Result<Vec<u8>, Response<Vec<
 
 impl AdminApp {
     async fn reload(&self) -> Response<Vec<u8>> {
-        let Some(reloader) = self.reloader.clone() else {
-            let error = "the embedded demo has no distribution file to reload";
-            return json_answer(StatusCode::CONFLICT, json!({ "error": error }));
-        };
+        let reloader = self.reloader.clone();
         // Compiling functions blocks: off the async workers.
         match tokio::task::spawn_blocking(move || reloader.reload()).await {
             Ok(Ok(reloaded)) => json_answer(

@@ -44,7 +44,7 @@ pub struct Started {
     pub addrs: Vec<SocketAddr>,
     pub admin_addr: Option<SocketAddr>,
     /// Reloads the distribution file (none for the embedded demo).
-    pub reloader: Option<Arc<Reloader>>,
+    pub reloader: Arc<Reloader>,
     shutdown: watch::Sender<bool>,
     /// Requests being processed (drained on shutdown).
     in_flight: Arc<AtomicUsize>,
@@ -83,12 +83,13 @@ fn bind(addr: SocketAddr, fds: &mut Fds, what: &str) -> std::io::Result<SocketAd
     Ok(bound)
 }
 
-/// Binds every listener and starts serving on the current tokio runtime. With a `reload` source (the
-/// distribution file and the hook engine already started for it), SIGHUP and `POST /reload` reload it.
+/// Binds every listener and starts serving on the current tokio runtime. SIGHUP and `POST /reload`
+/// reload `source` (the distribution file; `engine` is the hook engine already started for it).
 pub async fn start(
     settings: &ServerSettings,
     snapshot: Snapshot,
-    reload: Option<(Source, Option<verge_hooks::HookEngine>)>,
+    source: Source,
+    engine: Option<verge_hooks::HookEngine>,
 ) -> std::io::Result<Started> {
     let cache = settings.cache;
     let store: &'static ObjectStore = Box::leak(Box::new(ObjectStore::new(cache.memory_bytes, cache.max_object_bytes)));
@@ -106,7 +107,7 @@ pub async fn start(
 
     let admin_listen = settings.admin_listen;
     let shared: SharedSnapshot = Arc::new(ArcSwap::from_pointee(snapshot));
-    let reloader = reload.map(|(source, engine)| Arc::new(Reloader::new(source, shared.clone(), engine)));
+    let reloader = Arc::new(Reloader::new(source, shared.clone(), engine));
     let admin = match admin_listen {
         Some(addr) => {
             let bound = bind(addr, &mut fds, "admin")?;
@@ -167,11 +168,11 @@ pub async fn run_until_signal(started: Started) {
         tokio::select! {
             _ = tokio::signal::ctrl_c() => break,
             _ = next(&mut term) => break,
-            _ = next(&mut hangup) => match started.reloader.clone() {
+            _ = next(&mut hangup) => {
                 // Compiling functions blocks: off the async workers. The outcome is logged by `reload`.
-                Some(reloader) => drop(tokio::task::spawn_blocking(move || reloader.reload())),
-                None => tracing::warn!("SIGHUP: nothing to reload (the embedded demo has no distribution file)"),
-            },
+                let reloader = started.reloader.clone();
+                drop(tokio::task::spawn_blocking(move || reloader.reload()));
+            }
         }
     }
     tracing::info!("shutting down: no new connections; draining requests in flight");

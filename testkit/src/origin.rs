@@ -1,5 +1,5 @@
-//! A small HTTP/1.1 server on tokio: the demo origin, the admin API and the integration tests' origins.
-//! Keep-alive, Content-Length bodies, optional per-response delay.
+//! A small programmable HTTP/1.1 origin on tokio for tests and the demo: keep-alive, Content-Length
+//! bodies, an optional per-response delay and a truncated transfer (to provoke origin faults).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -63,10 +63,17 @@ impl OriginResponse {
 
 pub type Handler = Arc<dyn Fn(&OriginRequest) -> OriginResponse + Send + Sync>;
 
-/// Accepts connections until the listener's task is dropped.
+/// Accepts connections until the listener's task is dropped. A failed accept (out of file descriptors)
+/// waits a moment before the next try instead of spinning a core.
 pub async fn serve(listener: TcpListener, handler: Handler) {
     loop {
-        let Ok((stream, _)) = listener.accept().await else { continue };
+        let stream = match listener.accept().await {
+            Ok((stream, _)) => stream,
+            Err(_) => {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
         let handler = handler.clone();
         tokio::spawn(async move {
             let _ = connection(stream, handler).await;

@@ -1,0 +1,65 @@
+//! The demo end to end: the real `verge-demo` runs the real `verge` (built beside it by the workspace's
+//! tests) with the example hooks, in front of its origin.
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use verge_testkit::client::http_request;
+
+/// Kills the demo (and with it verge, whose stdout it holds) when the test ends, pass or fail.
+struct Running(Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn the_demo_serves_the_three_example_hooks() {
+    let modules = verge_testkit::guests::guest_dir();
+    let demo = env!("CARGO_BIN_EXE_verge-demo");
+    assert!(
+        std::path::Path::new(demo).with_file_name("verge").exists(),
+        "the verge binary is built beside verge-demo by `cargo test --workspace` (or `cargo build -p verge`)"
+    );
+    let mut child = Command::new(demo)
+        .arg("--functions")
+        .arg(modules)
+        .args(["--listen", "127.0.0.1:0"])
+        .env("VERGE_LOG", "warn")
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("run verge-demo");
+    let stdout = child.stdout.take().unwrap();
+    let running = Running(child);
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut lines = Vec::new();
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if let Some(addr) = line.strip_prefix("verge: listening on http://") {
+                let _ = tx.send(Ok(addr.parse::<SocketAddr>().unwrap()));
+            }
+            lines.push(line);
+        }
+        let _ = tx.send(Err(lines.join("\n")));
+    });
+    let addr = match rx.recv_timeout(Duration::from_secs(60)) {
+        Ok(Ok(addr)) => addr,
+        other => panic!("the demo did not start: {other:?}"),
+    };
+    let get = |path: &str, headers: &[(&str, &str)]| http_request(addr, "GET", path, headers, b"");
+    let root = get("/", &[]);
+    assert!(root.text().contains("Hello from the verge demo origin"), "{}", root.text());
+    assert_eq!(root.header("x-frame-options"), Some("DENY"), "security-headers");
+    let ab = get("/ab/page", &[("Cookie", "ab_test=A")]);
+    assert_eq!(ab.text(), "You are in group A (/version-A/ab/page)\n");
+    assert!(ab.header("set-cookie").is_some_and(|c| c.starts_with("ab_test=A;")));
+    let webp = get("/images/cat.jpg", &[("Accept", "image/webp,*/*")]);
+    assert!(webp.text().starts_with("WEBP bytes of /images/cat.webp"), "{}", webp.text());
+    assert!(get("/images/cat.jpg", &[]).text().starts_with("JPEG bytes"));
+    drop(running);
+}

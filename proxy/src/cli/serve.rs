@@ -1,0 +1,79 @@
+//! `verge serve --config FILE`: reads the file, starts the hook engine if functions are associated,
+//! builds the first snapshot, binds the listeners and serves until SIGTERM/SIGINT (SIGHUP reloads).
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use super::EXIT_CONFIG;
+use crate::server::{self, reload};
+use crate::snapshot::Snapshot;
+
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("VERGE_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_target(true)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_writer(crate::observe::log_writer::LogWriter::global())
+        .try_init();
+}
+
+pub fn serve(config: PathBuf, listen: Vec<std::net::SocketAddr>) -> ExitCode {
+    init_logging();
+    let (file_settings, dist) = match verge_config::from_file(&config) {
+        Ok(config) => (config.server, config.distribution),
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    // `--listen` takes precedence over the file's `server.listen`.
+    let mut settings = file_settings.clone();
+    if !listen.is_empty() {
+        settings.listen = listen;
+    }
+    let threads = settings.threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    let runtime = match tokio::runtime::Builder::new_multi_thread().worker_threads(threads).enable_all().build() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("verge: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(async move {
+        let base_dir = reload::base_dir(Some(&config));
+        let engine = match reload::hook_engine(&dist, &base_dir) {
+            Ok(engine) => engine,
+            Err(e) => {
+                eprintln!("verge: {e}");
+                return ExitCode::FAILURE;
+            }
+        };
+        // An origin that does not resolve or a function that cannot be loaded is a distribution error.
+        let snapshot = match Snapshot::build(dist, &base_dir, engine.as_ref()) {
+            Ok(s) => s,
+            Err(e) => {
+                eprintln!("verge: {e}");
+                return ExitCode::from(EXIT_CONFIG);
+            }
+        };
+        let source = reload::Source { path: config, server: file_settings };
+        let started = match server::start(&settings, snapshot, source, engine).await {
+            Ok(s) => s,
+            Err(e) => {
+                eprintln!("verge: {e}");
+                return ExitCode::FAILURE;
+            }
+        };
+        // The admin line comes first: a reader that saw `listening on` has seen everything.
+        if let Some(addr) = started.admin_addr {
+            println!("verge: admin API on http://{addr}");
+        }
+        for addr in &started.addrs {
+            println!("verge: listening on http://{addr}");
+        }
+        server::run_until_signal(started).await;
+        ExitCode::SUCCESS
+    })
+}
