@@ -1,5 +1,6 @@
 //! End-to-end tests: the real `verge` binary in front of real origin servers on loopback.
 
+#[macro_use]
 mod harness;
 
 mod caching;

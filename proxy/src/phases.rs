@@ -509,6 +509,7 @@ impl ProxyHttp for VergeProxy {
             result,
             behavior: ctx.route.behavior,
             origin: ctx.snapshot.dist.origins.get(ctx.route.origin).map_or("", |o| o.id.as_str()),
+            functions: ctx.functions_ran,
             millis: elapsed.as_millis() as u64,
             error: e,
         });

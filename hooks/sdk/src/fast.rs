@@ -137,6 +137,13 @@ impl Ctx {
     pub fn distribution_domain_name(&self) -> String {
         self.get(field::DISTRIBUTION_DOMAIN_NAME)
     }
+    pub fn distribution_id(&self) -> String {
+        self.get(field::DISTRIBUTION_ID)
+    }
+    /// `viewer-request`, `origin-request`, `origin-response` or `viewer-response`.
+    pub fn event_type(&self) -> String {
+        self.get(field::EVENT_TYPE)
+    }
     pub fn request_id(&self) -> String {
         self.get(field::REQUEST_ID)
     }
@@ -181,6 +188,10 @@ impl Ctx {
 
     pub fn response_header(&self, name: &str) -> Option<String> {
         self.header(RESPONSE, name, 0)
+    }
+    /// Every value of a response header.
+    pub fn response_header_all(&self, name: &str) -> Vec<String> {
+        (0..).map_while(|i| self.header(RESPONSE, name, i)).collect()
     }
     pub fn response_header_names(&self) -> Vec<String> {
         self.names(RESPONSE)

@@ -17,6 +17,8 @@ mod abi;
 pub mod cookies;
 pub mod fast;
 mod headers;
+#[doc(hidden)]
+pub mod over_fast;
 mod types;
 
 pub use headers::{HeaderEntry, Headers};
@@ -52,6 +54,20 @@ macro_rules! fast_handler {
         #[no_mangle]
         pub extern "C" fn verge_fast_handle(event: u32) -> i32 {
             $crate::fast::__run(event, $handle)
+        }
+    };
+}
+
+/// Exports `handle: fn(Event) -> Result<Outcome, String>` through the fast ABI: the event is read with
+/// host calls and the outcome applied as the host calls that differ from what was read. The same
+/// handler then runs on all three ABIs (`handler!`, `command!`, this), which is how verge's tests run
+/// every scenario on every ABI.
+#[macro_export]
+macro_rules! fast_event_handler {
+    ($handle:path) => {
+        #[no_mangle]
+        pub extern "C" fn verge_fast_handle(event: u32) -> i32 {
+            $crate::fast::__run(event, |ctx| $crate::over_fast::run(ctx, $handle))
         }
     };
 }

@@ -13,6 +13,38 @@ use std::time::Duration;
 pub use verge_testkit::client::{http_request, Response};
 pub use verge_testkit::origin::{OriginRequest, OriginResponse};
 
+/// Runs a test once per hook ABI, with the `misbehave` fixture built for each (the same handler on the
+/// JSON SDK ABI, the fast ABI and as a WASI command), as Viceroy runs each test on both of its ABIs:
+/// `every_abi! { fn name(guest) { ... Module::Guest(guest) ... } }` becomes `name::json_sdk`,
+/// `name::fast` and `name::wasi_command`.
+#[macro_export]
+macro_rules! every_abi {
+    ($(#[$meta:meta])* fn $name:ident($guest:ident) $body:block) => {
+        $(#[$meta])*
+        mod $name {
+            #[allow(unused_imports)]
+            use super::*;
+
+            fn run($guest: &'static str) $body
+
+            #[test]
+            fn json_sdk() {
+                run("misbehave")
+            }
+
+            #[test]
+            fn fast() {
+                run("misbehave_fast")
+            }
+
+            #[test]
+            fn wasi_command() {
+                run("misbehave_command")
+            }
+        }
+    };
+}
+
 /// Generous for a loaded 2-core CI machine; only used as an upper bound, never as synchronisation.
 pub const TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -169,12 +201,12 @@ impl Verge {
 
     /// Waits until the access log has the line of `request_id`, then lists the triggers that ran for it.
     pub fn triggers_for(&self, request_id: &str) -> Vec<String> {
-        assert!(self.wait_for_output(&format!("request_id={request_id} method")), "no access log for {request_id}");
-        self.output()
-            .lines()
-            .filter(|l| l.contains("invoked") && l.contains(&format!("request_id={request_id}")))
-            .filter_map(|l| l.split("event_type=\"").nth(1)?.split('"').next().map(str::to_string))
-            .collect()
+        let line_start = format!("request_id={request_id} method");
+        assert!(self.wait_for_output(&line_start), "no access log for {request_id}");
+        let output = self.output();
+        let line = output.lines().find(|l| l.contains(&line_start)).expect("the access line");
+        let functions = line.split(" functions=").nth(1).and_then(|f| f.split(' ').next()).expect("functions field");
+        functions.split(',').filter(|f| *f != "-").map(str::to_string).collect()
     }
 
     /// Waits (up to `TIMEOUT`) until the process has printed `needle`; returns whether it did.

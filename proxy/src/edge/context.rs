@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use bytes::Bytes;
 use pingora_core::upstreams::peer::HttpPeer;
-use verge_config::model::Target;
+use verge_config::model::{EventType, Target};
 use verge_hooks::{Call, HookError};
 
 use crate::edge::generated::GeneratedOrigin;
@@ -27,6 +27,8 @@ pub struct RequestContext {
     /// The request as sent to the origin, for the origin-response function.
     pub sent_request: Option<pingora_http::RequestHeader>,
     pub ending: Ending,
+    /// The triggers whose functions ran, in order (the access line shows them).
+    pub functions_ran: Trail,
     /// How the request ended, once its response head is decided (the access log and metrics read it).
     pub outcome: Option<Outcome>,
 }
@@ -83,6 +85,31 @@ pub enum Ending {
     ReplacingBody(Option<Bytes>),
 }
 
+/// Triggers in the order their functions ran; the first eight are kept (failover runs the origin
+/// triggers at most twice, so a request has at most six). No allocation: this lives in every request.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Trail {
+    events: [u8; 8],
+    len: u8,
+}
+
+impl Trail {
+    pub fn push(&mut self, event: EventType) {
+        if let Some(slot) = self.events.get_mut(self.len as usize) {
+            *slot = event.index() as u8;
+            self.len += 1;
+        }
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = EventType> + '_ {
+        self.events[..self.len as usize].iter().map(|&i| EventType::ALL[i as usize])
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+}
+
 impl RequestContext {
     pub fn new(snapshot: Arc<Snapshot>, request_id: String) -> Self {
         RequestContext {
@@ -95,6 +122,7 @@ impl RequestContext {
             bodies: Bodies::default(),
             sent_request: None,
             ending: Ending::Proxied,
+            functions_ran: Trail::default(),
             outcome: None,
         }
     }

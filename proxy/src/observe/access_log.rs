@@ -19,8 +19,28 @@ pub struct AccessLine<'a> {
     pub result: LoggedResult,
     pub behavior: usize,
     pub origin: &'a str,
+    /// The triggers whose functions ran, in order.
+    pub functions: crate::edge::context::Trail,
     pub millis: u64,
     pub error: Option<&'a pingora_error::Error>,
+}
+
+/// `viewer-request,origin-request,...`, or `-` when no function ran.
+struct Functions(crate::edge::context::Trail);
+
+impl std::fmt::Display for Functions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.0.is_empty() {
+            return f.write_str("-");
+        }
+        for (i, event) in self.0.iter().enumerate() {
+            if i > 0 {
+                f.write_str(",")?;
+            }
+            f.write_str(event.as_str())?;
+        }
+        Ok(())
+    }
 }
 
 /// Whether access lines are on (`VERGE_LOG` filters them like any `verge::access` event).
@@ -35,7 +55,7 @@ pub fn write(line: &AccessLine<'_>) {
     let error = line.error.map(|e| e.to_string()).unwrap_or_default();
     let _ = writeln!(
         text,
-        "  INFO verge::access: request_id={} method={} uri={} status={} result={:?} response_result={:?} detailed_result={:?} behavior={} origin={} millis={} error={:?}",
+        "  INFO verge::access: request_id={} method={} uri={} status={} result={:?} response_result={:?} detailed_result={:?} behavior={} origin={} functions={} millis={} error={:?}",
         line.request_id,
         line.method,
         line.uri,
@@ -45,6 +65,7 @@ pub fn write(line: &AccessLine<'_>) {
         line.result.detailed,
         line.behavior,
         line.origin,
+        Functions(line.functions),
         line.millis,
         error
     );

@@ -51,6 +51,7 @@ pub async fn viewer_request(session: &mut Session, ctx: &mut RequestContext) -> 
     if include_body::wanted(ctx, EventType::ViewerRequest) {
         call::expose_body(&mut call, include_body::read(session, ctx).await?, EventType::ViewerRequest);
     }
+    ctx.functions_ran.push(EventType::ViewerRequest);
     match function.invoke(call, &ctx.request_id).await {
         Ok(call) if call.generated_status.is_some() => {
             let (header, body) = call::generated_response(&call)?;
@@ -108,6 +109,7 @@ pub async fn origin_request(session: &mut Session, ctx: &mut RequestContext) -> 
     if include_body::wanted(ctx, EventType::OriginRequest) {
         call::expose_body(&mut call, include_body::read(session, ctx).await?, EventType::OriginRequest);
     }
+    ctx.functions_ran.push(EventType::OriginRequest);
     let mut call = function.invoke(call, &ctx.request_id).await.map_err(|e| hook_failed(ctx, e))?;
     if call.generated_status.is_some() {
         let (header, body) = call::generated_response(&call)?;
@@ -195,6 +197,7 @@ pub async fn origin_response(resp: &mut ResponseHeader, ctx: &mut RequestContext
         &sent,
         Some(resp),
     );
+    ctx.functions_ran.push(EventType::OriginResponse);
     let mut call = function.invoke(call, &ctx.request_id).await.map_err(|e| hook_failed(ctx, e))?;
     call::replay_response(resp, &mut call)?;
     if let Some(body) = call.body {
@@ -225,6 +228,7 @@ pub async fn viewer_response(session: &Session, resp: &mut ResponseHeader, ctx: 
         session.req_header(),
         Some(resp),
     );
+    ctx.functions_ran.push(EventType::ViewerResponse);
     let mut call = function.invoke(call, &ctx.request_id).await.map_err(|e| hook_failed(ctx, e))?;
     call::replay_response(resp, &mut call)
 }
