@@ -1,6 +1,6 @@
 //! Versioned Lambda function ARNs: `arn:<partition>:lambda:<region>:<account>:function:<name>:<version>`.
 //!
-//! Only numbered versions are accepted (SPEC §9): a version is an immutable snapshot, while `$LATEST`
+//! Only numbered versions are accepted (docs/cloudfront.md, "Versioned functions"): a version is an immutable snapshot, while `$LATEST`
 //! and aliases are mutable pointers.
 
 use std::fmt;

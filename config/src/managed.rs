@@ -1,4 +1,4 @@
-//! CloudFront's managed cache and origin request policies, referable by name or by ID (SPEC §10.5, §10.7).
+//! CloudFront's managed cache and origin request policies, referable by name or by ID (docs/cloudfront.md, "Cache keys and policies").
 
 use crate::model::{CachePolicy, HeaderForwarding, OriginRequestPolicy, Selection};
 

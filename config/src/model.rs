@@ -77,7 +77,7 @@ impl EventType {
         matches!(self, EventType::ViewerRequest | EventType::ViewerResponse)
     }
 
-    /// Lambda@Edge quotas for this trigger (SPEC §5.1).
+    /// Lambda@Edge quotas for this trigger (docs/cloudfront.md, "Function limits").
     pub fn limits(self) -> TriggerLimits {
         if self.is_viewer() {
             TriggerLimits {

@@ -8,7 +8,7 @@ pub struct PathPattern {
     glob: Vec<u8>,
 }
 
-/// Characters CloudFront accepts in a path pattern (SPEC §10.4).
+/// Characters CloudFront accepts in a path pattern (docs/cloudfront.md, "Cache behaviors").
 pub fn is_pattern_char(c: char) -> bool {
     c.is_ascii_alphanumeric() || "_-.*$/~\"'@:+&?".contains(c)
 }

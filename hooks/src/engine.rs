@@ -1,6 +1,6 @@
 //! The wasmtime host: one shared `Engine` (pooling allocator, epoch interruption), functions compiled
-//! once per load, warm instances, and `Function::invoke`, the one entry point for every ABI: it runs the
-//! call under the function's time and memory limits, checks the whole result, counts it and logs it.
+//! once per load with their ABI detected from their exports, stores under per-call time and memory
+//! limits, and warm instances. `Function::invoke` (invoke.rs) is the entry point.
 
 use std::path::Path;
 use std::sync::{Arc, Mutex};
@@ -14,14 +14,10 @@ use wasmtime_wasi::p1::WasiP1Ctx;
 use wasmtime_wasi::p2::pipe::{MemoryInputPipe, MemoryOutputPipe};
 use wasmtime_wasi::WasiCtxBuilder;
 
-use crate::abi::fast::{self, FastHost, FastState};
-use crate::abi::{self, Abi};
-use crate::call::Call;
 use crate::error::HookError;
 use crate::hook_log::HookLog;
+use crate::host_calls::{self, FastHost, FastState};
 use crate::ticker::{self, InFlight};
-use crate::validate;
-use verge_config::model::EventType;
 /// Instance slots of the pooling allocator: hooks running at once plus warm instances kept.
 const POOL_SLOTS: u32 = 256;
 /// Warm instances kept per function.
@@ -119,7 +115,7 @@ impl HookEngine {
                 },
             )
             .map_err(|e| format!("wasi: {e}"))?;
-        fast::add_to_linker(&mut linker).map_err(|e| format!("verge host functions: {e}"))?;
+        host_calls::add_to_linker(&mut linker).map_err(|e| format!("verge host functions: {e}"))?;
         let in_flight = InFlight::default();
         ticker::start(engine.weak(), in_flight.clone()).map_err(|e| format!("epoch ticker: {e}"))?;
         Ok(Self { engine, linker: Arc::new(linker), in_flight })
@@ -184,6 +180,40 @@ pub struct Limits {
     pub per_request: bool,
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Abi {
+    /// Host calls, no JSON (`verge_fast_handle`), warm instances.
+    Fast,
+    /// JSON through guest memory (`verge_alloc`/`verge_handle`/`verge_free`), warm instances.
+    Sdk,
+    /// WASI command: JSON on stdin/stdout, a fresh instance per call.
+    Command,
+}
+
+impl Abi {
+    /// The ABI a module's exports implement.
+    pub(crate) fn of(module: &Module) -> Option<Abi> {
+        let has = |name: &str| module.get_export(name).is_some();
+        if has(verge_abi::fast::ENTRY) && has("memory") {
+            Some(Abi::Fast)
+        } else if [verge_abi::json::ALLOC, verge_abi::json::HANDLE, verge_abi::json::FREE, "memory"]
+            .into_iter()
+            .all(has)
+        {
+            Some(Abi::Sdk)
+        } else if has(verge_abi::command::ENTRY) {
+            Some(Abi::Command)
+        } else {
+            None
+        }
+    }
+
+    /// Whether instances are kept warm between calls.
+    pub(crate) fn is_warm(self) -> bool {
+        self != Abi::Command
+    }
+}
+
 pub(crate) struct Warm {
     pub(crate) store: Store<HostState>,
     pub(crate) memory: Memory,
@@ -211,7 +241,7 @@ pub struct Reads {
 pub struct Function {
     pub arn: String,
     engine: Engine,
-    in_flight: InFlight,
+    pub(crate) in_flight: InFlight,
     pub(crate) pre: InstancePre<HostState>,
     pub abi: Abi,
     pub reads: Reads,
@@ -222,23 +252,6 @@ pub struct Function {
 }
 
 impl Function {
-    /// Runs the function on `call` through its ABI, under its limits, and checks the whole result.
-    /// Every call is counted in `stats` (trigger, time, outcome) and logged here, once, with the ARN:
-    /// a debug line per call, a warning per failure.
-    pub async fn invoke(&self, call: Box<Call>, request_id: &str) -> Result<Box<Call>, HookError> {
-        // One clock read serves the deadline, the stats and the log.
-        let started = Instant::now();
-        let event = call.event();
-        let _running = self.in_flight.enter();
-        let result = abi::run(self, call, request_id, started)
-            .await
-            .and_then(|call| validate::finished(&call).map(|()| call).map_err(HookError::validation));
-        let micros = started.elapsed().as_micros() as u64;
-        self.stats.record(event.index(), micros, result.as_ref().err().map(|e| e.kind));
-        log_outcome(&self.arn, event, request_id, micros, result.as_ref().err());
-        result
-    }
-
     /// A store with the function's environment, memory limiter and deadline armed from now.
     pub(crate) fn new_store(&self, stdin: Option<Vec<u8>>, stdout: Option<MemoryOutputPipe>) -> Store<HostState> {
         let stderr = HookLog::new(STDERR_CAP);
@@ -358,21 +371,5 @@ impl Function {
                 pool.push(warm);
             }
         }
-    }
-}
-
-/// One debug line per invocation (with its duration) and one warning per failure, with the ARN.
-fn log_outcome(arn: &str, event: EventType, request_id: &str, micros: u64, error: Option<&HookError>) {
-    tracing::debug!(target: "verge::hooks", arn = %arn, event_type = event.as_str(), request_id = %request_id, micros, "invoked");
-    if let Some(e) = error {
-        tracing::warn!(
-            target: "verge::hooks",
-            arn = %arn,
-            event_type = event.as_str(),
-            request_id = %request_id,
-            result_type = e.result_type(),
-            reason = %e.reason,
-            "function failed"
-        );
     }
 }

@@ -29,7 +29,7 @@ impl HookError {
         Self { kind: HookErrorKind::LimitExceeded, reason: reason.into() }
     }
 
-    /// The viewer status: 502 for validation errors, 503 otherwise (SPEC §7.1).
+    /// The viewer status: 502 for validation errors, 503 otherwise (docs/cloudfront.md, "Function errors").
     pub fn status(&self) -> u16 {
         match self.kind {
             HookErrorKind::Validation => 502,

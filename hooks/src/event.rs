@@ -7,9 +7,10 @@ use base64::Engine as _;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
-use crate::call::{header_diff, Call, CallOrigin, HeaderOp, Side};
+use crate::call::{Call, CallOrigin, HeaderOp, Side};
 use crate::error::HookError;
 use crate::validate::{self, is_disallowed, Change};
+use http::HeaderValue;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct HeaderEntry {
@@ -233,6 +234,30 @@ fn parse_headers(value: Option<&Value>) -> Result<http::HeaderMap, HookError> {
         }
     }
     Ok(map)
+}
+
+/// The operations that turn the visible headers of `before` into `after` (names a function may not see
+/// are left alone): a removal for each name gone, a set (and adds) for each name whose values differ.
+pub fn header_diff(before: &http::HeaderMap, after: &http::HeaderMap) -> Vec<HeaderOp> {
+    let mut ops = Vec::new();
+    for name in before.keys() {
+        if !is_disallowed(name.as_str()) && !after.contains_key(name) {
+            ops.push(HeaderOp::Remove(name.clone()));
+        }
+    }
+    for name in after.keys() {
+        let old: Vec<&HeaderValue> = before.get_all(name).iter().collect();
+        let new: Vec<&HeaderValue> = after.get_all(name).iter().collect();
+        if old == new {
+            continue;
+        }
+        let mut values = new.into_iter();
+        if let Some(first) = values.next() {
+            ops.push(HeaderOp::Set(name.clone(), first.clone()));
+        }
+        ops.extend(values.map(|v| HeaderOp::Add(name.clone(), v.clone())));
+    }
+    ops
 }
 
 /// Records the changes from the shown `before` map to the result's `after` map, each one checked.
@@ -561,5 +586,29 @@ mod tests {
         vrsp.response_status = Some(200);
         apply_output(&mut vrsp, br#"{"status":"200","headers":{"x-a":[{"value":"1"}]}}"#).unwrap();
         assert_eq!(vrsp.response_ops.len(), 1);
+    }
+
+    fn map(pairs: &[(&str, &str)]) -> http::HeaderMap {
+        let mut m = http::HeaderMap::new();
+        for (n, v) in pairs {
+            m.append(http::HeaderName::from_bytes(n.as_bytes()).unwrap(), HeaderValue::from_str(v).unwrap());
+        }
+        m
+    }
+
+    #[test]
+    fn diff_names_only_what_changed() {
+        let before = map(&[("a", "1"), ("b", "2"), ("connection", "close"), ("c", "x")]);
+        let after = map(&[("a", "1"), ("c", "y"), ("c", "z"), ("d", "4")]);
+        let ops = header_diff(&before, &after);
+        let text: Vec<String> = ops
+            .iter()
+            .map(|op| match op {
+                HeaderOp::Set(n, v) => format!("set {n}={}", v.to_str().unwrap()),
+                HeaderOp::Add(n, v) => format!("add {n}={}", v.to_str().unwrap()),
+                HeaderOp::Remove(n) => format!("remove {n}"),
+            })
+            .collect();
+        assert_eq!(text, ["remove b", "set c=y", "add c=z", "set d=4"]);
     }
 }

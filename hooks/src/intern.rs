@@ -12,7 +12,7 @@ use crate::validate::is_disallowed;
 const CAP: usize = 32;
 const MAX_VALUE: usize = 256;
 
-/// A header name from the guest, with whether functions may see or set it (SPEC §6.1).
+/// A header name from the guest, with whether functions may see or set it (docs/cloudfront.md, "What a function may change").
 #[derive(Clone)]
 pub struct Name {
     pub name: HeaderName,

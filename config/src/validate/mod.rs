@@ -17,7 +17,7 @@ mod policies;
 use functions::{validate_associations, validate_functions};
 use policies::{validate_cache_policies, validate_request_policies};
 
-/// Headers an origin's `custom_headers` may not set (SPEC §10.2); `x-amz-` and `x-edge-` prefixes too.
+/// Headers an origin's `custom_headers` may not set (docs/cloudfront.md, "Origins and origin groups"); `x-amz-` and `x-edge-` prefixes too.
 const DENIED_CUSTOM_HEADERS: &[&str] = &[
     "cache-control",
     "connection",

@@ -1,4 +1,4 @@
-//! Validation of `cache_policies` and `origin_request_policies` (SPEC §10.5, §10.7).
+//! Validation of `cache_policies` and `origin_request_policies` (docs/cloudfront.md, "Cache keys and policies").
 
 use std::collections::HashMap;
 use std::sync::Arc;

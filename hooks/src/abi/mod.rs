@@ -7,50 +7,14 @@
 //! - `command`: a WASI command, JSON on stdin/stdout, a fresh instance per call (any WASI language).
 
 mod command;
-pub mod fast;
+mod fast;
 mod sdk;
 
 use std::time::{Duration, Instant};
 
-use wasmtime::Module;
-
 use crate::call::Call;
-use crate::engine::Function;
+use crate::engine::{Abi, Function};
 use crate::error::HookError;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Abi {
-    /// Host calls, no JSON (`verge_fast_handle`), warm instances.
-    Fast,
-    /// JSON through guest memory (`verge_alloc`/`verge_handle`/`verge_free`), warm instances.
-    Sdk,
-    /// WASI command: JSON on stdin/stdout, a fresh instance per call.
-    Command,
-}
-
-impl Abi {
-    /// The ABI a module's exports implement.
-    pub(crate) fn of(module: &Module) -> Option<Abi> {
-        let has = |name: &str| module.get_export(name).is_some();
-        if has(verge_abi::fast::ENTRY) && has("memory") {
-            Some(Abi::Fast)
-        } else if [verge_abi::json::ALLOC, verge_abi::json::HANDLE, verge_abi::json::FREE, "memory"]
-            .into_iter()
-            .all(has)
-        {
-            Some(Abi::Sdk)
-        } else if has(verge_abi::command::ENTRY) {
-            Some(Abi::Command)
-        } else {
-            None
-        }
-    }
-
-    /// Whether instances are kept warm between calls.
-    pub(crate) fn is_warm(self) -> bool {
-        self != Abi::Command
-    }
-}
 
 /// Runs `call` on the function's ABI.
 pub(crate) async fn run(

@@ -1,4 +1,4 @@
-//! CloudFront invalidation paths (SPEC §10.10) and the path index that finds every stored variant of a path.
+//! CloudFront invalidation paths (docs/cloudfront.md, "Invalidations") and the path index that finds every stored variant of a path.
 //!
 //! Paths are case-sensitive, start with `/`, and may end with one `*` (`/images/*`, `/file.*`, `/*`). An
 //! object's path is its URL path plus the query strings its cache policy keys on (`/a.jpg?w=100`).

@@ -1,4 +1,4 @@
-//! Cache keys per cache policy (SPEC §10.5): path, selected query strings, headers and cookies, and the
+//! Cache keys per cache policy (docs/cloudfront.md, "Cache keys and policies"): path, selected query strings, headers and cookies, and the
 //! normalised Accept-Encoding.
 //!
 //! The primary key starts with the invalidation path (`/p` or `/p?kept=query`) followed by a NUL, so

@@ -1,6 +1,6 @@
 //! The bounded in-memory object store behind pingora-cache: moka weighted by bytes, zero-copy hits.
 //!
-//! pingora's `MemCache` is unbounded and test-only (PINGORA.md §3.1). This store is bounded by
+//! pingora's `MemCache` is unbounded and, by its own documentation, for testing only. This store is bounded by
 //! `cache.memory_mb` (TinyLFU admission + LRU eviction by moka), publishes an object only when its
 //! miss handler finishes (a cancelled transfer never becomes a servable object), and never panics.
 

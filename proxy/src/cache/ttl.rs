@@ -1,4 +1,4 @@
-//! CloudFront's TTL algorithm (SPEC §10.6, §10.9) as a pure function of what the origin said.
+//! CloudFront's TTL algorithm (docs/cloudfront.md, "TTL", "Error caching and custom error pages") as a pure function of what the origin said.
 //!
 //! The cache policy decides where CloudFront and RFC 9111 differ: `default_ttl` applies only when the
 //! origin gives no freshness, `min_ttl > 0` overrides no-cache/no-store/private, and a policy with
@@ -45,9 +45,9 @@ pub enum Decision {
     DoNotStore(&'static str),
 }
 
-/// Statuses cached like successes (RFC 9111 heuristically cacheable ones plus redirects, SPEC §10.15).
+/// Statuses cached like successes (RFC 9111 heuristically cacheable ones plus redirects, docs/cloudfront.md, "TTL").
 const SUCCESS: &[u16] = &[200, 203, 204, 206, 300, 301, 302, 307, 308, 410];
-/// Errors always cached, for `error_caching_min_ttl` or the origin's longer max-age (SPEC §10.9).
+/// Errors always cached, for `error_caching_min_ttl` or the origin's longer max-age (docs/cloudfront.md, "Error caching and custom error pages").
 const ALWAYS_CACHED_ERRORS: &[u16] = &[404, 414, 500, 501, 502, 503, 504];
 /// Errors cached only when the origin sent an explicit max-age / s-maxage / Expires.
 const EXPLICIT_ONLY_ERRORS: &[u16] = &[400, 403, 405, 412, 415];
@@ -60,7 +60,7 @@ pub fn decide(o: &OriginFreshness, p: &TtlPolicy) -> Decision {
         return Decision::DoNotStore("set-cookie");
     }
     let header_ttl = o.s_maxage.or(o.max_age).or(o.expires_in.map(|e| e.max(0) as u64));
-    // Without an explicit stale-if-error, a stale copy stays usable when the origin fails (SPEC §10.9,
+    // Without an explicit stale-if-error, a stale copy stays usable when the origin fails (docs/cloudfront.md, "Error caching and custom error pages";
     // §10.12) for as long as the policy would keep any object: max_ttl past its expiry.
     let sie = o.stale_if_error.unwrap_or(p.max_ttl);
     let swr = if o.s_maxage.is_some() && o.stale_while_revalidate.is_none() {

@@ -1,4 +1,4 @@
-//! Builds the request verge sends to an origin (SPEC §8.2): origin path, forwarding per cache and
+//! Builds the request verge sends to an origin (docs/cloudfront.md, "Headers verge adds"): origin path, forwarding per cache and
 //! origin request policy, custom headers, X-Forwarded-For, Via, request id, hop-by-hop headers removed.
 
 use http::header::{self, HeaderName};

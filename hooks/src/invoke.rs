@@ -1,0 +1,47 @@
+//! `Function::invoke`, the one entry point for every ABI: runs a `Call` on the function's ABI under its
+//! limits, checks the whole result, counts it and logs it.
+
+use std::time::Instant;
+
+use verge_config::model::EventType;
+
+use crate::abi;
+use crate::call::Call;
+use crate::engine::Function;
+use crate::error::HookError;
+use crate::validate;
+
+impl Function {
+    /// Runs the function on `call` through its ABI, under its limits, and checks the whole result.
+    /// Every call is counted in `stats` (trigger, time, outcome) and logged here, once, with the ARN:
+    /// a debug line per call, a warning per failure.
+    pub async fn invoke(&self, call: Box<Call>, request_id: &str) -> Result<Box<Call>, HookError> {
+        // One clock read serves the deadline, the stats and the log.
+        let started = Instant::now();
+        let event = call.event();
+        let _running = self.in_flight.enter();
+        let result = abi::run(self, call, request_id, started)
+            .await
+            .and_then(|call| validate::finished(&call).map(|()| call).map_err(HookError::validation));
+        let micros = started.elapsed().as_micros() as u64;
+        self.stats.record(event.index(), micros, result.as_ref().err().map(|e| e.kind));
+        log_outcome(&self.arn, event, request_id, micros, result.as_ref().err());
+        result
+    }
+}
+
+/// One debug line per invocation (with its duration) and one warning per failure, with the ARN.
+fn log_outcome(arn: &str, event: EventType, request_id: &str, micros: u64, error: Option<&HookError>) {
+    tracing::debug!(target: "verge::hooks", arn = %arn, event_type = event.as_str(), request_id = %request_id, micros, "invoked");
+    if let Some(e) = error {
+        tracing::warn!(
+            target: "verge::hooks",
+            arn = %arn,
+            event_type = event.as_str(),
+            request_id = %request_id,
+            result_type = e.result_type(),
+            reason = %e.reason,
+            "function failed"
+        );
+    }
+}
