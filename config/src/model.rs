@@ -135,6 +135,16 @@ pub struct FunctionSettings {
     pub isolation: Isolation,
 }
 
+impl FunctionSettings {
+    /// Lambda's default memory, and the timeout of a function without settings (the viewer triggers'
+    /// limit, so a default never breaks one).
+    pub const DEFAULT_MEMORY_MB: u64 = 128;
+    pub const DEFAULT_TIMEOUT_MS: u64 = 5_000;
+    /// The most memory verge gives a function: one slot of its instance pool. Lambda allows 10,240 MB
+    /// for origin triggers; verge refuses more than this at validation instead of capping it silently.
+    pub const MAX_MEMORY_MB: u64 = 4_096;
+}
+
 #[derive(Debug, Clone, Default)]
 pub struct Functions {
     /// The function store directory as written (relative paths are relative to the distribution file).

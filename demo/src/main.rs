@@ -141,6 +141,17 @@ fn main() -> ExitCode {
         Ok(c) => c,
         Err(e) => return fail(format!("cannot run {}: {e}", verge.display())),
     };
+    // SIGTERM or SIGINT to the demo stops verge too (it drains and exits; then so does the demo).
+    let verge_pid = child.id().to_string();
+    runtime.spawn(async move {
+        use tokio::signal::unix::{signal, SignalKind};
+        let Ok(mut term) = signal(SignalKind::terminate()) else { return };
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = tokio::signal::ctrl_c() => {}
+        }
+        let _ = Command::new("kill").args(["-TERM", &verge_pid]).status();
+    });
     // verge's own lines pass through; the hints follow its first listening address.
     if let Some(stdout) = child.stdout.take() {
         let mut hinted = false;

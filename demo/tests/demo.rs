@@ -8,11 +8,20 @@ use std::time::Duration;
 
 use verge_testkit::client::http_request;
 
-/// Kills the demo (and with it verge, whose stdout it holds) when the test ends, pass or fail.
+/// Stops the demo when the test ends, pass or fail: SIGTERM, which the demo passes on to verge, and
+/// SIGKILL only if it has not exited in time.
 struct Running(Child);
 
 impl Drop for Running {
     fn drop(&mut self) {
+        let _ = Command::new("kill").args(["-TERM", &self.0.id().to_string()]).status();
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while std::time::Instant::now() < deadline {
+            if let Ok(Some(_)) = self.0.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
@@ -62,4 +71,6 @@ fn the_demo_serves_the_three_example_hooks() {
     assert!(webp.text().starts_with("WEBP bytes of /images/cat.webp"), "{}", webp.text());
     assert!(get("/images/cat.jpg", &[]).text().starts_with("JPEG bytes"));
     drop(running);
+    // verge went with the demo: its listener is closed.
+    assert!(std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(5)).is_err(), "verge outlived the demo");
 }

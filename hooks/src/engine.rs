@@ -30,8 +30,9 @@ const STDERR_CAP: usize = 4096;
 /// Largest result a hook may write (generated responses are limited further by trigger).
 pub(crate) const OUTPUT_CAP: usize = 2 << 20;
 /// The largest linear memory a function may be given: the pooling allocator's slot size. Larger
-/// `memory_mb` settings are refused at load, naming the function, never silently capped.
-pub const MAX_MEMORY_BYTES: usize = 4 << 30;
+/// `memory_mb` settings are refused (validation names the setting, load names the function), never
+/// silently capped.
+pub const MAX_MEMORY_BYTES: usize = (verge_config::model::FunctionSettings::MAX_MEMORY_MB as usize) << 20;
 
 /// The engine shared by every function of the process.
 #[derive(Clone)]

@@ -117,6 +117,10 @@ fn load_time_checks() {
     assert!(foreign.contains("imports env::secret"), "{foreign}");
     let no_entry = e.load("arn:test:x:1", b"(module)", 1 << 20, limits(5000)).err().unwrap();
     assert!(no_entry.contains("exports neither"), "{no_entry}");
+    // More memory than a pool slot holds is refused, naming the function, not capped.
+    let huge = Limits { memory_bytes: verge_hooks::MAX_MEMORY_BYTES + (1 << 20), ..limits(5000) };
+    let refused = e.load("arn:test:huge:1", &misbehave, 1 << 20, huge).err().unwrap();
+    assert!(refused.starts_with("arn:test:huge:1: memory_mb 4097 is over the 4096 MB"), "{refused}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -61,8 +61,15 @@ pub(super) fn validate_functions(
                 Isolation::Warm
             }
         };
-        let memory_mb = p.range(&format!("{key}.memory_mb"), s.memory_mb, 128, 10_240, 128);
-        let timeout_ms = p.range(&format!("{key}.timeout_ms"), s.timeout_ms, 1, 30_000, 5_000);
+        let memory_mb = p.range(
+            &format!("{key}.memory_mb"),
+            s.memory_mb,
+            FunctionSettings::DEFAULT_MEMORY_MB,
+            FunctionSettings::MAX_MEMORY_MB,
+            FunctionSettings::DEFAULT_MEMORY_MB,
+        );
+        let timeout_ms =
+            p.range(&format!("{key}.timeout_ms"), s.timeout_ms, 1, 30_000, FunctionSettings::DEFAULT_TIMEOUT_MS);
         let env = s.env.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
         settings.insert(name.clone(), FunctionSettings { memory_mb, timeout_ms, env, isolation });
     }

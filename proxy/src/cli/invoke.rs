@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use verge_config::arn::FunctionArn;
-use verge_config::model::EventType;
+use verge_config::model::{EventType, FunctionSettings};
 use verge_hooks::event;
 use verge_hooks::{FunctionStore, HookEngine, Limits};
 
@@ -49,8 +49,8 @@ pub fn run(
         }
         (None, None) => return fail("give --function FILE or --arn ARN --store DIR"),
     };
-    let timeout = timeout_ms.unwrap_or(limits.max_timeout_ms.min(5_000));
-    let memory = memory_mb.unwrap_or(128);
+    let timeout = timeout_ms.unwrap_or(limits.max_timeout_ms.min(FunctionSettings::DEFAULT_TIMEOUT_MS));
+    let memory = memory_mb.unwrap_or(FunctionSettings::DEFAULT_MEMORY_MB);
     if timeout > limits.max_timeout_ms || memory > limits.max_memory_mb {
         return fail(format!(
             "{} functions may run at most {} ms with {} MB",

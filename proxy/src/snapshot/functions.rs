@@ -6,7 +6,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use verge_config::model::{Distribution, EventType};
+use verge_config::model::{Distribution, EventType, FunctionSettings};
 use verge_hooks::{Function, FunctionStore, HookEngine, Limits};
 
 /// Every behavior's functions, indexed like `Distribution::behaviors` and then by `EventType::index`.
@@ -49,8 +49,11 @@ impl LoadedFunctions {
                 let bytes = store.load(&a.arn)?;
                 let settings = dist.functions.settings.get(&a.arn.name);
                 let limits = Limits {
-                    timeout: Duration::from_millis(settings.map_or(5_000, |s| s.timeout_ms)),
-                    memory_bytes: (settings.map_or(128, |s| s.memory_mb) as usize) << 20,
+                    timeout: Duration::from_millis(
+                        settings.map_or(FunctionSettings::DEFAULT_TIMEOUT_MS, |s| s.timeout_ms),
+                    ),
+                    memory_bytes: (settings.map_or(FunctionSettings::DEFAULT_MEMORY_MB, |s| s.memory_mb) as usize)
+                        << 20,
                     env: settings.map(|s| s.env.clone()).unwrap_or_default(),
                     per_request: settings.is_some_and(|s| s.isolation == verge_config::model::Isolation::PerRequest),
                 };
