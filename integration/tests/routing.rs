@@ -200,3 +200,71 @@ fn hosts_outside_aliases_get_403() {
     assert_eq!(host("d1.verge.test"), 200);
     assert_eq!(host("evil.example.net"), 403);
 }
+
+/// What an origin that normalises paths (as nginx does: decode every escape, merge slashes, remove dot
+/// segments) serves for a request target.
+fn resolved_by_a_normalising_origin(target: &str) -> String {
+    let path = target.split('?').next().unwrap_or("");
+    let mut decoded = Vec::new();
+    let bytes = path.as_bytes();
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' && i + 2 < bytes.len() && u8::from_str_radix(&path[i + 1..i + 3], 16).is_ok() {
+            decoded.push(u8::from_str_radix(&path[i + 1..i + 3], 16).unwrap());
+            i += 3;
+        } else {
+            decoded.push(bytes[i]);
+            i += 1;
+        }
+    }
+    let decoded = String::from_utf8_lossy(&decoded).replace('\\', "/");
+    let mut segments: Vec<&str> = Vec::new();
+    for s in decoded.split('/') {
+        match s {
+            "" | "." => {}
+            ".." => {
+                segments.pop();
+            }
+            s => segments.push(s),
+        }
+    }
+    format!("/{}", segments.join("/"))
+}
+
+#[test]
+fn a_behavior_cannot_be_stepped_around_by_spelling_its_path_another_way() {
+    // The default behavior's origin normalises paths and serves the secret; `/secret/*` is guarded by
+    // its own behavior (another origin), and `/ro/*` allows GET and HEAD only.
+    let open = Origin::start(|req| {
+        let resolved = resolved_by_a_normalising_origin(&req.target);
+        let body = if resolved.starts_with("/secret") { "SECRET" } else { "public" };
+        OriginResponse::new(200, format!("{body} {resolved}"))
+    });
+    let guard = Origin::fixed(200, "guarded");
+    let yaml = format!(
+        "origins:\n  - {{id: open, domain_name: 127.0.0.1, http_port: {}}}\n  - {{id: guard, domain_name: 127.0.0.1, http_port: {}}}\n\
+default_cache_behavior: {{target_origin_id: open, cache_policy: CachingDisabled, allowed_methods: [GET, HEAD, OPTIONS, PUT, POST, PATCH, DELETE]}}\n\
+cache_behaviors:\n  - {{path_pattern: /secret/*, target_origin_id: guard, cache_policy: CachingDisabled}}\n  - {{path_pattern: /ro/*, target_origin_id: open, cache_policy: CachingDisabled, allowed_methods: [GET, HEAD]}}\n",
+        open.port(),
+        guard.port()
+    );
+    let verge = Verge::start(&yaml);
+    for spelling in ["/public/../secret/x", "/public/%2e%2e/secret/x", "//secret/x", "/./secret/x", "/%73ecret/x"] {
+        let resp = verge.get(spelling);
+        assert_eq!(
+            (resp.status, resp.text().as_str()),
+            (200, "guarded"),
+            "{spelling} must reach the /secret/* behavior"
+        );
+    }
+    assert!(guard.requests().iter().all(|r| r.target == "/secret/x"), "matched, keyed and forwarded as one path");
+    let post = verge.request("POST", "/public/../ro/x", &[], b"data");
+    assert_eq!(post.status, 403, "allowed_methods of /ro/* apply to its other spellings");
+    for ambiguous in ["/public%2F..%2Fsecret/x", "/public%5C..%5Csecret/x", "/a%00b", "/a%zz"] {
+        let resp = verge.get(ambiguous);
+        assert_eq!(resp.status, 400, "{ambiguous} is refused");
+        assert_eq!(resp.x_cache(), "Error from verge");
+    }
+    assert!(open.requests().iter().all(|r| !resolved_by_a_normalising_origin(&r.target).starts_with("/secret")));
+    assert_eq!(verge.get("/public/a").text(), "public /public/a", "ordinary paths pass unchanged");
+}

@@ -1,6 +1,7 @@
 //! verge's `ProxyHttp`: the pingora phase callbacks in the order a request meets them, each doing its
 //! CloudFront step and handing the trigger points to `triggers` (docs/phases.md).
 
+use std::borrow::Cow;
 use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
@@ -21,6 +22,7 @@ use crate::cache::storage::ObjectStore;
 use crate::cache::ttl::{self, Decision, TtlPolicy};
 use crate::edge::context::{Ending, RequestContext};
 use crate::edge::error_pages;
+use crate::edge::normalize;
 use crate::edge::outcome::{ErrorCause, LoggedResult, Outcome};
 use crate::edge::request_id::new_request_id;
 use crate::edge::respond::{self, EdgeError, EdgeResponse};
@@ -118,6 +120,21 @@ impl ProxyHttp for VergeProxy {
     /// Distribution checks, behavior selection, viewer protocol policy, methods, default root object,
     /// then viewer-request.
     async fn request_filter(&self, session: &mut Session, ctx: &mut RequestContext) -> Result<bool> {
+        // One path for matching, keying and forwarding.
+        match normalize::normalize(session.req_header().uri.path()) {
+            Ok(Cow::Borrowed(_)) => {}
+            Ok(Cow::Owned(path)) => {
+                let uri = match session.req_header().uri.query() {
+                    Some(q) => format!("{path}?{q}"),
+                    None => path,
+                };
+                match uri.parse() {
+                    Ok(uri) => session.req_header_mut().set_uri(uri),
+                    Err(_) => return self.reject(session, ctx, EdgeError::AmbiguousPath).await,
+                }
+            }
+            Err(_) => return self.reject(session, ctx, EdgeError::AmbiguousPath).await,
+        }
         let snapshot = ctx.snapshot.clone();
         if !snapshot.dist.enabled {
             return self.reject(session, ctx, EdgeError::DistributionDisabled).await;

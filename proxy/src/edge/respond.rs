@@ -15,6 +15,8 @@ use crate::edge::outcome::{ErrorCause, Outcome};
 /// Why verge refused or failed a request; picks the status, the page's text and the outcome.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum EdgeError {
+    /// A path that could mean another path at the origin (docs/cloudfront.md, "Request paths").
+    AmbiguousPath,
     MethodNotAllowed,
     HostNotServed,
     DistributionDisabled,
@@ -29,6 +31,7 @@ pub enum EdgeError {
 impl EdgeError {
     pub fn status(self) -> u16 {
         match self {
+            Self::AmbiguousPath => 400,
             Self::MethodNotAllowed | Self::HostNotServed | Self::DistributionDisabled | Self::HttpsRequired => 403,
             Self::OriginUnreachable => 502,
             Self::OriginTimeout => 504,
@@ -39,9 +42,11 @@ impl EdgeError {
 
     pub fn outcome(self) -> Outcome {
         Outcome::Error(match self {
-            Self::MethodNotAllowed | Self::HostNotServed | Self::DistributionDisabled | Self::HttpsRequired => {
-                ErrorCause::InvalidRequest
-            }
+            Self::AmbiguousPath
+            | Self::MethodNotAllowed
+            | Self::HostNotServed
+            | Self::DistributionDisabled
+            | Self::HttpsRequired => ErrorCause::InvalidRequest,
             Self::OriginUnreachable => ErrorCause::OriginConnect,
             Self::OriginTimeout => ErrorCause::OriginTimeout,
             Self::BodyTooLarge => ErrorCause::BodyTooLarge,
@@ -51,6 +56,9 @@ impl EdgeError {
 
     fn reason(self) -> &'static str {
         match self {
+            Self::AmbiguousPath => {
+                "The request path contains an encoded separator, a control character or a bad escape."
+            }
             Self::MethodNotAllowed => {
                 "This distribution is not configured to allow the HTTP request method that was used for this request."
             }
