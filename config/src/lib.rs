@@ -7,6 +7,7 @@
 #![deny(rust_2018_idioms)]
 
 pub mod arn;
+pub mod bounds;
 pub mod error;
 pub mod locate;
 pub mod managed;
@@ -24,6 +25,16 @@ use locate::LocationIndex;
 
 /// Parses and validates a distribution file; `file` is only used to label errors.
 pub fn parse_str(file: &str, text: &str) -> Result<Config, ConfigErrors> {
+    if let Err(crossed) = bounds::check(text) {
+        let bounds::Crossed { line, column, reason } = crossed;
+        return Err(ConfigErrors(vec![ConfigError {
+            file: file.to_string(),
+            line,
+            column,
+            key: String::new(),
+            reason,
+        }]));
+    }
     let raw: raw::RawFile = serde_yaml::from_str(text).map_err(|e| yaml_error(file, text, &e))?;
     let mut problems = validate::Problems::default();
     match validate::validate(raw, &mut problems) {

@@ -126,3 +126,38 @@ fn an_unchanged_function_version_stays_warm_across_a_reload() {
     assert_eq!(verge.get("/a").text(), "second origin", "the reload applied");
     assert_eq!(verge.get("/count").text(), "4", "same function version: the same warm instance");
 }
+
+/// 1.2 MB on disk that YAML aliases expand to about 20 GB.
+fn alias_bomb(origin_port: u16) -> String {
+    let mut text = yaml(origin_port, "");
+    text.push_str(&format!("distribution:\n  id: E{}\n", "B".repeat(4)));
+    text = text.replace("functions: {store: ./functions}\n", "");
+    let mut bomb = format!(
+        "functions:\n  store: ./functions\n  settings:\n    f:\n      env:\n        k0: &a \"{}\"\n",
+        "x".repeat(1 << 20)
+    );
+    for i in 1..20_000 {
+        bomb.push_str(&format!("        k{i}: *a\n"));
+    }
+    text + &bomb
+}
+
+#[test]
+fn an_alias_bomb_is_refused_by_validate_and_by_reload_while_verge_keeps_serving() {
+    let origin = Origin::fixed(200, "still serving");
+    let verge = Verge::start(&yaml(origin.port(), ""));
+    let admin = verge.admin.expect("admin API");
+    std::fs::write(verge.config_path(), alias_bomb(origin.port())).unwrap();
+
+    let started = Instant::now();
+    let (code, _, err) = run_verge(&["validate", verge.config_path().to_str().unwrap()]);
+    assert_eq!(code, 64, "{err}");
+    assert!(err.contains("aliases expand the file past"), "{err}");
+    assert!(started.elapsed() < Duration::from_secs(20), "refused before expanding: {:?}", started.elapsed());
+
+    let refused = http_request(admin, "POST", "/reload", &[], b"");
+    assert_eq!(refused.status, 400, "{}", refused.text());
+    assert!(refused.text().contains("aliases expand the file past"), "{}", refused.text());
+    assert_eq!(verge.get("/a").text(), "still serving", "the running distribution keeps serving");
+    assert!(verge.peak_rss_kb() < 512 * 1024, "no expansion in the serving process: {} KB", verge.peak_rss_kb());
+}

@@ -227,6 +227,13 @@ impl Verge {
     }
 
     /// The distribution file verge was started with (rewrite it, then reload).
+    /// The process's peak resident memory (`VmHWM`), in KB.
+    pub fn peak_rss_kb(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap();
+        let line = status.lines().find(|l| l.starts_with("VmHWM:")).expect("VmHWM");
+        line.split_whitespace().nth(1).unwrap().parse().unwrap()
+    }
+
     pub fn config_path(&self) -> PathBuf {
         self._dir.path.join("distribution.yaml")
     }
