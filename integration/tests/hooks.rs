@@ -387,3 +387,17 @@ every_abi! {
     }
 }
 }
+
+every_abi! {
+    fn a_response_function_cannot_remove_the_framing(guest) {
+        let origin = Origin::start(|_| OriginResponse::new(200, "framed body"));
+        let verge = Verge::start_with_functions(
+            &misbehave_yaml(origin.port(), &["viewer-response"], ""),
+            &[("misbehave", Module::Guest(guest))],
+        );
+        let resp = verge.get("/drop-length");
+        assert_eq!((resp.status, resp.x_cache()), (502, "LambdaValidationError from verge"));
+        assert!(verge.wait_for_output("read-only header, headerName : content-length"), "{}", verge.output());
+        assert_eq!(verge.get("/fine").text(), "framed body");
+    }
+}

@@ -268,3 +268,38 @@ cache_behaviors:\n  - {{path_pattern: /secret/*, target_origin_id: guard, cache_
     assert!(open.requests().iter().all(|r| !resolved_by_a_normalising_origin(&r.target).starts_with("/secret")));
     assert_eq!(verge.get("/public/a").text(), "public /public/a", "ordinary paths pass unchanged");
 }
+
+/// Sends `raw` on a new connection and returns the status line.
+fn raw_status_line(addr: std::net::SocketAddr, raw: &str) -> String {
+    use std::io::{BufRead, BufReader, Write};
+    let mut stream = std::net::TcpStream::connect(addr).unwrap();
+    stream.set_read_timeout(Some(TIMEOUT)).unwrap();
+    stream.write_all(raw.as_bytes()).unwrap();
+    let mut line = String::new();
+    BufReader::new(stream).read_line(&mut line).unwrap();
+    line.trim_end().to_string()
+}
+
+#[test]
+fn a_get_with_a_body_is_refused_and_never_cached() {
+    let app = Origin::start(|req| {
+        OriginResponse::new(200, format!("got {} body bytes", req.body.len())).header("cache-control", "max-age=60")
+    });
+    let verge = Verge::start(&one_origin(app.port(), "default_cache_behavior: {target_origin_id: app}\n"));
+    let fat = verge.request("GET", "/page", &[("Content-Length", "4")], b"evil");
+    assert_eq!((fat.status, fat.x_cache()), (403, "Error from verge"));
+    let chunked = verge.request("GET", "/page", &[("Transfer-Encoding", "chunked")], b"4\r\nevil\r\n0\r\n\r\n");
+    assert_eq!(chunked.status, 403);
+    assert_eq!(app.count(), 0, "never forwarded");
+    let clean = verge.get("/page");
+    assert_eq!((clean.x_cache(), clean.text().as_str()), ("Miss from verge", "got 0 body bytes"), "nothing was stored");
+}
+
+#[test]
+fn an_http_1_1_request_without_host_gets_400() {
+    let app = Origin::fixed(200, "ok");
+    let verge = Verge::start(&one_origin(app.port(), "default_cache_behavior: {target_origin_id: app}\n"));
+    assert_eq!(raw_status_line(verge.addr, "GET /x HTTP/1.1\r\nConnection: close\r\n\r\n"), "HTTP/1.1 400 Bad Request");
+    assert_eq!(raw_status_line(verge.addr, "GET /x HTTP/1.0\r\n\r\n"), "HTTP/1.1 200 OK", "HTTP/1.0 needs no Host");
+    assert_eq!(app.count(), 1);
+}

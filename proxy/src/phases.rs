@@ -50,6 +50,12 @@ pub struct VergeProxy {
 }
 
 /// The outcome of a response verge passes on (from the cache or the origin).
+/// Whether a request announces a body (a non-zero length, or any transfer coding).
+fn has_body(req: &RequestHeader) -> bool {
+    let length = req.headers.get(http::header::CONTENT_LENGTH);
+    length.is_some_and(|v| v.as_bytes() != b"0") || req.headers.contains_key(http::header::TRANSFER_ENCODING)
+}
+
 /// An origin-request answer is a generated response the first time (later requests for it are hits);
 /// otherwise an error status is an Error, and the cache phase says Hit, RefreshHit or Miss.
 fn proxied_outcome(session: &Session, ctx: &RequestContext, status: u16) -> Outcome {
@@ -140,6 +146,12 @@ impl ProxyHttp for VergeProxy {
             return self.reject(session, ctx, EdgeError::DistributionDisabled).await;
         }
         let req = session.req_header();
+        if req.version == http::Version::HTTP_11 && !req.headers.contains_key(http::header::HOST) {
+            return self.reject(session, ctx, EdgeError::MissingHost).await;
+        }
+        if matches!(req.method, http::Method::GET | http::Method::HEAD) && has_body(req) {
+            return self.reject(session, ctx, EdgeError::BodyOnGet).await;
+        }
         let host =
             req.headers.get(http::header::HOST).and_then(|h| h.to_str().ok()).or_else(|| req.uri.host()).unwrap_or("");
         if !snapshot.serves_host(host) {

@@ -23,6 +23,11 @@ impl InvalidationPath {
         if text.len() > 4000 {
             return Err(format!("`{text}`: longer than 4,000 characters"));
         }
+        // No request path holds these (verge refuses them, or they end the request line), so such an
+        // invalidation could never match anything: refused rather than silently accepted.
+        if text.bytes().any(|b| b <= b' ' || b == 0x7f) || text.to_ascii_lowercase().contains("%00") {
+            return Err(format!("{text:?}: invalidation paths have no spaces, control characters or %00"));
+        }
         match text.find('*') {
             None => Ok(Self::Exact(text.to_string())),
             Some(i) if i == text.len() - 1 => Ok(Self::Prefix(text[..i].to_string())),
@@ -109,6 +114,9 @@ mod tests {
         assert!(p("/file.*").matches("/file.css"));
         assert!(InvalidationPath::parse("/a/*/b").is_err());
         assert!(InvalidationPath::parse("a/b").is_err());
+        for never_a_request_path in ["/a b", "/%00", "/a%00b", "/tab\there", "/nul\0"] {
+            assert!(InvalidationPath::parse(never_a_request_path).is_err(), "{never_a_request_path:?}");
+        }
     }
 
     #[test]

@@ -93,8 +93,14 @@ enum Command {
         #[arg(long)]
         admin: std::net::SocketAddr,
     },
-    /// Check distribution files; prints every problem with file:line:column: key: reason.
+    /// Check distribution files as `serve` would load them: the file (every problem with
+    /// file:line:column: key: reason), then its function versions (store, manifest, imports, limits,
+    /// compiled) and its origins (resolved).
     Validate {
+        /// Check the file alone (no function store, no name lookups): for a file whose modules are
+        /// published elsewhere.
+        #[arg(long)]
+        config_only: bool,
         #[arg(required = true)]
         files: Vec<PathBuf>,
     },
@@ -103,7 +109,7 @@ enum Command {
 pub fn run() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Command::Validate { files } => validate(&files),
+        Command::Validate { config_only, files } => validate(&files, config_only),
         Command::Serve { config, listen } => serve::serve(config, listen),
         Command::Invalidate { admin, paths } => invalidate(admin, &paths),
         Command::Reload { admin } => reload(admin),
@@ -114,16 +120,34 @@ pub fn run() -> ExitCode {
     }
 }
 
-fn validate(files: &[PathBuf]) -> ExitCode {
+fn validate(files: &[PathBuf], config_only: bool) -> ExitCode {
     let mut ok = true;
     for file in files {
-        match verge_config::from_file(file) {
-            Ok(config) => {
-                let d = &config.distribution;
-                println!("{}: ok ({} origins, {} behaviors)", file.display(), d.origins.len(), d.behaviors.len())
-            }
+        let config = match verge_config::from_file(file) {
+            Ok(config) => config,
             Err(e) => {
                 eprintln!("{e}");
+                ok = false;
+                continue;
+            }
+        };
+        let d = &config.distribution;
+        let summary = format!("{} origins, {} behaviors", d.origins.len(), d.behaviors.len());
+        if config_only {
+            println!("{}: ok ({summary}; file only)", file.display());
+            continue;
+        }
+        // What `serve` loads, loaded the same way: a file validate passes, serve starts.
+        let base_dir = crate::server::reload::base_dir(Some(file));
+        let loaded = crate::server::reload::hook_engine(&config.distribution, &base_dir)
+            .and_then(|engine| crate::snapshot::Snapshot::build(config.distribution, &base_dir, engine.as_ref()));
+        match loaded {
+            Ok(snapshot) => {
+                let functions = snapshot.functions.versions().len();
+                println!("{}: ok ({summary}, {functions} function versions loaded)", file.display())
+            }
+            Err(e) => {
+                eprintln!("{}: {e}", file.display());
                 ok = false;
             }
         }

@@ -17,6 +17,10 @@ use crate::edge::outcome::{ErrorCause, Outcome};
 pub enum EdgeError {
     /// A path that could mean another path at the origin (docs/cloudfront.md, "Request paths").
     AmbiguousPath,
+    /// An HTTP/1.1 request without `Host` (RFC 9112 §3.2).
+    MissingHost,
+    /// A GET or HEAD with a body: CloudFront refuses it (a body the cache key never sees could poison it).
+    BodyOnGet,
     MethodNotAllowed,
     HostNotServed,
     DistributionDisabled,
@@ -31,7 +35,8 @@ pub enum EdgeError {
 impl EdgeError {
     pub fn status(self) -> u16 {
         match self {
-            Self::AmbiguousPath => 400,
+            Self::AmbiguousPath | Self::MissingHost => 400,
+            Self::BodyOnGet => 403,
             Self::MethodNotAllowed | Self::HostNotServed | Self::DistributionDisabled | Self::HttpsRequired => 403,
             Self::OriginUnreachable => 502,
             Self::OriginTimeout => 504,
@@ -43,6 +48,8 @@ impl EdgeError {
     pub fn outcome(self) -> Outcome {
         Outcome::Error(match self {
             Self::AmbiguousPath
+            | Self::MissingHost
+            | Self::BodyOnGet
             | Self::MethodNotAllowed
             | Self::HostNotServed
             | Self::DistributionDisabled
@@ -59,6 +66,8 @@ impl EdgeError {
             Self::AmbiguousPath => {
                 "The request path contains an encoded separator, a control character or a bad escape."
             }
+            Self::MissingHost => "An HTTP/1.1 request needs a Host header.",
+            Self::BodyOnGet => "A GET or HEAD request cannot have a body.",
             Self::MethodNotAllowed => {
                 "This distribution is not configured to allow the HTTP request method that was used for this request."
             }

@@ -2,7 +2,7 @@
 //! `misbehave-fast` on the fast ABI, `misbehave-command` as a WASI command): misbehaves on purpose, chosen by the request path, so one module covers every
 //! failure class. `/spin` loops forever, `/bomb` allocates 200 MiB, `/trap` panics, `/readonly` changes a
 //! read-only header, `/oversize` generates a 64 KiB response, `/status-99` returns an invalid status,
-//! `/sleep` asks WASI to sleep, `/env` reports its environment and file access, `/generate` answers itself, `/body` reports the body it was given, `/count` counts warm invocations, `/chatty` writes 4 KiB to stderr and counts, `/replace-body` replaces the body, `/retarget` changes the origin.
+//! `/sleep` asks WASI to sleep, `/env` reports its environment and file access, `/generate` answers itself, `/body` reports the body it was given, `/count` counts warm invocations, `/chatty` writes 4 KiB to stderr and counts, `/replace-body` replaces the body, `/retarget` changes the origin, `/drop-length` removes a response's Content-Length.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -61,6 +61,12 @@ pub fn handle(event: Event) -> Result<Outcome, String> {
             Ok(Outcome::Response(Response::new(200).with_body(calls.to_string())))
         }
         "count" => Ok(Outcome::Response(Response::new(200).with_body(calls.to_string()))),
+        "drop-length" if event.response.is_some() => {
+            // Response triggers: removes the response's framing (refused: it is read-only there).
+            let mut response = event.response.unwrap();
+            response.headers.remove("content-length");
+            Ok(Outcome::Response(response))
+        }
         "replace-body" => {
             let mut body = request.body.clone().unwrap_or_default();
             body.action = "replace".to_string();
