@@ -20,9 +20,25 @@ pub struct ServerSettings {
     pub listen: Vec<SocketAddr>,
     /// Worker threads of the viewer service; `None`: one per CPU (the proxy asks the machine).
     pub threads: Option<usize>,
-    /// The admin API (invalidations, cache stats); off unless configured.
-    pub admin_listen: Option<SocketAddr>,
+    /// The admin API (invalidations, reloads, cache stats, metrics); off unless configured.
+    pub admin: Option<AdminSettings>,
     pub cache: CacheSettings,
+}
+
+/// `server.admin`: where the admin API listens and how callers prove who they are.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AdminSettings {
+    pub listen: SocketAddr,
+    pub auth: AdminAuth,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AdminAuth {
+    /// `Authorization: Bearer <token>`, the token read from this file (relative to the distribution
+    /// file) at start; every route but `/healthz` needs it.
+    TokenFile(String),
+    /// No authentication: allowed only on a loopback address, and only when asked for.
+    Unauthenticated,
 }
 
 /// What a reload swaps: CloudFront's DistributionConfig, in verge's model.

@@ -68,6 +68,9 @@ pub struct RawServer {
 #[serde(deny_unknown_fields)]
 pub struct RawAdmin {
     pub listen: String,
+    pub token_file: Option<String>,
+    #[serde(default)]
+    pub unauthenticated: bool,
 }
 
 #[derive(Debug, Deserialize)]

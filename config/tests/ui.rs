@@ -9,7 +9,7 @@ use verge_config::model::{Config, Target};
 fn summary(config: &Config) -> String {
     let (d, server) = (&config.distribution, &config.server);
     let mut s = String::new();
-    writeln!(s, "listen: {:?} threads: {:?} admin: {:?}", server.listen, server.threads, server.admin_listen).unwrap();
+    writeln!(s, "listen: {:?} threads: {:?} admin: {:?}", server.listen, server.threads, server.admin).unwrap();
     writeln!(s, "id: {} domain: {} aliases: {:?} root: {:?}", d.id, d.domain_name, d.aliases, d.default_root_object)
         .unwrap();
     writeln!(s, "cache: {} bytes, max object {} bytes", server.cache.memory_bytes, server.cache.max_object_bytes)

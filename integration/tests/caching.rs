@@ -11,7 +11,7 @@ use crate::harness::*;
 /// A distribution with one origin, the given cache policies and a default behavior using `policy`.
 fn dist(port: u16, policies: &str, behavior: &str) -> String {
     format!(
-        "server: {{admin: {{listen: '127.0.0.1:0'}}}}\norigins:\n  - {{id: app, domain_name: 127.0.0.1, http_port: {port}, connection_attempts: 1}}\n{policies}default_cache_behavior: {{target_origin_id: app, {behavior}}}\n"
+        "server: {{admin: {{listen: '127.0.0.1:0', unauthenticated: true}}}}\norigins:\n  - {{id: app, domain_name: 127.0.0.1, http_port: {port}, connection_attempts: 1}}\n{policies}default_cache_behavior: {{target_origin_id: app, {behavior}}}\n"
     )
 }
 

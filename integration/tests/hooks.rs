@@ -357,7 +357,7 @@ default_cache_behavior:\n  target_origin_id: app\n  cache_policy: CachingDisable
 every_abi! {
     fn metrics_count_requests_by_result_and_invocations_by_function(guest) {
     let origin = Origin::start(|_| OriginResponse::new(200, "page").header("cache-control", "max-age=60"));
-    let yaml = misbehave_yaml(origin.port(), &["viewer-request"], "server: {admin: {listen: '127.0.0.1:0'}}\n");
+    let yaml = misbehave_yaml(origin.port(), &["viewer-request"], "server: {admin: {listen: '127.0.0.1:0', unauthenticated: true}}\n");
     let verge = Verge::start_with_functions(&yaml, &[("misbehave", Module::Guest(guest))]);
     assert_eq!(verge.get("/page").x_cache(), "Miss from verge");
     assert_eq!(verge.get("/page").x_cache(), "Hit from verge");

@@ -7,7 +7,7 @@ use crate::harness::*;
 
 fn yaml(origin_port: u16, behavior_extra: &str) -> String {
     format!(
-        "server: {{admin: {{listen: '127.0.0.1:0'}}}}\nfunctions: {{store: ./functions}}\norigins:\n  - {{id: app, domain_name: 127.0.0.1, http_port: {origin_port}}}\n\
+        "server: {{admin: {{listen: '127.0.0.1:0', unauthenticated: true}}}}\nfunctions: {{store: ./functions}}\norigins:\n  - {{id: app, domain_name: 127.0.0.1, http_port: {origin_port}}}\n\
 default_cache_behavior:\n  target_origin_id: app\n  cache_policy: CachingDisabled\n{behavior_extra}"
     )
 }
@@ -160,4 +160,34 @@ fn an_alias_bomb_is_refused_by_validate_and_by_reload_while_verge_keeps_serving(
     assert!(refused.text().contains("aliases expand the file past"), "{}", refused.text());
     assert_eq!(verge.get("/a").text(), "still serving", "the running distribution keeps serving");
     assert!(verge.peak_rss_kb() < 512 * 1024, "no expansion in the serving process: {} KB", verge.peak_rss_kb());
+}
+
+#[test]
+fn the_admin_api_needs_its_bearer_token_except_for_healthz() {
+    let origin = Origin::fixed(200, "ok");
+    let dir = TempDir::new();
+    std::fs::write(dir.path.join("admin.token"), "s3cr3t-admin-token-0123456789\n").unwrap();
+    let yaml = yaml(origin.port(), "").replace(
+        "admin: {listen: '127.0.0.1:0', unauthenticated: true}",
+        "admin: {listen: '127.0.0.1:0', token_file: admin.token}",
+    );
+    let verge = Verge::start_in(dir, &yaml);
+    let admin = verge.admin.expect("admin API");
+    let bearer = ("Authorization", "Bearer s3cr3t-admin-token-0123456789");
+    for (method, path) in [("GET", "/metrics"), ("GET", "/stats"), ("POST", "/reload"), ("POST", "/invalidations")] {
+        let refused = http_request(admin, method, path, &[], b"/a");
+        assert_eq!(refused.status, 401, "{method} {path} without a token");
+        assert_eq!(refused.header("www-authenticate"), Some("Bearer"));
+        let wrong =
+            http_request(admin, method, path, &[("Authorization", "Bearer s3cr3t-admin-token-0123456780")], b"/a");
+        assert_eq!(wrong.status, 401, "{method} {path} with a wrong token");
+        assert_eq!(http_request(admin, method, path, &[bearer], b"/a").status, 200, "{method} {path} with the token");
+    }
+    assert_eq!(http_request(admin, "GET", "/healthz", &[], b"").status, 200, "health checks need no token");
+    let token_file = verge.config_path().with_file_name("admin.token");
+    let (code, _, err) = run_verge(&["invalidate", "--admin", &admin.to_string(), "/a"]);
+    assert_eq!(code, 64, "the CLI without the token is refused: {err}");
+    let (code, out, err) =
+        run_verge(&["invalidate", "--admin", &admin.to_string(), "--token-file", token_file.to_str().unwrap(), "/a"]);
+    assert_eq!(code, 0, "{out}{err}");
 }

@@ -74,15 +74,45 @@ fn validate_server(raw: Option<RawServer>, p: &mut Problems) -> ServerSettings {
     let raw = raw.unwrap_or(RawServer { listen: None, threads: None, admin: None, cache: None });
     let listen = validate_listen(raw.listen, p);
     let threads = raw.threads.map(|t| p.range("server.threads", Some(t), 1, 256, 1) as usize);
-    let admin_listen = raw.admin.and_then(|a| match a.listen.parse::<SocketAddr>() {
-        Ok(addr) => Some(addr),
-        Err(_) => {
-            p.add("server.admin.listen", format!("`{}` is not an IP:port address", a.listen));
-            None
-        }
-    });
+    let admin = raw.admin.and_then(|a| validate_admin(a, p));
     let cache = validate_cache(raw.cache, p);
-    ServerSettings { listen, threads, admin_listen, cache }
+    ServerSettings { listen, threads, admin, cache }
+}
+
+/// The admin API must say how callers authenticate: a token file, or `unauthenticated: true` on a
+/// loopback address (anything else would hand reloads and invalidations to whoever can connect).
+fn validate_admin(raw: RawAdmin, p: &mut Problems) -> Option<AdminSettings> {
+    let listen = match raw.listen.parse::<SocketAddr>() {
+        Ok(addr) => addr,
+        Err(_) => {
+            p.add("server.admin.listen", format!("`{}` is not an IP:port address", raw.listen));
+            return None;
+        }
+    };
+    let auth = match (raw.token_file, raw.unauthenticated) {
+        (Some(_), true) => {
+            p.add("server.admin", "token_file and unauthenticated: true exclude each other");
+            return None;
+        }
+        (Some(file), false) if file.is_empty() => {
+            p.add("server.admin.token_file", "is empty");
+            return None;
+        }
+        (Some(file), false) => AdminAuth::TokenFile(file),
+        (None, true) if listen.ip().is_loopback() => AdminAuth::Unauthenticated,
+        (None, true) => {
+            p.add("server.admin.unauthenticated", format!("allowed only on a loopback address, not {listen}"));
+            return None;
+        }
+        (None, false) => {
+            p.add(
+                "server.admin",
+                "needs token_file (a bearer token for every route but /healthz), or unauthenticated: true on a loopback address",
+            );
+            return None;
+        }
+    };
+    Some(AdminSettings { listen, auth })
 }
 
 pub fn validate(raw: RawFile, p: &mut Problems) -> Option<Config> {

@@ -77,11 +77,14 @@ enum Command {
         #[arg(long)]
         memory_mb: Option<u64>,
     },
-    /// Invalidate cached objects through a running verge's admin API (`admin.listen`).
+    /// Invalidate cached objects through a running verge's admin API (`server.admin.listen`).
     Invalidate {
         /// The admin address, e.g. 127.0.0.1:9180.
         #[arg(long)]
         admin: std::net::SocketAddr,
+        /// The file holding the admin API's bearer token (`server.admin.token_file`).
+        #[arg(long)]
+        token_file: Option<PathBuf>,
         /// CloudFront invalidation paths: /a.jpg, /images/*, /*
         #[arg(required = true)]
         paths: Vec<String>,
@@ -92,6 +95,9 @@ enum Command {
         /// The admin address, e.g. 127.0.0.1:9180.
         #[arg(long)]
         admin: std::net::SocketAddr,
+        /// The file holding the admin API's bearer token (`server.admin.token_file`).
+        #[arg(long)]
+        token_file: Option<PathBuf>,
     },
     /// Check distribution files as `serve` would load them: the file (every problem with
     /// file:line:column: key: reason), then its function versions (store, manifest, imports, limits,
@@ -111,8 +117,12 @@ pub fn run() -> ExitCode {
     match cli.command {
         Command::Validate { config_only, files } => validate(&files, config_only),
         Command::Serve { config, listen } => serve::serve(config, listen),
-        Command::Invalidate { admin, paths } => invalidate(admin, &paths),
-        Command::Reload { admin } => reload(admin),
+        Command::Invalidate { admin, token_file, paths } => {
+            admin_post(admin, token_file, "/invalidations", &paths.join("\n"), "invalidation refused")
+        }
+        Command::Reload { admin, token_file } => {
+            admin_post(admin, token_file, "/reload", "", "reload refused, the running distribution keeps serving")
+        }
         Command::Functions { command } => functions(command),
         Command::Invoke { event_type, function, arn, store, event, timeout_ms, memory_mb } => {
             invoke::run(&event_type, function, arn, store, &event, timeout_ms, memory_mb)
@@ -188,23 +198,29 @@ fn functions(command: FunctionsCommand) -> ExitCode {
     }
 }
 
-fn invalidate(admin: std::net::SocketAddr, paths: &[String]) -> ExitCode {
-    admin_post(admin, "/invalidations", &paths.join("\n"), "invalidation refused")
-}
-
-fn reload(admin: std::net::SocketAddr) -> ExitCode {
-    admin_post(admin, "/reload", "", "reload refused, the running distribution keeps serving")
-}
-
-/// POSTs `body` to the admin API; prints the answer (stdout on 200, stderr with `refused` otherwise).
-fn admin_post(admin: std::net::SocketAddr, path: &str, body: &str, refused: &str) -> ExitCode {
+/// POSTs `body` to the admin API (with the bearer token in `token_file`, if given); prints the answer
+/// (stdout on 200, stderr with `refused` otherwise).
+fn admin_post(
+    admin: std::net::SocketAddr,
+    token_file: Option<PathBuf>,
+    path: &str,
+    body: &str,
+    refused: &str,
+) -> ExitCode {
     use std::io::{Read, Write};
+    let authorization = match token_file.map(std::fs::read_to_string).transpose() {
+        Ok(token) => token.map(|t| format!("Authorization: Bearer {}\r\n", t.trim())).unwrap_or_default(),
+        Err(e) => {
+            eprintln!("verge: the token file: {e}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
     let result = (|| -> std::io::Result<String> {
         let mut stream = std::net::TcpStream::connect_timeout(&admin, std::time::Duration::from_secs(10))?;
         stream.set_read_timeout(Some(std::time::Duration::from_secs(120)))?;
         write!(
             stream,
-            "POST {path} HTTP/1.1\r\nHost: {admin}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            "POST {path} HTTP/1.1\r\nHost: {admin}\r\n{authorization}Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
             body.len()
         )?;
         let mut response = String::new();

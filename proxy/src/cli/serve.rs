@@ -19,6 +19,20 @@ fn init_logging() {
         .try_init();
 }
 
+/// The admin API's bearer token, read from `server.admin.token_file` (relative to the distribution file).
+fn admin_token(settings: &verge_config::ServerSettings, base_dir: &std::path::Path) -> Result<Option<String>, String> {
+    use verge_config::model::AdminAuth;
+    let Some(AdminAuth::TokenFile(file)) = settings.admin.as_ref().map(|a| &a.auth) else { return Ok(None) };
+    let path = base_dir.join(file);
+    let token =
+        std::fs::read_to_string(&path).map_err(|e| format!("server.admin.token_file {}: {e}", path.display()))?;
+    let token = token.trim();
+    if token.len() < 16 {
+        return Err(format!("server.admin.token_file {}: the token needs at least 16 characters", path.display()));
+    }
+    Ok(Some(token.to_string()))
+}
+
 pub fn serve(config: PathBuf, listen: Vec<std::net::SocketAddr>) -> ExitCode {
     init_logging();
     let (file_settings, dist) = match verge_config::from_file(&config) {
@@ -58,8 +72,15 @@ pub fn serve(config: PathBuf, listen: Vec<std::net::SocketAddr>) -> ExitCode {
                 return ExitCode::from(EXIT_CONFIG);
             }
         };
+        let admin_token = match admin_token(&settings, &base_dir) {
+            Ok(token) => token,
+            Err(e) => {
+                eprintln!("verge: {e}");
+                return ExitCode::from(EXIT_CONFIG);
+            }
+        };
         let source = reload::Source { path: config, server: file_settings };
-        let started = match server::start(&settings, snapshot, source, engine).await {
+        let started = match server::start(&settings, snapshot, source, engine, admin_token).await {
             Ok(s) => s,
             Err(e) => {
                 eprintln!("verge: {e}");

@@ -30,6 +30,22 @@ pub struct AdminApp {
     pub store: &'static ObjectStore,
     pub snapshot: SharedSnapshot,
     pub reloader: Arc<Reloader>,
+    /// The bearer token every route but `/healthz` needs (`None`: unauthenticated, on loopback only).
+    pub token: Option<String>,
+}
+
+/// Compares in time that depends on the lengths only, not on where the bytes differ.
+fn same_secret(given: &[u8], expected: &[u8]) -> bool {
+    given.len() == expected.len() && given.iter().zip(expected).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0
+}
+
+impl AdminApp {
+    fn authorized(&self, session: &ServerSession) -> bool {
+        let Some(token) = &self.token else { return true };
+        let header = session.req_header().headers.get(http::header::AUTHORIZATION);
+        let given = header.and_then(|v| v.as_bytes().strip_prefix(b"Bearer ")).unwrap_or(b"");
+        same_secret(given, token.as_bytes())
+    }
 }
 
 /// Validates every path first: a batch with one bad path removes nothing.
@@ -121,6 +137,15 @@ impl AdminApp {
 #[async_trait]
 impl ServeHttp for AdminApp {
     async fn response(&self, session: &mut ServerSession) -> Response<Vec<u8>> {
+        let health = session.req_header().uri.path() == "/healthz";
+        if !health && !self.authorized(session) {
+            // Refused before the body is read; the connection is not kept for another try.
+            session.set_keepalive(None);
+            let mut refused =
+                json_answer(StatusCode::UNAUTHORIZED, json!({ "error": "a valid bearer token is needed" }));
+            refused.headers_mut().insert(http::header::WWW_AUTHENTICATE, http::HeaderValue::from_static("Bearer"));
+            return refused;
+        }
         let body = match read_body(session).await {
             Ok(body) => body,
             Err(refusal) => {

@@ -90,6 +90,7 @@ pub async fn start(
     snapshot: Snapshot,
     source: Source,
     engine: Option<verge_hooks::HookEngine>,
+    admin_token: Option<String>,
 ) -> std::io::Result<Started> {
     let cache = settings.cache;
     let store: &'static ObjectStore = Box::leak(Box::new(ObjectStore::new(cache.memory_bytes, cache.max_object_bytes)));
@@ -105,13 +106,13 @@ pub async fn start(
         return Err(std::io::Error::other("no listen address"));
     }
 
-    let admin_listen = settings.admin_listen;
+    let admin_listen = settings.admin.as_ref().map(|a| a.listen);
     let shared: SharedSnapshot = Arc::new(ArcSwap::from_pointee(snapshot));
     let reloader = Arc::new(Reloader::new(source, shared.clone(), engine));
     let admin = match admin_listen {
         Some(addr) => {
             let bound = bind(addr, &mut fds, "admin")?;
-            let app = AdminApp { store, snapshot: shared.clone(), reloader: reloader.clone() };
+            let app = AdminApp { store, snapshot: shared.clone(), reloader: reloader.clone(), token: admin_token };
             let mut service = ListeningService::new("verge admin".to_string(), HttpServer::new_app(app));
             service.add_tcp(&bound.to_string());
             Some((bound, service))

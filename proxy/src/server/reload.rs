@@ -119,7 +119,7 @@ fn changed_server_settings(now: &ServerSettings, at_start: &ServerSettings) -> V
     if now.threads != at_start.threads {
         changed.push("server.threads");
     }
-    if now.admin_listen != at_start.admin_listen {
+    if now.admin != at_start.admin {
         changed.push("server.admin");
     }
     if now.cache != at_start.cache {
