@@ -20,6 +20,9 @@ pub struct ServerSettings {
     pub listen: Vec<SocketAddr>,
     /// Worker threads of the viewer service; `None`: one per CPU (the proxy asks the machine).
     pub threads: Option<usize>,
+    /// How long a viewer connection may stay silent waiting for (or between reads of) the next request's
+    /// headers before it is closed (CloudFront's viewer keep-alive idle timeout: 5 s).
+    pub viewer_idle_timeout_secs: u64,
     /// The admin API (invalidations, reloads, cache stats, metrics); off unless configured.
     pub admin: Option<AdminSettings>,
     pub cache: CacheSettings,

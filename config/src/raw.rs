@@ -59,6 +59,7 @@ pub struct RawAssociation {
 #[serde(deny_unknown_fields)]
 pub struct RawServer {
     pub listen: Option<Vec<String>>,
+    pub viewer_idle_timeout: Option<u64>,
     pub threads: Option<u64>,
     pub admin: Option<RawAdmin>,
     pub cache: Option<RawCache>,

@@ -9,7 +9,12 @@ use verge_config::model::{Config, Target};
 fn summary(config: &Config) -> String {
     let (d, server) = (&config.distribution, &config.server);
     let mut s = String::new();
-    writeln!(s, "listen: {:?} threads: {:?} admin: {:?}", server.listen, server.threads, server.admin).unwrap();
+    writeln!(
+        s,
+        "listen: {:?} threads: {:?} idle: {}s admin: {:?}",
+        server.listen, server.threads, server.viewer_idle_timeout_secs, server.admin
+    )
+    .unwrap();
     writeln!(s, "id: {} domain: {} aliases: {:?} root: {:?}", d.id, d.domain_name, d.aliases, d.default_root_object)
         .unwrap();
     writeln!(s, "cache: {} bytes, max object {} bytes", server.cache.memory_bytes, server.cache.max_object_bytes)

@@ -303,3 +303,35 @@ fn an_http_1_1_request_without_host_gets_400() {
     assert_eq!(raw_status_line(verge.addr, "GET /x HTTP/1.0\r\n\r\n"), "HTTP/1.1 200 OK", "HTTP/1.0 needs no Host");
     assert_eq!(app.count(), 1);
 }
+
+/// Reads until the server closes the connection; `None` if it is still open after `limit`.
+fn closed_within(stream: &mut std::net::TcpStream, limit: Duration) -> Option<Duration> {
+    use std::io::Read;
+    let started = std::time::Instant::now();
+    stream.set_read_timeout(Some(limit)).unwrap();
+    let mut buf = [0u8; 4096];
+    loop {
+        match stream.read(&mut buf) {
+            Ok(0) => return Some(started.elapsed()),
+            Ok(_) => continue,
+            Err(_) => return None,
+        }
+    }
+}
+
+#[test]
+fn idle_viewer_connections_are_closed_after_the_idle_timeout() {
+    use std::io::Write;
+    let app = Origin::fixed(200, "ok");
+    let yaml =
+        one_origin(app.port(), "server: {viewer_idle_timeout: 1}\ndefault_cache_behavior: {target_origin_id: app}\n");
+    let verge = Verge::start(&yaml);
+    // Silent from the start: closed without a request.
+    let mut silent = std::net::TcpStream::connect(verge.addr).unwrap();
+    assert!(closed_within(&mut silent, Duration::from_secs(20)).is_some(), "a silent connection is closed");
+    // Idle after a request on a keep-alive connection: the answer comes, then the close.
+    let mut idle = std::net::TcpStream::connect(verge.addr).unwrap();
+    idle.write_all(format!("GET /x HTTP/1.1\r\nHost: {}\r\n\r\n", verge.addr).as_bytes()).unwrap();
+    assert!(closed_within(&mut idle, Duration::from_secs(20)).is_some(), "an idle keep-alive connection is closed");
+    assert_eq!(app.count(), 1);
+}

@@ -47,6 +47,8 @@ pub struct CacheParts {
 pub struct VergeProxy {
     pub snapshot: SharedSnapshot,
     pub cache: CacheParts,
+    /// `server.viewer_idle_timeout`: the longest a kept-alive viewer connection waits for its next request.
+    pub viewer_idle_timeout_secs: u64,
 }
 
 /// The outcome of a response verge passes on (from the cache or the origin).
@@ -126,6 +128,14 @@ impl ProxyHttp for VergeProxy {
     /// Distribution checks, behavior selection, viewer protocol policy, methods, default root object,
     /// then viewer-request.
     async fn request_filter(&self, session: &mut Session, ctx: &mut RequestContext) -> Result<bool> {
+        // pingora keeps an HTTP/1.1 connection open forever by default once a request was read (or as
+        // long as the viewer's `Keep-Alive: timeout` asks): bound it by the idle timeout.
+        match session.get_keepalive() {
+            Some(secs) if secs == 0 || secs > self.viewer_idle_timeout_secs => {
+                session.set_keepalive(Some(self.viewer_idle_timeout_secs));
+            }
+            _ => {}
+        }
         // One path for matching, keying and forwarding.
         match normalize::normalize(session.req_header().uri.path()) {
             Ok(Cow::Borrowed(_)) => {}

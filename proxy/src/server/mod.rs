@@ -10,8 +10,9 @@ use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use async_trait::async_trait;
-use pingora_core::apps::ServerApp;
+use pingora_core::apps::{HttpServerApp, ServerApp};
 use pingora_core::listeners::{L4BufferSettings, ListenerConfig, DEFAULT_L4_READ_BUFFER_SIZE};
+use pingora_core::protocols::http::ServerSession;
 use pingora_core::protocols::Stream;
 use pingora_core::server::configuration::ServerConf;
 use pingora_core::server::{Fds, ShutdownWatch};
@@ -57,19 +58,43 @@ impl Started {
     }
 }
 
-/// pingora's proxy app, counting the requests in flight so shutdown can wait for them.
+/// pingora's proxy app behind verge's own connection loop: it counts the connections in flight so
+/// shutdown can wait for them, and gives every HTTP/1 viewer connection the idle timeout
+/// (`server.viewer_idle_timeout`) instead of pingora's 60 s: a connection silent that long while waiting
+/// for (or between reads of) a request's headers is closed.
 struct CountingApp {
     proxy: Arc<HttpProxy<VergeProxy>>,
     in_flight: Arc<AtomicUsize>,
+    idle_timeout_secs: u64,
+}
+
+impl CountingApp {
+    async fn serve_http1(self: &Arc<Self>, stream: Stream, shutdown: &ShutdownWatch) {
+        let mut session = ServerSession::new_http1(stream);
+        // A service shutting down does not keep connections for another request.
+        let keepalive = if *shutdown.borrow() { None } else { Some(self.idle_timeout_secs) };
+        session.set_keepalive(keepalive);
+        let mut reused = self.proxy.process_new_http(session, shutdown).await;
+        while let Some((stream, persistent)) = reused.map(|r| r.consume()) {
+            let mut session = ServerSession::new_http1(stream);
+            if let Some(persistent) = persistent {
+                persistent.apply_to_session(&mut session);
+            }
+            if *shutdown.borrow() {
+                session.set_keepalive(None);
+            }
+            reused = self.proxy.process_new_http(session, shutdown).await;
+        }
+    }
 }
 
 #[async_trait]
 impl ServerApp for CountingApp {
     async fn process_new(self: &Arc<Self>, stream: Stream, shutdown: &ShutdownWatch) -> Option<Stream> {
         self.in_flight.fetch_add(1, Ordering::AcqRel);
-        let reused = self.proxy.process_new(stream, shutdown).await;
+        self.serve_http1(stream, shutdown).await;
         self.in_flight.fetch_sub(1, Ordering::AcqRel);
-        reused
+        None
     }
 }
 
@@ -126,11 +151,14 @@ pub async fn start(
         VergeProxy {
             snapshot: shared.clone(),
             cache: CacheParts { store, lock, max_object_bytes: cache.max_object_bytes },
+            viewer_idle_timeout_secs: settings.viewer_idle_timeout_secs,
         },
     ));
     let in_flight = Arc::new(AtomicUsize::new(0));
-    let mut service =
-        ListeningService::new("verge viewer".to_string(), CountingApp { proxy, in_flight: in_flight.clone() });
+    let mut service = ListeningService::new(
+        "verge viewer".to_string(),
+        CountingApp { proxy, in_flight: in_flight.clone(), idle_timeout_secs: settings.viewer_idle_timeout_secs },
+    );
     for addr in &addrs {
         // pingora's default write buffer is one MSS (1,460 bytes): a small response whose headers do not
         // fit beside its body then goes out in two sends. 16 KiB holds a small response whole; larger

@@ -116,6 +116,9 @@ fn changed_server_settings(now: &ServerSettings, at_start: &ServerSettings) -> V
     if now.listen != at_start.listen {
         changed.push("server.listen");
     }
+    if now.viewer_idle_timeout_secs != at_start.viewer_idle_timeout_secs {
+        changed.push("server.viewer_idle_timeout");
+    }
     if now.threads != at_start.threads {
         changed.push("server.threads");
     }
