@@ -23,6 +23,8 @@ pub struct ServerSettings {
     /// How long a viewer connection may stay silent waiting for (or between reads of) the next request's
     /// headers before it is closed (CloudFront's viewer keep-alive idle timeout: 5 s).
     pub viewer_idle_timeout_secs: u64,
+    /// Viewer connections open at once; one more is answered 503 and closed at once.
+    pub max_connections: usize,
     /// The admin API (invalidations, reloads, cache stats, metrics); off unless configured.
     pub admin: Option<AdminSettings>,
     pub cache: CacheSettings,

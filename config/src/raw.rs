@@ -60,6 +60,7 @@ pub struct RawAssociation {
 pub struct RawServer {
     pub listen: Option<Vec<String>>,
     pub viewer_idle_timeout: Option<u64>,
+    pub max_connections: Option<u64>,
     pub threads: Option<u64>,
     pub admin: Option<RawAdmin>,
     pub cache: Option<RawCache>,

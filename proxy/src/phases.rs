@@ -52,6 +52,16 @@ pub struct VergeProxy {
 }
 
 /// The outcome of a response verge passes on (from the cache or the origin).
+/// CloudFront's bound on the request line and headers together.
+const MAX_REQUEST_HEADER_BYTES: usize = 20_480;
+
+/// The size of the request line and headers as sent (near enough: separators counted as on the wire).
+fn header_bytes(req: &RequestHeader) -> usize {
+    let target = req.uri.path_and_query().map_or(1, |pq| pq.as_str().len());
+    let line = req.method.as_str().len() + target + 12;
+    line + req.headers.iter().map(|(n, v)| n.as_str().len() + v.len() + 4).sum::<usize>()
+}
+
 /// Whether a request announces a body (a non-zero length, or any transfer coding).
 fn has_body(req: &RequestHeader) -> bool {
     let length = req.headers.get(http::header::CONTENT_LENGTH);
@@ -135,6 +145,9 @@ impl ProxyHttp for VergeProxy {
                 session.set_keepalive(Some(self.viewer_idle_timeout_secs));
             }
             _ => {}
+        }
+        if header_bytes(session.req_header()) > MAX_REQUEST_HEADER_BYTES {
+            return self.reject(session, ctx, EdgeError::HeadersTooLarge).await;
         }
         // One path for matching, keying and forwarding.
         match normalize::normalize(session.req_header().uri.path()) {

@@ -71,14 +71,21 @@ impl Problems {
 /// The `server` section. Pure: addresses are IP literals (no name lookup), and a missing thread count
 /// stays `None` for the proxy to size from the machine.
 fn validate_server(raw: Option<RawServer>, p: &mut Problems) -> ServerSettings {
-    let raw =
-        raw.unwrap_or(RawServer { listen: None, viewer_idle_timeout: None, threads: None, admin: None, cache: None });
+    let raw = raw.unwrap_or(RawServer {
+        listen: None,
+        viewer_idle_timeout: None,
+        max_connections: None,
+        threads: None,
+        admin: None,
+        cache: None,
+    });
     let listen = validate_listen(raw.listen, p);
     let threads = raw.threads.map(|t| p.range("server.threads", Some(t), 1, 256, 1) as usize);
     let viewer_idle_timeout_secs = p.range("server.viewer_idle_timeout", raw.viewer_idle_timeout, 1, 3600, 5);
+    let max_connections = p.range("server.max_connections", raw.max_connections, 1, 1 << 20, 16_384) as usize;
     let admin = raw.admin.and_then(|a| validate_admin(a, p));
     let cache = validate_cache(raw.cache, p);
-    ServerSettings { listen, threads, viewer_idle_timeout_secs, admin, cache }
+    ServerSettings { listen, threads, viewer_idle_timeout_secs, max_connections, admin, cache }
 }
 
 /// The admin API must say how callers authenticate: a token file, or `unauthenticated: true` on a

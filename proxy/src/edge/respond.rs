@@ -19,6 +19,8 @@ pub enum EdgeError {
     AmbiguousPath,
     /// An HTTP/1.1 request without `Host` (RFC 9112 §3.2).
     MissingHost,
+    /// Request line and headers over CloudFront's 20,480 bytes.
+    HeadersTooLarge,
     /// A GET or HEAD with a body: CloudFront refuses it (a body the cache key never sees could poison it).
     BodyOnGet,
     MethodNotAllowed,
@@ -36,6 +38,7 @@ impl EdgeError {
     pub fn status(self) -> u16 {
         match self {
             Self::AmbiguousPath | Self::MissingHost => 400,
+            Self::HeadersTooLarge => 431,
             Self::BodyOnGet => 403,
             Self::MethodNotAllowed | Self::HostNotServed | Self::DistributionDisabled | Self::HttpsRequired => 403,
             Self::OriginUnreachable => 502,
@@ -49,6 +52,7 @@ impl EdgeError {
         Outcome::Error(match self {
             Self::AmbiguousPath
             | Self::MissingHost
+            | Self::HeadersTooLarge
             | Self::BodyOnGet
             | Self::MethodNotAllowed
             | Self::HostNotServed
@@ -67,6 +71,7 @@ impl EdgeError {
                 "The request path contains an encoded separator, a control character or a bad escape."
             }
             Self::MissingHost => "An HTTP/1.1 request needs a Host header.",
+            Self::HeadersTooLarge => "The request line and headers are larger than 20,480 bytes.",
             Self::BodyOnGet => "A GET or HEAD request cannot have a body.",
             Self::MethodNotAllowed => {
                 "This distribution is not configured to allow the HTTP request method that was used for this request."

@@ -20,6 +20,7 @@ struct Metrics {
     request_seconds: Histogram,
     reloads: IntCounter,
     reloads_refused: IntCounter,
+    connections_refused: IntCounter,
     generation: IntGauge,
 }
 
@@ -44,16 +45,22 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
         IntGauge::new("verge_distribution_generation", "Generation of the distribution serving (1 at start).")
             .expect("valid metric");
     generation.set(1);
+    let connections_refused = IntCounter::new(
+        "verge_connections_refused_total",
+        "Viewer connections answered 503 and closed because server.max_connections were open.",
+    )
+    .expect("valid metric");
     for collector in [
         Box::new(requests_vec) as Box<dyn prometheus::core::Collector>,
         Box::new(request_seconds.clone()),
         Box::new(reloads.clone()),
         Box::new(reloads_refused.clone()),
         Box::new(generation.clone()),
+        Box::new(connections_refused.clone()),
     ] {
         registry.register(collector).expect("metric registered once");
     }
-    Metrics { registry, requests, request_seconds, reloads, reloads_refused, generation }
+    Metrics { registry, requests, request_seconds, reloads, reloads_refused, connections_refused, generation }
 });
 
 /// Counts one answered request.
@@ -61,6 +68,11 @@ pub fn request(result: ResultType, seconds: f64) {
     let metrics = &*METRICS;
     metrics.requests[result.index()].inc();
     metrics.request_seconds.observe(seconds);
+}
+
+/// Counts a viewer connection refused at `server.max_connections`.
+pub fn connection_refused() {
+    METRICS.connections_refused.inc();
 }
 
 /// Counts a reload attempt.

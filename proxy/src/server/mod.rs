@@ -66,7 +66,12 @@ struct CountingApp {
     proxy: Arc<HttpProxy<VergeProxy>>,
     in_flight: Arc<AtomicUsize>,
     idle_timeout_secs: u64,
+    max_connections: usize,
 }
+
+/// The answer to a connection over `server.max_connections`: plain, immediate, and closed.
+const TOO_MANY_CONNECTIONS: &[u8] =
+    b"HTTP/1.1 503 Service Unavailable\r\ncontent-length: 0\r\nretry-after: 1\r\nconnection: close\r\n\r\n";
 
 impl CountingApp {
     async fn serve_http1(self: &Arc<Self>, stream: Stream, shutdown: &ShutdownWatch) {
@@ -90,8 +95,19 @@ impl CountingApp {
 
 #[async_trait]
 impl ServerApp for CountingApp {
-    async fn process_new(self: &Arc<Self>, stream: Stream, shutdown: &ShutdownWatch) -> Option<Stream> {
-        self.in_flight.fetch_add(1, Ordering::AcqRel);
+    async fn process_new(self: &Arc<Self>, mut stream: Stream, shutdown: &ShutdownWatch) -> Option<Stream> {
+        if self.in_flight.fetch_add(1, Ordering::AcqRel) >= self.max_connections {
+            self.in_flight.fetch_sub(1, Ordering::AcqRel);
+            crate::observe::metrics::connection_refused();
+            use tokio::io::{AsyncReadExt, AsyncWriteExt};
+            let _ = stream.write_all(TOO_MANY_CONNECTIONS).await;
+            let _ = stream.flush().await;
+            // Read what the viewer sent before closing (briefly, and a little): closing with its request
+            // unread would reset the connection and could destroy the 503 before the viewer reads it.
+            let mut sink = [0u8; 4096];
+            let _ = tokio::time::timeout(Duration::from_millis(200), stream.read(&mut sink)).await;
+            return None;
+        }
         self.serve_http1(stream, shutdown).await;
         self.in_flight.fetch_sub(1, Ordering::AcqRel);
         None
@@ -157,7 +173,12 @@ pub async fn start(
     let in_flight = Arc::new(AtomicUsize::new(0));
     let mut service = ListeningService::new(
         "verge viewer".to_string(),
-        CountingApp { proxy, in_flight: in_flight.clone(), idle_timeout_secs: settings.viewer_idle_timeout_secs },
+        CountingApp {
+            proxy,
+            in_flight: in_flight.clone(),
+            idle_timeout_secs: settings.viewer_idle_timeout_secs,
+            max_connections: settings.max_connections,
+        },
     );
     for addr in &addrs {
         // pingora's default write buffer is one MSS (1,460 bytes): a small response whose headers do not
