@@ -476,3 +476,23 @@ custom_error_responses:\n  - {{error_code: 404, response_page_path: /errors/404.
     let dead = verge.get("/dead/x");
     assert_eq!((dead.status, dead.text().as_str()), (200, "<h1>custom not found</h1>"), "verge's own 502 too");
 }
+
+#[test]
+fn the_cache_bound_holds_for_small_objects_too() {
+    // 520-byte objects: per-object overhead (map entry, header allocations, index) dominates their bytes.
+    let origin = Origin::start(|_| OriginResponse::new(200, vec![b's'; 520]).header("cache-control", "max-age=600"));
+    let yaml = dist(origin.port(), "", "cache_policy: CachingOptimized")
+        .replace("server: {", "server: {cache: {memory_mb: 4, max_object_mb: 1}, ");
+    let verge = Verge::start(&yaml);
+    for i in 0..200 {
+        verge.get(&format!("/warm/{i}"));
+    }
+    let before = verge.rss_kb();
+    for i in 0..4000 {
+        assert_eq!(verge.get(&format!("/small/{i}")).body.len(), 520);
+    }
+    let grown_kb = verge.rss_kb().saturating_sub(before);
+    eprintln!("RSS growth for 4,000 small objects in a 4 MiB cache: {grown_kb} KB");
+    // 4 MiB of budget; allow for allocator slack, never the ~26 MB that counting bytes alone allowed.
+    assert!(grown_kb < 14 * 1024, "RSS grew {grown_kb} KB for a 4 MiB cache of small objects");
+}

@@ -229,8 +229,17 @@ impl Verge {
     /// The distribution file verge was started with (rewrite it, then reload).
     /// The process's peak resident memory (`VmHWM`), in KB.
     pub fn peak_rss_kb(&self) -> u64 {
+        self.status_kb("VmHWM:")
+    }
+
+    /// The process's resident memory now (`VmRSS`), in KB.
+    pub fn rss_kb(&self) -> u64 {
+        self.status_kb("VmRSS:")
+    }
+
+    fn status_kb(&self, field: &str) -> u64 {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap();
-        let line = status.lines().find(|l| l.starts_with("VmHWM:")).expect("VmHWM");
+        let line = status.lines().find(|l| l.starts_with(field)).expect(field);
         line.split_whitespace().nth(1).unwrap().parse().unwrap()
     }
 
