@@ -381,3 +381,17 @@ fn connections_over_the_limit_get_503_and_are_closed() {
         std::thread::sleep(Duration::from_millis(20));
     }
 }
+
+#[test]
+fn cloudfront_headers_a_viewer_sends_never_reach_the_origin() {
+    let app = Origin::start(|req| OriginResponse::new(200, format!("{:?}", req.headers)));
+    let verge = Verge::start(&one_origin(
+        app.port(),
+        "default_cache_behavior: {target_origin_id: app, cache_policy: CachingDisabled, origin_request_policy: AllViewer}\n",
+    ));
+    let spoofed = [("CloudFront-Viewer-Country", "XX"), ("CloudFront-Is-Mobile-Viewer", "true"), ("X-Custom", "kept")];
+    verge.request("GET", "/x", &spoofed, b"");
+    let seen = &app.requests()[0];
+    assert_eq!(seen.header("x-custom"), Some("kept"), "AllViewer forwards the viewer's headers");
+    assert!(seen.headers.iter().all(|(n, _)| !n.starts_with("cloudfront-")), "{:?}", seen.headers);
+}

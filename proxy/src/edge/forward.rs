@@ -113,7 +113,9 @@ pub fn origin_request(
             && (n != "host" || forward_host)
             && n != "accept-encoding"
             && forwards(behavior, n);
-        let strip_edge = n.starts_with("x-edge-") || n.starts_with("x-amz-cf-");
+        // `CloudFront-*` headers (viewer country, device, protocol) are the edge's to set, never a
+        // viewer's: one a viewer sends is not passed on, whatever the policies forward.
+        let strip_edge = n.starts_with("x-edge-") || n.starts_with("x-amz-cf-") || n.starts_with("cloudfront-");
         if !keep || strip_edge {
             req.remove_header(&name);
         }
