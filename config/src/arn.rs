@@ -42,7 +42,8 @@ impl FunctionArn {
             return Err(NEEDS_VERSION.to_string());
         }
         let version = match parts[7].parse::<u32>() {
-            Ok(v) if v >= 1 && !parts[7].starts_with('+') => v,
+            // Canonical digits only: `01` or `+1` would name version 1 under another spelling.
+            Ok(v) if v >= 1 && parts[7] == v.to_string() => v,
             _ => return Err(format!("{NEEDS_VERSION} `{}` is not a version number", parts[7])),
         };
         Ok(Self {
@@ -90,6 +91,8 @@ mod tests {
             "arn:aws:lambda:us-east-1:123456789012:function:ab-test:$LATEST",
             "arn:aws:lambda:us-east-1:123456789012:function:ab-test:live",
             "arn:aws:lambda:us-east-1:123456789012:function:ab-test:0",
+            "arn:aws:lambda:us-east-1:123456789012:function:ab-test:01",
+            "arn:aws:lambda:us-east-1:123456789012:function:ab-test:+1",
         ] {
             assert!(FunctionArn::parse(bad).unwrap_err().starts_with(NEEDS_VERSION), "{bad}");
         }
