@@ -395,3 +395,27 @@ fn cloudfront_headers_a_viewer_sends_never_reach_the_origin() {
     assert_eq!(seen.header("x-custom"), Some("kept"), "AllViewer forwards the viewer's headers");
     assert!(seen.headers.iter().all(|(n, _)| !n.starts_with("cloudfront-")), "{:?}", seen.headers);
 }
+
+#[test]
+fn pipelined_requests_are_all_answered_in_order() {
+    use std::io::{Read, Write};
+    let app = Origin::start(|req| OriginResponse::new(200, format!("answer to {}", req.path())));
+    let verge = Verge::start(&one_origin(
+        app.port(),
+        "default_cache_behavior: {target_origin_id: app, cache_policy: CachingDisabled}\n",
+    ));
+    let mut stream = std::net::TcpStream::connect(verge.addr).unwrap();
+    stream.set_read_timeout(Some(TIMEOUT)).unwrap();
+    let host = verge.addr;
+    // Two requests in one write, the second closing the connection once answered.
+    let both = format!(
+        "GET /first HTTP/1.1\r\nHost: {host}\r\n\r\nGET /second HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
+    );
+    stream.write_all(both.as_bytes()).unwrap();
+    let mut raw = String::new();
+    stream.read_to_string(&mut raw).unwrap();
+    let first = raw.find("answer to /first").expect(&raw);
+    let second = raw.find("answer to /second").expect(&raw);
+    assert!(first < second, "in order: {raw}");
+    assert_eq!(raw.matches("HTTP/1.1 200").count(), 2, "{raw}");
+}

@@ -79,6 +79,9 @@ impl CountingApp {
         // A service shutting down does not keep connections for another request.
         let keepalive = if *shutdown.borrow() { None } else { Some(self.idle_timeout_secs) };
         session.set_keepalive(keepalive);
+        // RFC 9112 §9.3.2: pipelined requests are answered in order (pingora's default drops the second
+        // one and closes, after an answer that said keep-alive). Carried to later sessions by pingora.
+        session.set_pipelining_enabled(true);
         let mut reused = self.proxy.process_new_http(session, shutdown).await;
         while let Some((stream, persistent)) = reused.map(|r| r.consume()) {
             let mut session = ServerSession::new_http1(stream);
