@@ -496,3 +496,26 @@ fn the_cache_bound_holds_for_small_objects_too() {
     // 4 MiB of budget; allow for allocator slack, never the ~26 MB that counting bytes alone allowed.
     assert!(grown_kb < 14 * 1024, "RSS grew {grown_kb} KB for a 4 MiB cache of small objects");
 }
+
+#[test]
+fn vary_splits_the_cache_only_on_headers_the_origin_saw() {
+    let origin = Origin::start(|req| {
+        OriginResponse::new(200, format!("for {:?}", req.header("user-agent")))
+            .header("cache-control", "max-age=600")
+            .header("vary", "User-Agent")
+    });
+    // User-Agent neither keyed nor forwarded: the origin never saw it, so its Vary cannot apply.
+    let verge = Verge::start(&dist(origin.port(), "", "cache_policy: CachingOptimized"));
+    assert_eq!(verge.request("GET", "/v", &[("User-Agent", "a")], b"").x_cache(), "Miss from verge");
+    assert_eq!(verge.request("GET", "/v", &[("User-Agent", "b")], b"").x_cache(), "Hit from verge");
+    // Forwarded by the origin request policy: the origin's Vary splits the cache by it.
+    let forwarded = Verge::start(&dist(
+        origin.port(),
+        "",
+        "cache_policy: CachingOptimized, origin_request_policy: UserAgentRefererHeaders",
+    ));
+    assert_eq!(forwarded.request("GET", "/w", &[("User-Agent", "a")], b"").x_cache(), "Miss from verge");
+    assert_eq!(forwarded.request("GET", "/w", &[("User-Agent", "b")], b"").x_cache(), "Miss from verge");
+    let again = forwarded.request("GET", "/w", &[("User-Agent", "a")], b"");
+    assert_eq!((again.x_cache(), again.text().as_str()), ("Hit from verge", "for Some(\"a\")"));
+}

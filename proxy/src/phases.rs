@@ -17,11 +17,12 @@ use pingora_proxy::{FailToProxy, ProxyHttp, Session};
 use verge_config::model::{Selection, ViewerProtocolPolicy};
 
 use crate::cache::freshness::freshness;
-use crate::cache::key::primary_key;
+use crate::cache::key::{normalised_accept_encoding, primary_key};
 use crate::cache::storage::ObjectStore;
 use crate::cache::ttl::{self, Decision, TtlPolicy};
 use crate::edge::context::{Ending, RequestContext};
 use crate::edge::error_pages;
+use crate::edge::forward;
 use crate::edge::normalize;
 use crate::edge::outcome::{ErrorCause, LoggedResult, Outcome};
 use crate::edge::request_id::new_request_id;
@@ -238,13 +239,14 @@ impl ProxyHttp for VergeProxy {
         Ok(CacheKey::new(primary_key(&snapshot.dist.domain_name, session.req_header(), policy), ""))
     }
 
-    /// Honours the origin's `Vary` (each variant stored under its own secondary key).
-    fn cache_vary_filter(
-        &self,
-        meta: &CacheMeta,
-        _ctx: &mut RequestContext,
-        req: &RequestHeader,
-    ) -> Option<HashBinary> {
+    /// Honours the origin's `Vary` as CloudFront does: only for headers the request to the origin
+    /// carried (a header the origin never saw cannot have shaped its answer; varying on it would only
+    /// split the cache), `Accept-Encoding` as it was sent (normalised when the policy normalises it).
+    /// Each variant is stored under its own secondary key.
+    fn cache_vary_filter(&self, meta: &CacheMeta, ctx: &mut RequestContext, req: &RequestHeader) -> Option<HashBinary> {
+        let behavior = ctx.snapshot.behavior(ctx.route.behavior);
+        let policy = &behavior.cache_policy;
+        let normalises = policy.accept_encoding_gzip || policy.accept_encoding_brotli;
         let mut variance = VarianceBuilder::new();
         let mut any = false;
         for value in meta.headers().get_all(http::header::VARY) {
@@ -253,7 +255,13 @@ impl ProxyHttp for VergeProxy {
                 if name.is_empty() || name == "*" {
                     continue;
                 }
-                let v = req.headers.get(name.as_str()).map(|v| v.as_bytes().to_vec()).unwrap_or_default();
+                let v = if name == "accept-encoding" && normalises {
+                    normalised_accept_encoding(req, policy).unwrap_or("identity").as_bytes().to_vec()
+                } else if name == "accept-encoding" || forward::forwards(behavior, &name) {
+                    req.headers.get(name.as_str()).map(|v| v.as_bytes().to_vec()).unwrap_or_default()
+                } else {
+                    continue;
+                };
                 variance.add_owned_name_value(name, v);
                 any = true;
             }

@@ -34,7 +34,7 @@ const ALWAYS_FORWARDED: &[&str] = &[
 ];
 
 /// Whether the viewer header `name` (lower-case) reaches the origin under the behavior's policies.
-fn forwards(behavior: &Behavior, name: &str) -> bool {
+pub fn forwards(behavior: &Behavior, name: &str) -> bool {
     if ALWAYS_FORWARDED.contains(&name) {
         return true;
     }
