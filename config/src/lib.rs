@@ -8,6 +8,7 @@
 
 pub mod arn;
 pub mod bounds;
+pub mod cidr;
 pub mod error;
 pub mod locate;
 pub mod managed;

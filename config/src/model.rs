@@ -25,6 +25,8 @@ pub struct ServerSettings {
     pub viewer_idle_timeout_secs: u64,
     /// Viewer connections open at once; one more is answered 503 and closed at once.
     pub max_connections: usize,
+    /// Peers (load balancers, TLS terminators) whose `X-Forwarded-Proto` is believed.
+    pub trusted_proxies: Vec<crate::cidr::Cidr>,
     /// The admin API (invalidations, reloads, cache stats, metrics); off unless configured.
     pub admin: Option<AdminSettings>,
     pub cache: CacheSettings,

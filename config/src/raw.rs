@@ -61,6 +61,8 @@ pub struct RawServer {
     pub listen: Option<Vec<String>>,
     pub viewer_idle_timeout: Option<u64>,
     pub max_connections: Option<u64>,
+    #[serde(default)]
+    pub trusted_proxies: Vec<String>,
     pub threads: Option<u64>,
     pub admin: Option<RawAdmin>,
     pub cache: Option<RawCache>,

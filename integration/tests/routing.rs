@@ -419,3 +419,26 @@ fn pipelined_requests_are_all_answered_in_order() {
     assert!(first < second, "in order: {raw}");
     assert_eq!(raw.matches("HTTP/1.1 200").count(), 2, "{raw}");
 }
+
+#[test]
+fn the_viewer_protocol_policy_believes_x_forwarded_proto_only_from_trusted_proxies() {
+    let app = Origin::fixed(200, "ok");
+    let behaviors = "default_cache_behavior: {target_origin_id: app, viewer_protocol_policy: redirect-to-https}\n\
+cache_behaviors:\n  - {path_pattern: /secure/*, target_origin_id: app, viewer_protocol_policy: https-only}\n";
+    // Behind a TLS terminator on loopback: its X-Forwarded-Proto is believed.
+    let trusted =
+        Verge::start(&one_origin(app.port(), &format!("server: {{trusted_proxies: [127.0.0.0/8]}}\n{behaviors}")));
+    let https = [("X-Forwarded-Proto", "https")];
+    assert_eq!(trusted.request("GET", "/secure/a", &https, b"").status, 200, "https-only passes HTTPS");
+    assert_eq!(trusted.request("GET", "/page", &https, b"").status, 200, "no redirect loop behind the terminator");
+    assert_eq!(trusted.get("/secure/a").status, 403, "plain HTTP is refused");
+    let redirect = trusted.request("GET", "/page?x=1", &[("Host", "www.example.com:8080")], b"");
+    assert_eq!((redirect.status, redirect.header("location")), (301, Some("https://www.example.com/page?x=1")));
+    assert_eq!(redirect.x_cache(), "Redirect from verge");
+    assert_eq!(trusted.request("POST", "/page", &[], b"x").status, 307, "other methods: 307");
+    // From a peer outside trusted_proxies the header means nothing.
+    let untrusted =
+        Verge::start(&one_origin(app.port(), &format!("server: {{trusted_proxies: [10.0.0.0/8]}}\n{behaviors}")));
+    assert_eq!(untrusted.request("GET", "/secure/a", &https, b"").status, 403);
+    assert_eq!(untrusted.request("GET", "/page", &https, b"").status, 301);
+}

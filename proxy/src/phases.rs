@@ -50,6 +50,26 @@ pub struct VergeProxy {
     pub cache: CacheParts,
     /// `server.viewer_idle_timeout`: the longest a kept-alive viewer connection waits for its next request.
     pub viewer_idle_timeout_secs: u64,
+    /// `server.trusted_proxies`: peers whose `X-Forwarded-Proto` says the viewer's scheme.
+    pub trusted_proxies: Vec<verge_config::cidr::Cidr>,
+}
+
+impl VergeProxy {
+    /// Whether the viewer reached verge over HTTPS. verge's own listeners are HTTP for now, so only a
+    /// trusted proxy (a TLS terminator in front of verge) can say so, with `X-Forwarded-Proto: https`;
+    /// from anyone else the header is not believed.
+    fn viewer_used_https(&self, session: &Session) -> bool {
+        let trusted = session
+            .client_addr()
+            .and_then(|a| a.as_inet())
+            .is_some_and(|a| self.trusted_proxies.iter().any(|c| c.contains(a.ip())));
+        trusted
+            && session
+                .req_header()
+                .headers
+                .get("x-forwarded-proto")
+                .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"https"))
+    }
 }
 
 /// The outcome of a response verge passes on (from the cache or the origin).
@@ -185,10 +205,17 @@ impl ProxyHttp for VergeProxy {
         let behavior = snapshot.behavior(ctx.route.behavior);
         match behavior.viewer_protocol_policy {
             ViewerProtocolPolicy::AllowAll => {}
+            _ if self.viewer_used_https(session) => {}
             ViewerProtocolPolicy::HttpsOnly => return self.reject(session, ctx, EdgeError::HttpsRequired).await,
             ViewerProtocolPolicy::RedirectToHttps => {
                 let pq = req.uri.path_and_query().map_or("/", |pq| pq.as_str());
-                let location = format!("https://{host}{pq}");
+                // To the standard HTTPS port: the viewer's port was the HTTP one (no HTTPS listener of
+                // verge's own yet; behind a TLS terminator the public port is 443).
+                let bare_host = host
+                    .rsplit_once(':')
+                    .filter(|(_, port)| !port.is_empty() && port.bytes().all(|b| b.is_ascii_digit()))
+                    .map_or(host, |(h, _)| h);
+                let location = format!("https://{bare_host}{pq}");
                 let status = if matches!(req.method, http::Method::GET | http::Method::HEAD) { 301 } else { 307 };
                 respond::send(session, ctx, EdgeResponse::Redirect { status, location }).await?;
                 return Ok(true);

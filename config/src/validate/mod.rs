@@ -75,6 +75,7 @@ fn validate_server(raw: Option<RawServer>, p: &mut Problems) -> ServerSettings {
         listen: None,
         viewer_idle_timeout: None,
         max_connections: None,
+        trusted_proxies: Vec::new(),
         threads: None,
         admin: None,
         cache: None,
@@ -83,9 +84,16 @@ fn validate_server(raw: Option<RawServer>, p: &mut Problems) -> ServerSettings {
     let threads = raw.threads.map(|t| p.range("server.threads", Some(t), 1, 256, 1) as usize);
     let viewer_idle_timeout_secs = p.range("server.viewer_idle_timeout", raw.viewer_idle_timeout, 1, 3600, 5);
     let max_connections = p.range("server.max_connections", raw.max_connections, 1, 1 << 20, 16_384) as usize;
+    let mut trusted_proxies = Vec::new();
+    for (i, text) in raw.trusted_proxies.iter().enumerate() {
+        match crate::cidr::Cidr::parse(text) {
+            Ok(cidr) => trusted_proxies.push(cidr),
+            Err(reason) => p.add(format!("server.trusted_proxies[{i}]"), reason),
+        }
+    }
     let admin = raw.admin.and_then(|a| validate_admin(a, p));
     let cache = validate_cache(raw.cache, p);
-    ServerSettings { listen, threads, viewer_idle_timeout_secs, max_connections, admin, cache }
+    ServerSettings { listen, threads, viewer_idle_timeout_secs, max_connections, trusted_proxies, admin, cache }
 }
 
 /// The admin API must say how callers authenticate: a token file, or `unauthenticated: true` on a

@@ -171,6 +171,7 @@ pub async fn start(
             snapshot: shared.clone(),
             cache: CacheParts { store, lock, max_object_bytes: cache.max_object_bytes },
             viewer_idle_timeout_secs: settings.viewer_idle_timeout_secs,
+            trusted_proxies: settings.trusted_proxies.clone(),
         },
     ));
     let in_flight = Arc::new(AtomicUsize::new(0));

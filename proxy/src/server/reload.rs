@@ -119,6 +119,9 @@ fn changed_server_settings(now: &ServerSettings, at_start: &ServerSettings) -> V
     if now.viewer_idle_timeout_secs != at_start.viewer_idle_timeout_secs {
         changed.push("server.viewer_idle_timeout");
     }
+    if now.trusted_proxies != at_start.trusted_proxies {
+        changed.push("server.trusted_proxies");
+    }
     if now.max_connections != at_start.max_connections {
         changed.push("server.max_connections");
     }
