@@ -6,20 +6,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 DURATION=${1:-10}
 CONNS=${CONNS:-32}
-for tool in wrk nginx taskset; do
-  command -v $tool >/dev/null || { echo "missing $tool: apt-get install -y wrk nginx util-linux" >&2; exit 1; }
-done
+. benches/common.sh
+need wrk nginx taskset -- wrk nginx util-linux
 cargo build --release -q -p verge
-WORK=$(mktemp -d)
-trap 'kill $(jobs -p) 2>/dev/null; sleep 0.3; rm -rf "$WORK"' EXIT
-mkdir -p "$WORK/www" "$WORK/cache"
-chmod 755 "$WORK" "$WORK/www"; chmod 777 "$WORK/cache"
-head -c 1024 /dev/urandom > "$WORK/www/1k.bin"
-head -c 102400 /dev/urandom > "$WORK/www/100k.bin"
-chmod 644 "$WORK"/www/*.bin
-
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-wait_port() { for _ in $(seq 1 100); do (echo > /dev/tcp/127.0.0.1/$1) 2>/dev/null && return 0; sleep 0.1; done; echo "port $1 never opened" >&2; exit 1; }
+bench_workdir
 
 ORIGIN=$(free_port); NGINX=$(free_port); VERGE=$(free_port)
 cat > "$WORK/nginx.conf" <<CONF
@@ -39,25 +29,13 @@ http {
   }
   server {
     listen 127.0.0.1:$NGINX;
-    location / {
-      proxy_pass http://127.0.0.1:$ORIGIN;
-      proxy_http_version 1.1;
-      proxy_set_header Connection "";
-      proxy_cache edge;
-      proxy_cache_valid 200 1h;
-      add_header X-Cache \$upstream_cache_status;
-    }
+$(nginx_edge "$ORIGIN" 'add_header X-Cache $upstream_cache_status;')
   }
 }
 CONF
 # nginx serves both the origin and the nginx edge with a single worker pinned to CPU 0.
 taskset -c 0 nginx -c "$WORK/nginx.conf" -p "$WORK" &
-cat > "$WORK/verge.yaml" <<YAML
-server: { listen: ["127.0.0.1:$VERGE"], threads: 1, cache: { memory_mb: 256, max_object_mb: 8 } }
-origins:
-  - { id: origin, domain_name: 127.0.0.1, http_port: $ORIGIN }
-default_cache_behavior: { target_origin_id: origin, cache_policy: CachingOptimized }
-YAML
+verge_hit_config "$VERGE" "$ORIGIN" "$WORK/verge.yaml"
 VERGE_LOG=warn taskset -c 0 target/release/verge serve --config "$WORK/verge.yaml" > "$WORK/verge.log" 2>&1 &
 wait_port $ORIGIN; wait_port $NGINX; wait_port $VERGE
 

@@ -13,21 +13,10 @@ cd "$(dirname "$0")/.."
 N1=${N1:-1000}
 N2=${N2:-3000}
 export VERGE_LOG=warn   # no access lines (nginx runs with access_log off)
-for tool in valgrind nginx ab; do
-  command -v $tool >/dev/null || { echo "missing $tool: apt-get install -y valgrind nginx apache2-utils" >&2; exit 1; }
-done
+. benches/common.sh
+need valgrind nginx ab -- valgrind nginx apache2-utils
 cargo build --release -q -p verge
-WORK=$(mktemp -d)
-trap 'kill $(jobs -p) 2>/dev/null; sleep 0.3; [ -n "${KEEP:-}" ] || rm -rf "$WORK"' EXIT
-mkdir -p "$WORK/www" "$WORK/cache"
-chmod 755 "$WORK" "$WORK/www"; chmod 777 "$WORK/cache"
-head -c 1024 /dev/urandom > "$WORK/www/1k.bin"
-head -c 102400 /dev/urandom > "$WORK/www/100k.bin"
-chmod 644 "$WORK"/www/*.bin
-
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-# Under valgrind a server takes seconds to start.
-wait_port() { for _ in $(seq 1 1200); do (echo > /dev/tcp/127.0.0.1/$1) 2>/dev/null && return 0; sleep 0.25; done; echo "port $1 never opened" >&2; exit 1; }
+bench_workdir
 
 ORIGIN=$(free_port)
 cat > "$WORK/origin.conf" <<CONF
@@ -45,7 +34,7 @@ count() {
   local out="$WORK/cg.$name.$n"
   valgrind --tool=callgrind --callgrind-out-file="$out" "$@" > "$WORK/$name.$n.log" 2>&1 &
   local pid=$!
-  wait_port "$PORT"
+  wait_port "$PORT" 1200 0.25   # under valgrind a server takes seconds to start
   curl -s -o /dev/null "http://127.0.0.1:$PORT$path"; curl -s -o /dev/null "http://127.0.0.1:$PORT$path"
   ab -q -k -c 4 -n "$n" "http://127.0.0.1:$PORT$path" > /dev/null
   kill -TERM "$pid"; wait "$pid" || true
@@ -54,12 +43,7 @@ count() {
 
 verge_server() {
   PORT=$(free_port)
-  cat > "$WORK/verge.yaml" <<YAML
-server: { listen: ["127.0.0.1:$PORT"], threads: 1, cache: { memory_mb: 256, max_object_mb: 8 } }
-origins:
-  - { id: origin, domain_name: 127.0.0.1, http_port: $ORIGIN }
-default_cache_behavior: { target_origin_id: origin, cache_policy: CachingOptimized }
-YAML
+  verge_hit_config "$PORT" "$ORIGIN" "$WORK/verge.yaml"
   VERGE_CMD=(target/release/verge serve --config "$WORK/verge.yaml")
 }
 
@@ -75,13 +59,7 @@ http {
   proxy_cache_path $WORK/cache levels=1:2 keys_zone=edge:10m max_size=256m inactive=1h use_temp_path=off;
   server {
     listen 127.0.0.1:$PORT;
-    location / {
-      proxy_pass http://127.0.0.1:$ORIGIN;
-      proxy_http_version 1.1;
-      proxy_set_header Connection "";
-      proxy_cache edge;
-      proxy_cache_valid 200 1h;
-    }
+$(nginx_edge "$ORIGIN")
   }
 }
 CONF

@@ -218,17 +218,15 @@ fn resolved_by_a_normalising_origin(target: &str) -> String {
         }
     }
     let decoded = String::from_utf8_lossy(&decoded).replace('\\', "/");
-    let mut segments: Vec<&str> = Vec::new();
-    for s in decoded.split('/') {
-        match s {
+    let resolved = decoded.split('/').fold(Vec::<&str>::new(), |mut kept, segment| {
+        match segment {
             "" | "." => {}
-            ".." => {
-                segments.pop();
-            }
-            s => segments.push(s),
+            ".." => drop(kept.pop()),
+            other => kept.push(other),
         }
-    }
-    format!("/{}", segments.join("/"))
+        kept
+    });
+    format!("/{}", resolved.join("/"))
 }
 
 #[test]

@@ -5,6 +5,7 @@ use std::time::Instant;
 
 use verge_abi::fast::{CONTINUE, ENTRY};
 
+use super::Invoked;
 use crate::call::Call;
 use crate::engine::{Entry, Function};
 use crate::error::HookError;
@@ -12,12 +13,7 @@ use crate::error::HookError;
 /// Runs a fast-ABI function on `call`: the call moves into a warm instance's store, the guest's host
 /// calls check and record its changes, and the call comes back out. No outer timer: `poll_oneoff` is
 /// denied and these host calls never block, so the epoch deadline alone bounds the call.
-pub(super) async fn run(
-    function: &Function,
-    mut call: Box<Call>,
-    request_id: &str,
-    started: Instant,
-) -> Result<Box<Call>, HookError> {
+pub(super) async fn run(function: &Function, mut call: Box<Call>, request_id: &str, started: Instant) -> Invoked {
     let trigger = call.event().index() as u32;
     let mut warm = function.take_warm_at(started).await?;
     // The store keeps an empty call between invocations; swapping moves two pointers.

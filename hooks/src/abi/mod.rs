@@ -16,6 +16,9 @@ use crate::call::Call;
 use crate::engine::{Abi, Function};
 use crate::error::HookError;
 
+/// What an ABI's `run` gives back: the call with the function's changes, or why it failed.
+type Invoked = Result<Box<Call>, HookError>;
+
 /// Runs `call` on the function's ABI.
 pub(crate) async fn run(
     function: &Function,

@@ -11,12 +11,9 @@ use crate::engine::{Entry, Function, Warm, OUTPUT_CAP};
 use crate::error::HookError;
 use crate::event;
 
-pub(super) async fn run(
-    function: &Function,
-    mut call: Box<Call>,
-    request_id: &str,
-    started: Instant,
-) -> Result<Box<Call>, HookError> {
+use super::Invoked;
+
+pub(super) async fn run(function: &Function, mut call: Box<Call>, request_id: &str, started: Instant) -> Invoked {
     let input = event::encode_call(&call);
     let mut warm = function.take_warm_at(started).await?;
     let result = call_guest(function, &mut warm, &input).await;

@@ -112,27 +112,17 @@ impl Reloader {
 
 /// The process settings that differ between the file now and at start (named as the file names them).
 fn changed_server_settings(now: &ServerSettings, at_start: &ServerSettings) -> Vec<&'static str> {
-    let mut changed = Vec::new();
-    if now.listen != at_start.listen {
-        changed.push("server.listen");
-    }
-    if now.viewer_idle_timeout_secs != at_start.viewer_idle_timeout_secs {
-        changed.push("server.viewer_idle_timeout");
-    }
-    if now.trusted_proxies != at_start.trusted_proxies {
-        changed.push("server.trusted_proxies");
-    }
-    if now.max_connections != at_start.max_connections {
-        changed.push("server.max_connections");
-    }
-    if now.threads != at_start.threads {
-        changed.push("server.threads");
-    }
-    if now.admin != at_start.admin {
-        changed.push("server.admin");
-    }
-    if now.cache != at_start.cache {
-        changed.push("server.cache");
-    }
-    changed
+    let (a, b) = (now, at_start);
+    [
+        ("server.listen", a.listen != b.listen),
+        ("server.viewer_idle_timeout", a.viewer_idle_timeout_secs != b.viewer_idle_timeout_secs),
+        ("server.trusted_proxies", a.trusted_proxies != b.trusted_proxies),
+        ("server.max_connections", a.max_connections != b.max_connections),
+        ("server.threads", a.threads != b.threads),
+        ("server.admin", a.admin != b.admin),
+        ("server.cache", a.cache != b.cache),
+    ]
+    .into_iter()
+    .filter_map(|(name, changed)| changed.then_some(name))
+    .collect()
 }

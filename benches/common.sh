@@ -1,0 +1,59 @@
+# Shared by the bench scripts (sourced, not run): tool checks, a work directory removed on exit, the
+# cached objects, and loopback port helpers.
+
+# need TOOL... -- PACKAGES: exits with the apt-get line when a tool is missing.
+need() {
+  local tools=() packages=()
+  while [ $# -gt 0 ] && [ "$1" != -- ]; do tools+=("$1"); shift; done
+  shift; packages=("$@")
+  for tool in "${tools[@]}"; do
+    command -v "$tool" >/dev/null || { echo "missing $tool: apt-get install -y ${packages[*]}" >&2; exit 1; }
+  done
+}
+
+# A work directory with www/ (1k.bin, 100k.bin) and cache/, removed on exit with the servers started
+# in the background (KEEP=1 keeps it for a look).
+bench_workdir() {
+  WORK=$(mktemp -d)
+  trap 'kill $(jobs -p) 2>/dev/null; sleep 0.3; [ -n "${KEEP:-}" ] || rm -rf "$WORK"' EXIT
+  mkdir -p "$WORK/www" "$WORK/cache"
+  chmod 755 "$WORK" "$WORK/www"; chmod 777 "$WORK/cache"
+  head -c 1024 /dev/urandom > "$WORK/www/1k.bin"
+  head -c 102400 /dev/urandom > "$WORK/www/100k.bin"
+  chmod 644 "$WORK"/www/*.bin
+}
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+
+# wait_port PORT [TRIES] [INTERVAL]: waits until something listens (a server under valgrind takes seconds).
+wait_port() {
+  local tries=${2:-100} interval=${3:-0.1}
+  for _ in $(seq 1 "$tries"); do (echo > /dev/tcp/127.0.0.1/$1) 2>/dev/null && return 0; sleep "$interval"; done
+  echo "port $1 never opened" >&2; exit 1
+}
+
+# nginx_edge ORIGIN_PORT [DIRECTIVE]: the `location /` of an nginx proxy_cache edge in front of the origin
+# (uses the `edge` keys_zone the caller's http block declares), with one more directive if given.
+nginx_edge() {
+  cat <<LOCATION
+    location / {
+      proxy_pass http://127.0.0.1:$1;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+      proxy_cache edge;
+      proxy_cache_valid 200 1h;
+      ${2:-}
+    }
+LOCATION
+}
+
+# verge_hit_config LISTEN_PORT ORIGIN_PORT FILE: the verge distribution the hit benches measure (one
+# worker, CachingOptimized in front of the origin).
+verge_hit_config() {
+  cat > "$3" <<YAML
+server: { listen: ["127.0.0.1:$1"], threads: 1, cache: { memory_mb: 256, max_object_mb: 8 } }
+origins:
+  - { id: origin, domain_name: 127.0.0.1, http_port: $2 }
+default_cache_behavior: { target_origin_id: origin, cache_policy: CachingOptimized }
+YAML
+}
