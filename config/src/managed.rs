@@ -128,7 +128,31 @@ pub fn origin_request_policy(name_or_id: &str) -> Option<OriginRequestPolicy> {
         }
         "AllViewerAndCloudFrontHeaders-2022-06" | "33f36d7e-f396-46d9-90e0-52428a34d9dc" => (
             "AllViewerAndCloudFrontHeaders-2022-06",
-            HeaderForwarding::AllViewerAndWhitelistCloudFront(Vec::new()),
+            // CloudFront's list for this policy; verge fills the connection-level ones (the device and
+            // geo ones are not made yet, so they are not added).
+            HeaderForwarding::AllViewerAndWhitelistCloudFront(names(&[
+                "cloudfront-forwarded-proto",
+                "cloudfront-is-android-viewer",
+                "cloudfront-is-desktop-viewer",
+                "cloudfront-is-ios-viewer",
+                "cloudfront-is-mobile-viewer",
+                "cloudfront-is-smarttv-viewer",
+                "cloudfront-is-tablet-viewer",
+                "cloudfront-viewer-address",
+                "cloudfront-viewer-asn",
+                "cloudfront-viewer-city",
+                "cloudfront-viewer-country",
+                "cloudfront-viewer-country-name",
+                "cloudfront-viewer-country-region",
+                "cloudfront-viewer-country-region-name",
+                "cloudfront-viewer-http-version",
+                "cloudfront-viewer-latitude",
+                "cloudfront-viewer-longitude",
+                "cloudfront-viewer-metro-code",
+                "cloudfront-viewer-postal-code",
+                "cloudfront-viewer-time-zone",
+                "cloudfront-viewer-tls",
+            ])),
             Selection::All,
             Selection::All,
         ),

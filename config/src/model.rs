@@ -17,7 +17,13 @@ pub struct Config {
 /// reports a changed section as needing a restart).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ServerSettings {
-    pub listen: Vec<SocketAddr>,
+    pub listen: Vec<Listener>,
+    /// Plain listeners also take HTTP/2 with prior knowledge (h2c), when the distribution allows HTTP/2.
+    pub h2c: bool,
+    /// Certificates of the TLS listeners (paths relative to the file); the first is the default, the
+    /// others are chosen by SNI. Re-read by every reload.
+    pub certificates: Vec<CertificateFiles>,
+    pub dns: DnsSettings,
     /// Worker threads of the viewer service; `None`: one per CPU (the proxy asks the machine).
     pub threads: Option<usize>,
     /// How long a viewer connection may stay silent waiting for (or between reads of) the next request's
@@ -30,6 +36,81 @@ pub struct ServerSettings {
     /// The admin API (invalidations, reloads, cache stats, metrics); off unless configured.
     pub admin: Option<AdminSettings>,
     pub cache: CacheSettings,
+}
+
+/// One viewer listener.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Listener {
+    pub addr: SocketAddr,
+    /// TLS (HTTPS, and HTTP/2 by ALPN).
+    pub tls: bool,
+    /// Every connection starts with a PROXY protocol v1 or v2 header (an L4 load balancer's), which
+    /// gives the client address.
+    pub proxy_protocol: bool,
+}
+
+impl Listener {
+    pub fn plain(addr: SocketAddr) -> Self {
+        Self { addr, tls: false, proxy_protocol: false }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CertificateFiles {
+    pub certificate_file: String,
+    pub private_key_file: String,
+}
+
+/// `server.dns`: how origin names are resolved (asynchronously, again when their TTL runs out).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DnsSettings {
+    /// Empty: the system's resolvers.
+    pub nameservers: Vec<SocketAddr>,
+    pub min_ttl_secs: u64,
+    pub max_ttl_secs: u64,
+}
+
+/// CloudFront's HttpVersion, as far as verge serves it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HttpVersion {
+    Http1_1,
+    /// `http2` and `http2and3` (verge has no HTTP/3: pingora 0.9 has no QUIC).
+    Http2,
+}
+
+/// CloudFront's security policies (`viewer_certificate.minimum_protocol_version`). rustls speaks TLS 1.2
+/// and 1.3 only, so the policies that allow TLS 1.0/1.1 are served as TLS 1.2+ (docs/config.md).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MinimumProtocolVersion {
+    TlsV1,
+    TlsV1_2016,
+    TlsV1_1_2016,
+    TlsV1_2_2018,
+    TlsV1_2_2019,
+    TlsV1_2_2021,
+    TlsV1_2_2025,
+    TlsV1_3_2025,
+}
+
+impl MinimumProtocolVersion {
+    pub const ALL: [(&'static str, MinimumProtocolVersion); 8] = [
+        ("TLSv1", Self::TlsV1),
+        ("TLSv1_2016", Self::TlsV1_2016),
+        ("TLSv1.1_2016", Self::TlsV1_1_2016),
+        ("TLSv1.2_2018", Self::TlsV1_2_2018),
+        ("TLSv1.2_2019", Self::TlsV1_2_2019),
+        ("TLSv1.2_2021", Self::TlsV1_2_2021),
+        ("TLSv1.2_2025", Self::TlsV1_2_2025),
+        ("TLSv1.3_2025", Self::TlsV1_3_2025),
+    ];
+
+    pub fn parse(name: &str) -> Option<Self> {
+        Self::ALL.iter().find(|(n, _)| *n == name).map(|(_, v)| *v)
+    }
+
+    pub fn name(self) -> &'static str {
+        Self::ALL.iter().find(|(_, v)| *v == self).map_or("", |(n, _)| n)
+    }
 }
 
 /// `server.admin`: where the admin API listens and how callers prove who they are.
@@ -58,6 +139,8 @@ pub struct Distribution {
     /// Object name (no leading `/`) served for requests to `/`.
     pub default_root_object: Option<String>,
     pub enabled: bool,
+    pub http_version: HttpVersion,
+    pub minimum_protocol_version: MinimumProtocolVersion,
     pub origins: Vec<Origin>,
     pub origin_groups: Vec<OriginGroup>,
     /// Ordered: `cache_behaviors` in file order, then the default behavior last.
@@ -196,6 +279,8 @@ pub struct Origin {
     pub http_port: u16,
     pub https_port: u16,
     pub protocol_policy: ProtocolPolicy,
+    /// A PEM CA bundle (relative to the file) that replaces the system roots for this origin.
+    pub ca_bundle_file: Option<String>,
     /// Empty, or a prefix that starts with `/` and does not end with one.
     pub origin_path: String,
     /// Header name (as written) and value, added to every origin request.
@@ -329,7 +414,7 @@ pub enum HeaderForwarding {
     Select(Selection),
     /// Every viewer header.
     AllViewer,
-    /// Every viewer header plus the listed CloudFront-* headers (verge adds none yet).
+    /// Every viewer header plus the listed CloudFront-* headers (verge makes the connection-level ones).
     AllViewerAndWhitelistCloudFront(Vec<String>),
 }
 

@@ -58,7 +58,15 @@ pub struct RawAssociation {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawServer {
-    pub listen: Option<Vec<String>>,
+    pub listen: Option<Vec<RawListener>>,
+    /// HTTP/2 with prior knowledge (h2c) on plain listeners.
+    pub h2c: Option<bool>,
+    /// PEM certificate chains and keys for TLS listeners; the names they are chosen by come from the
+    /// certificates themselves (SNI).
+    #[serde(default)]
+    pub certificates: Vec<RawCertificate>,
+    /// Origin name resolution.
+    pub dns: Option<RawDns>,
     pub viewer_idle_timeout: Option<u64>,
     pub max_connections: Option<u64>,
     #[serde(default)]
@@ -66,6 +74,49 @@ pub struct RawServer {
     pub threads: Option<u64>,
     pub admin: Option<RawAdmin>,
     pub cache: Option<RawCache>,
+}
+
+/// A listen address: `IP:port` alone (plain HTTP), or with its options.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum RawListener {
+    Address(String),
+    Options(RawListenerOptions),
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawListenerOptions {
+    pub address: String,
+    #[serde(default)]
+    pub tls: bool,
+    #[serde(default)]
+    pub proxy_protocol: bool,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCertificate {
+    pub certificate_file: String,
+    pub private_key_file: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawDns {
+    /// `IP:port` of the DNS servers to ask; default: the system's (`/etc/resolv.conf`).
+    #[serde(default)]
+    pub nameservers: Vec<String>,
+    /// Floor and ceiling on how long an answer is used before asking again (seconds).
+    pub min_ttl: Option<u64>,
+    pub max_ttl: Option<u64>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawViewerCertificate {
+    pub minimum_protocol_version: Option<String>,
+    pub ssl_support_method: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -86,6 +137,9 @@ pub struct RawDistribution {
     pub aliases: Vec<String>,
     pub default_root_object: Option<String>,
     pub enabled: Option<bool>,
+    /// CloudFront's HttpVersion: http1.1, http2, http2and3 (HTTP/3 is not served), http3 (refused).
+    pub http_version: Option<String>,
+    pub viewer_certificate: Option<RawViewerCertificate>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -103,6 +157,12 @@ pub struct RawOrigin {
     pub http_port: Option<u64>,
     pub https_port: Option<u64>,
     pub protocol_policy: Option<String>,
+    /// CloudFront's OriginSslProtocols.
+    #[serde(default)]
+    pub origin_ssl_protocols: Vec<String>,
+    /// verge's own: a PEM bundle of the CAs this origin's certificate is checked against instead of the
+    /// system roots (a private CA).
+    pub ca_bundle_file: Option<String>,
     pub origin_path: Option<String>,
     #[serde(default)]
     pub custom_headers: BTreeMap<String, String>,

@@ -1,11 +1,12 @@
 //! `verge-demo`: the newcomer's demo, kept out of the product. It starts a small demo origin on a free
 //! loopback port, writes the embedded demo distribution (`examples/demo.yaml`) into a temporary
 //! directory pointed at that origin, publishes the three example hooks there with the real
-//! `verge functions publish`, and runs the real `verge serve` on it (the `verge` binary beside this
-//! one). Extra arguments go to `verge serve` (e.g. `--listen 127.0.0.1:0`).
+//! `verge functions publish`, makes a certificate for `localhost` / `127.0.0.1` (a throwaway CA of its
+//! own, so `curl -k`), and runs the real `verge serve` on it (the `verge` binary beside this one). Extra
+//! arguments go to `verge serve` (e.g. `--listen 127.0.0.1:0`).
 //!
-//! Usage: `verge-demo --functions DIR [verge serve arguments...]`, DIR holding the built example
-//! modules (scripts/demo builds them).
+//! Usage: `verge-demo --functions DIR [--https-listen ADDR] [verge serve arguments...]`, DIR holding the
+//! built example modules (scripts/demo builds them); ADDR replaces the HTTPS listener's 127.0.0.1:8443.
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -19,6 +20,8 @@ use verge_testkit::origin::{OriginRequest, OriginResponse};
 const DEMO_YAML: &str = include_str!("../../examples/demo.yaml");
 /// The placeholder port of the `demo` origin in `DEMO_YAML`, replaced by the built-in origin's.
 const PLACEHOLDER_PORT: &str = "http_port: 8081";
+/// The HTTPS listener in `DEMO_YAML`, replaced by `--https-listen`.
+const HTTPS_LISTEN: &str = "127.0.0.1:8443";
 /// The example hooks the demo associates: (function name, module file stem).
 const FUNCTIONS: [(&str, &str); 3] =
     [("security-headers", "security_headers"), ("ab-test", "ab_test"), ("webp", "webp")];
@@ -79,9 +82,11 @@ fn publish(verge: &Path, modules: &Path, dir: &Path) -> Result<(), String> {
     Ok(())
 }
 
-fn hints(addr: &str) {
+fn hints(addr: &str, https: &str) {
     println!(
         "try:\n  curl -i http://{addr}/                 default root object, security headers; run it twice for a Hit\n  \
+curl -ik --http2 https://{https}/       the same over HTTPS and HTTP/2 (a self-signed certificate: -k)\n  \
+curl -i --http2-prior-knowledge http://{addr}/   HTTP/2 without TLS (h2c)\n  \
 curl -i http://{addr}/ab/page          A/B test: a group, a rewritten uri and a Set-Cookie\n  \
 curl -i -H 'Accept: image/webp' http://{addr}/images/cat.jpg   webp for viewers that accept it\n  \
 curl -i http://{addr}/images/cat.jpg   the jpeg for the others (Accept is in the cache key)\n  \
@@ -100,6 +105,15 @@ fn main() -> ExitCode {
     }
     let modules = PathBuf::from(args.remove(at + 1));
     args.remove(at);
+    let https_listen = match args.iter().position(|a| a == "--https-listen") {
+        Some(at) if at + 1 < args.len() => {
+            let addr = args.remove(at + 1);
+            args.remove(at);
+            addr
+        }
+        Some(_) => return fail("--https-listen needs an IP:port"),
+        None => HTTPS_LISTEN.to_string(),
+    };
     let verge = match std::env::current_exe() {
         Ok(me) => me.with_file_name("verge"),
         Err(e) => return fail(e),
@@ -125,7 +139,18 @@ fn main() -> ExitCode {
     if let Err(e) = std::fs::create_dir_all(&dir) {
         return fail(format!("{}: {e}", dir.display()));
     }
-    let yaml = DEMO_YAML.replacen(PLACEHOLDER_PORT, &format!("http_port: {}", origin.port()), 1);
+    let yaml = DEMO_YAML.replacen(PLACEHOLDER_PORT, &format!("http_port: {}", origin.port()), 1).replacen(
+        HTTPS_LISTEN,
+        &https_listen,
+        1,
+    );
+    // A certificate for the HTTPS listener, from a CA made for this run only.
+    let certificate = verge_testkit::tls::TestCa::new("verge demo CA").issue(&["localhost", "127.0.0.1"]);
+    for (file, pem) in [("demo-cert.pem", &certificate.cert_pem), ("demo-key.pem", &certificate.key_pem)] {
+        if let Err(e) = std::fs::write(dir.join(file), pem) {
+            return fail(format!("{file}: {e}"));
+        }
+    }
     let config = dir.join("distribution.yaml");
     if let Err(e) = std::fs::write(&config, yaml) {
         return fail(format!("{}: {e}", config.display()));
@@ -152,13 +177,18 @@ fn main() -> ExitCode {
         }
         let _ = Command::new("kill").args(["-TERM", &verge_pid]).status();
     });
-    // verge's own lines pass through; the hints follow its first listening address.
+    // verge's own lines pass through; the hints follow its first plain listening address (the HTTPS
+    // one is printed before it).
     if let Some(stdout) = child.stdout.take() {
         let mut hinted = false;
+        let mut https = String::new();
         for line in BufReader::new(stdout).lines().map_while(Result::ok) {
             println!("{line}");
+            if let Some(addr) = line.strip_prefix("verge: listening on https://") {
+                https = addr.to_string();
+            }
             if let Some(addr) = line.strip_prefix("verge: listening on http://").filter(|_| !hinted) {
-                hints(addr);
+                hints(addr, &https);
                 hinted = true;
             }
         }

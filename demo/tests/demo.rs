@@ -38,7 +38,7 @@ fn the_demo_serves_the_three_example_hooks() {
     let mut child = Command::new(demo)
         .arg("--functions")
         .arg(modules)
-        .args(["--listen", "127.0.0.1:0"])
+        .args(["--listen", "127.0.0.1:0", "--https-listen", "127.0.0.1:0"])
         .env("VERGE_LOG", "warn")
         .stdout(Stdio::piped())
         .spawn()
@@ -49,15 +49,18 @@ fn the_demo_serves_the_three_example_hooks() {
     std::thread::spawn(move || {
         let mut lines = Vec::new();
         for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if let Some(addr) = line.strip_prefix("verge: listening on https://") {
+                let _ = tx.send(Ok((true, addr.parse::<SocketAddr>().unwrap())));
+            }
             if let Some(addr) = line.strip_prefix("verge: listening on http://") {
-                let _ = tx.send(Ok(addr.parse::<SocketAddr>().unwrap()));
+                let _ = tx.send(Ok((false, addr.parse::<SocketAddr>().unwrap())));
             }
             lines.push(line);
         }
         let _ = tx.send(Err(lines.join("\n")));
     });
-    let addr = match rx.recv_timeout(Duration::from_secs(60)) {
-        Ok(Ok(addr)) => addr,
+    let (https, addr) = match (rx.recv_timeout(Duration::from_secs(60)), rx.recv_timeout(Duration::from_secs(60))) {
+        (Ok(Ok((true, https))), Ok(Ok((false, addr)))) => (https, addr),
         other => panic!("the demo did not start: {other:?}"),
     };
     let get = |path: &str, headers: &[(&str, &str)]| http_request(addr, "GET", path, headers, b"");
@@ -70,6 +73,13 @@ fn the_demo_serves_the_three_example_hooks() {
     let webp = get("/images/cat.jpg", &[("Accept", "image/webp,*/*")]);
     assert!(webp.text().starts_with("WEBP bytes of /images/cat.webp"), "{}", webp.text());
     assert!(get("/images/cat.jpg", &[]).text().starts_with("JPEG bytes"));
+    // The tour's HTTPS + HTTP/2 line, with the certificate the demo made.
+    let out = Command::new("curl")
+        .args(["-sk", "--http2", "--max-time", "30", "-w", " %{http_version}", &format!("https://{https}/")])
+        .output()
+        .expect("curl runs");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("Hello from the verge demo origin") && text.ends_with(" 2"), "{text}");
     drop(running);
     // verge went with the demo: its listener is closed.
     assert!(std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(5)).is_err(), "verge outlived the demo");

@@ -399,11 +399,13 @@ fn apply_origin(call: &mut Call, origin: &Value) -> Result<(), HookError> {
         validate::origin_port(call, custom.get("port").and_then(Value::as_u64).unwrap_or(80)).map_err(invalid)?;
     let path = custom.get("path").and_then(Value::as_str).unwrap_or("");
     validate::origin_path(call, path).map_err(invalid)?;
-    let protocol = custom.get("protocol").and_then(Value::as_str).unwrap_or("http");
-    if protocol != "http" {
-        return Err(HookError::validation("only http origins are supported"));
-    }
+    let protocol = match custom.get("protocol").and_then(Value::as_str).unwrap_or("http") {
+        "http" => "http",
+        "https" => "https",
+        other => return Err(HookError::validation(format!("origin protocol `{other}` is not http or https"))),
+    };
     if let Some(target) = call.origin.as_mut() {
+        target.protocol = protocol;
         target.domain_name = domain.to_string();
         target.port = port;
         target.path = path.to_string();

@@ -9,3 +9,4 @@ mod examples;
 mod hooks;
 mod reload;
 mod routing;
+mod tls;

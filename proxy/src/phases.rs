@@ -20,6 +20,7 @@ use crate::cache::freshness::freshness;
 use crate::cache::key::{normalised_accept_encoding, primary_key};
 use crate::cache::storage::ObjectStore;
 use crate::cache::ttl::{self, Decision, TtlPolicy};
+use crate::edge::connection;
 use crate::edge::context::{Ending, RequestContext};
 use crate::edge::error_pages;
 use crate::edge::forward;
@@ -52,13 +53,18 @@ pub struct VergeProxy {
     pub viewer_idle_timeout_secs: u64,
     /// `server.trusted_proxies`: peers whose `X-Forwarded-Proto` says the viewer's scheme.
     pub trusted_proxies: Vec<verge_config::cidr::Cidr>,
+    /// The port of verge's first TLS listener: where `redirect-to-https` sends viewers.
+    pub https_port: Option<u16>,
 }
 
 impl VergeProxy {
-    /// Whether the viewer reached verge over HTTPS. verge's own listeners are HTTP for now, so only a
-    /// trusted proxy (a TLS terminator in front of verge) can say so, with `X-Forwarded-Proto: https`;
-    /// from anyone else the header is not believed.
+    /// Whether the viewer reached verge over HTTPS: on a TLS listener, or through a trusted proxy (a TLS
+    /// terminator in front of verge) that says so with `X-Forwarded-Proto: https`; from anyone else the
+    /// header is not believed.
     fn viewer_used_https(&self, session: &Session) -> bool {
+        if crate::edge::connection::is_tls(session) {
+            return true;
+        }
         let trusted = session
             .client_addr()
             .and_then(|a| a.as_inet())
@@ -203,19 +209,23 @@ impl ProxyHttp for VergeProxy {
         }
         ctx.route.behavior = snapshot.behavior_for(req.uri.path());
         let behavior = snapshot.behavior(ctx.route.behavior);
+        ctx.route.viewer_https = self.viewer_used_https(session);
         match behavior.viewer_protocol_policy {
             ViewerProtocolPolicy::AllowAll => {}
-            _ if self.viewer_used_https(session) => {}
+            _ if ctx.route.viewer_https => {}
             ViewerProtocolPolicy::HttpsOnly => return self.reject(session, ctx, EdgeError::HttpsRequired).await,
             ViewerProtocolPolicy::RedirectToHttps => {
                 let pq = req.uri.path_and_query().map_or("/", |pq| pq.as_str());
-                // To the standard HTTPS port: the viewer's port was the HTTP one (no HTTPS listener of
-                // verge's own yet; behind a TLS terminator the public port is 443).
+                // To verge's HTTPS listener (no port when it is 443); without one (behind a TLS
+                // terminator) to the standard port.
                 let bare_host = host
                     .rsplit_once(':')
                     .filter(|(_, port)| !port.is_empty() && port.bytes().all(|b| b.is_ascii_digit()))
                     .map_or(host, |(h, _)| h);
-                let location = format!("https://{bare_host}{pq}");
+                let location = match self.https_port {
+                    Some(port) if port != 443 => format!("https://{bare_host}:{port}{pq}"),
+                    _ => format!("https://{bare_host}{pq}"),
+                };
                 let status = if matches!(req.method, http::Method::GET | http::Method::HEAD) { 301 } else { 307 };
                 respond::send(session, ctx, EdgeResponse::Redirect { status, location }).await?;
                 return Ok(true);
@@ -236,7 +246,13 @@ impl ProxyHttp for VergeProxy {
             }
         }
         ctx.route.origin = snapshot.primary_origin(behavior.target);
-        triggers::viewer_request(session, ctx).await
+        connection::strip_viewer_cloudfront_headers(session.req_header_mut());
+        let answered = triggers::viewer_request(session, ctx).await?;
+        if !answered {
+            let https = ctx.route.viewer_https;
+            connection::add_cloudfront_headers(session, ctx.snapshot.behavior(ctx.route.behavior), https);
+        }
+        Ok(answered)
     }
 
     /// Enables the cache for the behavior's cached methods unless the policy never caches.
@@ -483,12 +499,22 @@ impl ProxyHttp for VergeProxy {
     fn fail_to_connect(
         &self,
         session: &mut Session,
-        _peer: &HttpPeer,
+        peer: &HttpPeer,
         ctx: &mut RequestContext,
         mut e: Box<Error>,
     ) -> Box<Error> {
         ctx.route.attempts += 1;
-        let allowed = ctx.snapshot.dist.origins[ctx.route.origin].connection_attempts;
+        let origin = &ctx.snapshot.dist.origins[ctx.route.origin];
+        // Names the origin and the reason (refused, timed out, a TLS handshake or certificate failure).
+        tracing::warn!(
+            target: "verge::origin",
+            origin = %origin.id,
+            address = %peer._address,
+            attempt = ctx.route.attempts,
+            request_id = %ctx.request_id,
+            "cannot connect to the origin: {e}"
+        );
+        let allowed = origin.connection_attempts;
         let retry = ctx.route.attempts < allowed || ctx.try_failover(&session.req_header().method);
         e.set_retry(retry);
         e

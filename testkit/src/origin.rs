@@ -1,12 +1,13 @@
 //! A small programmable HTTP/1.1 origin on tokio for tests and the demo: keep-alive, Content-Length
-//! bodies, an optional per-response delay and a truncated transfer (to provoke origin faults).
+//! bodies, an optional per-response delay and a truncated transfer (to provoke origin faults), over
+//! plain TCP or TLS.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpListener;
 
 /// A request as the origin saw it.
 #[derive(Debug, Clone)]
@@ -66,6 +67,15 @@ pub type Handler = Arc<dyn Fn(&OriginRequest) -> OriginResponse + Send + Sync>;
 /// Accepts connections until the listener's task is dropped. A failed accept (out of file descriptors)
 /// waits a moment before the next try instead of spinning a core.
 pub async fn serve(listener: TcpListener, handler: Handler) {
+    serve_maybe_tls(listener, handler, None).await
+}
+
+/// `serve` over TLS: every connection starts with a handshake with `config`.
+pub async fn serve_tls(listener: TcpListener, handler: Handler, config: Arc<rustls::ServerConfig>) {
+    serve_maybe_tls(listener, handler, Some(tokio_rustls::TlsAcceptor::from(config))).await
+}
+
+async fn serve_maybe_tls(listener: TcpListener, handler: Handler, tls: Option<tokio_rustls::TlsAcceptor>) {
     loop {
         let stream = match listener.accept().await {
             Ok((stream, _)) => stream,
@@ -75,14 +85,24 @@ pub async fn serve(listener: TcpListener, handler: Handler) {
             }
         };
         let handler = handler.clone();
+        let tls = tls.clone();
         tokio::spawn(async move {
-            let _ = connection(stream, handler).await;
+            let _ = stream.set_nodelay(true);
+            match tls {
+                Some(acceptor) => {
+                    if let Ok(stream) = acceptor.accept(stream).await {
+                        let _ = connection(stream, handler).await;
+                    }
+                }
+                None => {
+                    let _ = connection(stream, handler).await;
+                }
+            }
         });
     }
 }
 
-async fn connection(mut stream: TcpStream, handler: Handler) -> std::io::Result<()> {
-    stream.set_nodelay(true)?;
+async fn connection<S: AsyncRead + AsyncWrite + Unpin>(mut stream: S, handler: Handler) -> std::io::Result<()> {
     let mut buf = Vec::with_capacity(4096);
     loop {
         // Read until the end of the header block.

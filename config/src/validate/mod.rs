@@ -14,6 +14,7 @@ use crate::raw::*;
 
 mod functions;
 mod policies;
+mod tls;
 use functions::{validate_associations, validate_functions};
 use policies::{validate_cache_policies, validate_request_policies};
 
@@ -73,6 +74,9 @@ impl Problems {
 fn validate_server(raw: Option<RawServer>, p: &mut Problems) -> ServerSettings {
     let raw = raw.unwrap_or(RawServer {
         listen: None,
+        h2c: None,
+        certificates: Vec::new(),
+        dns: None,
         viewer_idle_timeout: None,
         max_connections: None,
         trusted_proxies: Vec::new(),
@@ -80,7 +84,10 @@ fn validate_server(raw: Option<RawServer>, p: &mut Problems) -> ServerSettings {
         admin: None,
         cache: None,
     });
-    let listen = validate_listen(raw.listen, p);
+    let listen = tls::validate_listen(raw.listen, p);
+    let certificates = tls::validate_certificates(raw.certificates, &listen, p);
+    let dns = tls::validate_dns(raw.dns, p);
+    let h2c = raw.h2c.unwrap_or(false);
     let threads = raw.threads.map(|t| p.range("server.threads", Some(t), 1, 256, 1) as usize);
     let viewer_idle_timeout_secs = p.range("server.viewer_idle_timeout", raw.viewer_idle_timeout, 1, 3600, 5);
     let max_connections = p.range("server.max_connections", raw.max_connections, 1, 1 << 20, 16_384) as usize;
@@ -93,7 +100,18 @@ fn validate_server(raw: Option<RawServer>, p: &mut Problems) -> ServerSettings {
     }
     let admin = raw.admin.and_then(|a| validate_admin(a, p));
     let cache = validate_cache(raw.cache, p);
-    ServerSettings { listen, threads, viewer_idle_timeout_secs, max_connections, trusted_proxies, admin, cache }
+    ServerSettings {
+        listen,
+        h2c,
+        certificates,
+        dns,
+        threads,
+        viewer_idle_timeout_secs,
+        max_connections,
+        trusted_proxies,
+        admin,
+        cache,
+    }
 }
 
 /// The admin API must say how callers authenticate: a token file, or `unauthenticated: true` on a
@@ -140,7 +158,11 @@ pub fn validate(raw: RawFile, p: &mut Problems) -> Option<Config> {
         aliases: Vec::new(),
         default_root_object: None,
         enabled: None,
+        http_version: None,
+        viewer_certificate: None,
     });
+    let http_version = tls::validate_http_version(dist.http_version.as_deref(), p);
+    let minimum_protocol_version = tls::validate_viewer_certificate(dist.viewer_certificate, p);
     let id = match dist.id {
         Some(id) if id.is_empty() || !id.chars().all(|c| c.is_ascii_alphanumeric()) => {
             p.add("distribution.id", "must be letters and digits only");
@@ -234,6 +256,8 @@ pub fn validate(raw: RawFile, p: &mut Problems) -> Option<Config> {
         aliases,
         default_root_object: dist.default_root_object,
         enabled: dist.enabled.unwrap_or(true),
+        http_version,
+        minimum_protocol_version,
         origins,
         origin_groups,
         behaviors: behaviors.into_iter().flatten().collect(),
@@ -241,21 +265,6 @@ pub fn validate(raw: RawFile, p: &mut Problems) -> Option<Config> {
         functions,
     };
     Some(Config { server, distribution })
-}
-
-fn validate_listen(listen: Option<Vec<String>>, p: &mut Problems) -> Vec<SocketAddr> {
-    let listen = listen.unwrap_or_else(|| vec!["127.0.0.1:8080".to_string()]);
-    if listen.is_empty() {
-        p.add("server.listen", "needs at least one address");
-    }
-    let mut out = Vec::new();
-    for (i, l) in listen.iter().enumerate() {
-        match l.parse::<SocketAddr>() {
-            Ok(addr) => out.push(addr),
-            Err(_) => p.add(format!("server.listen[{i}]"), format!("`{l}` is not an IP:port address")),
-        }
-    }
-    out
 }
 
 fn check_host(key: &str, host: &str, p: &mut Problems) {
@@ -331,11 +340,9 @@ fn validate_origins(raw: &[RawOrigin], p: &mut Problems) -> Vec<Origin> {
                 ProtocolPolicy::HttpOnly
             }
         };
-        if protocol_policy == ProtocolPolicy::HttpsOnly {
-            p.add(
-                format!("{key}.protocol_policy"),
-                "https-only needs TLS to origins, which this verge build does not have yet",
-            );
+        tls::validate_origin_ssl_protocols(&key, &o.origin_ssl_protocols, p);
+        if o.ca_bundle_file.as_deref() == Some("") {
+            p.add(format!("{key}.ca_bundle_file"), "is empty");
         }
         let origin_path = o.origin_path.clone().unwrap_or_default();
         if !origin_path.is_empty()
@@ -353,6 +360,7 @@ fn validate_origins(raw: &[RawOrigin], p: &mut Problems) -> Vec<Origin> {
             http_port: check_port(&format!("{key}.http_port"), o.http_port, 80, p),
             https_port: check_port(&format!("{key}.https_port"), o.https_port, 443, p),
             protocol_policy,
+            ca_bundle_file: o.ca_bundle_file.clone(),
             origin_path,
             custom_headers,
             connection_attempts: p.range(&format!("{key}.connection_attempts"), o.connection_attempts, 1, 3, 3) as u8,

@@ -74,6 +74,23 @@ impl Origin {
         Self { addr, seen, task }
     }
 
+    /// `start` over TLS with `config` (a certificate from `verge_testkit::tls`).
+    pub fn start_tls(
+        config: Arc<rustls::ServerConfig>,
+        handler: impl Fn(&OriginRequest) -> OriginResponse + Send + Sync + 'static,
+    ) -> Self {
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let log = seen.clone();
+        let handler: verge_testkit::origin::Handler = Arc::new(move |req: &OriginRequest| {
+            log.lock().unwrap().push(req.clone());
+            handler(req)
+        });
+        let listener = runtime().block_on(tokio::net::TcpListener::bind("127.0.0.1:0")).unwrap();
+        let addr = listener.local_addr().unwrap();
+        let task = runtime().spawn(verge_testkit::origin::serve_tls(listener, handler, config));
+        Self { addr, seen, task }
+    }
+
     /// An origin answering every request with `status` and `body`.
     pub fn fixed(status: u16, body: &'static str) -> Self {
         Self::start(move |_| OriginResponse::new(status, body).header("content-type", "text/plain"))
@@ -108,6 +125,8 @@ pub fn closed_port() -> u16 {
 pub struct Verge {
     pub addr: SocketAddr,
     pub admin: Option<SocketAddr>,
+    /// The TLS and PROXY protocol listeners: (`https`, `proxy+http` or `proxy+https`, address).
+    pub listeners: Vec<(String, SocketAddr)>,
     child: Child,
     _dir: TempDir,
     pub log: Arc<Mutex<String>>,
@@ -158,26 +177,35 @@ impl Verge {
         std::thread::spawn(move || {
             for line in BufReader::new(stdout).lines().map_while(Result::ok) {
                 if let Some(addr) = line.strip_prefix("verge: admin API on http://") {
-                    let _ = tx.send((true, addr.parse::<SocketAddr>().unwrap()));
+                    let _ = tx.send(("admin".to_string(), addr.parse::<SocketAddr>().unwrap()));
                 }
-                if let Some(addr) = line.strip_prefix("verge: listening on http://") {
-                    let _ = tx.send((false, addr.parse::<SocketAddr>().unwrap()));
+                if let Some(rest) = line.strip_prefix("verge: listening on ") {
+                    if let Some((scheme, addr)) = rest.split_once("://") {
+                        let _ = tx.send((scheme.to_string(), addr.parse::<SocketAddr>().unwrap()));
+                    }
                 }
                 out_log.lock().unwrap().push_str(&(line + "\n"));
             }
         });
         let mut admin = None;
+        let mut listeners = Vec::new();
         let addr = loop {
             match rx.recv_timeout(TIMEOUT) {
-                Ok((true, a)) => admin = Some(a),
-                Ok((false, a)) => break a,
+                Ok((scheme, a)) if scheme == "admin" => admin = Some(a),
+                Ok((scheme, a)) if scheme == "http" => break a,
+                Ok((scheme, a)) => listeners.push((scheme, a)),
                 Err(_) => {
                     let _ = child.kill();
                     panic!("verge did not start; output:\n{}", log.lock().unwrap());
                 }
             }
         };
-        Self { addr, admin, child, _dir: dir, log }
+        Self { addr, admin, listeners, child, _dir: dir, log }
+    }
+
+    /// The address of the first listener of `scheme` (`https`, `proxy+http`, `proxy+https`).
+    pub fn listener(&self, scheme: &str) -> SocketAddr {
+        self.listeners.iter().find(|(s, _)| s == scheme).map(|(_, a)| *a).expect("a listener of that kind")
     }
 
     pub fn get(&self, path: &str) -> Response {

@@ -45,8 +45,8 @@ enum Command {
         /// The distribution file (YAML).
         #[arg(long, short)]
         config: PathBuf,
-        /// Listen on these addresses instead of the file's `server.listen` (repeatable; port 0 picks a
-        /// free port).
+        /// Listen on these addresses instead of the file's plain `server.listen` entries (repeatable;
+        /// port 0 picks a free port); the file's TLS and PROXY protocol listeners are kept.
         #[arg(long)]
         listen: Vec<std::net::SocketAddr>,
     },

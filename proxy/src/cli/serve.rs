@@ -42,10 +42,12 @@ pub fn serve(config: PathBuf, listen: Vec<std::net::SocketAddr>) -> ExitCode {
             return ExitCode::from(EXIT_CONFIG);
         }
     };
-    // `--listen` takes precedence over the file's `server.listen`.
+    // `--listen` replaces the file's plain listeners; its TLS and PROXY protocol listeners stay.
     let mut settings = file_settings.clone();
     if !listen.is_empty() {
-        settings.listen = listen;
+        settings.listen.retain(|l| l.tls || l.proxy_protocol);
+        let plain = listen.into_iter().map(verge_config::model::Listener::plain);
+        settings.listen.splice(0..0, plain);
     }
     let threads = settings.threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
     let runtime = match tokio::runtime::Builder::new_multi_thread().worker_threads(threads).enable_all().build() {
@@ -91,8 +93,18 @@ pub fn serve(config: PathBuf, listen: Vec<std::net::SocketAddr>) -> ExitCode {
         if let Some(addr) = started.admin_addr {
             println!("verge: admin API on http://{addr}");
         }
-        for addr in &started.addrs {
-            println!("verge: listening on http://{addr}");
+        // TLS and PROXY protocol listeners before the plain ones: a reader that stops at the first
+        // `http://` line has seen them all.
+        let mut listeners = started.listeners.clone();
+        listeners.sort_by_key(|l| !(l.tls || l.proxy_protocol));
+        for l in &listeners {
+            let scheme = match (l.proxy_protocol, l.tls) {
+                (false, false) => "http",
+                (false, true) => "https",
+                (true, false) => "proxy+http",
+                (true, true) => "proxy+https",
+            };
+            println!("verge: listening on {scheme}://{}", l.addr);
         }
         server::run_until_signal(started).await;
         ExitCode::SUCCESS

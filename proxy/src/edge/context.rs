@@ -43,6 +43,9 @@ pub struct Route {
     pub attempts: u8,
     /// Where an origin-request function re-targeted the request: peer and origin path.
     pub origin_override: Option<(HttpPeer, String)>,
+    /// The viewer came over HTTPS (a TLS listener or a trusted proxy's word): `match-viewer` origins
+    /// are then reached over TLS.
+    pub viewer_https: bool,
 }
 
 /// What the origin-request function did (it runs once per origin tried, before connecting).
@@ -117,7 +120,14 @@ impl RequestContext {
             request_id,
             started: Instant::now(),
             client_ip: String::new(),
-            route: Route { behavior: 0, origin: 0, on_secondary: false, attempts: 0, origin_override: None },
+            route: Route {
+                behavior: 0,
+                origin: 0,
+                on_secondary: false,
+                attempts: 0,
+                origin_override: None,
+                viewer_https: false,
+            },
             origin_request: OriginRequestState::NotRun,
             bodies: Bodies::default(),
             sent_request: None,

@@ -113,9 +113,10 @@ pub fn origin_request(
             && (n != "host" || forward_host)
             && n != "accept-encoding"
             && forwards(behavior, n);
-        // `CloudFront-*` headers (viewer country, device, protocol) are the edge's to set, never a
-        // viewer's: one a viewer sends is not passed on, whatever the policies forward.
-        let strip_edge = n.starts_with("x-edge-") || n.starts_with("x-amz-cf-") || n.starts_with("cloudfront-");
+        // `X-Edge-*` and `X-Amz-Cf-*` are the edge's; a viewer's `CloudFront-*` headers were removed
+        // before viewer-request (edge/connection.rs), so those left are verge's own, forwarded when a
+        // policy names them.
+        let strip_edge = n.starts_with("x-edge-") || n.starts_with("x-amz-cf-");
         if !keep || strip_edge {
             req.remove_header(&name);
         }

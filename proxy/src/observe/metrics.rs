@@ -21,6 +21,8 @@ struct Metrics {
     reloads: IntCounter,
     reloads_refused: IntCounter,
     connections_refused: IntCounter,
+    /// By reason: `tls` (handshake failed or timed out), `proxy_protocol` (no valid PROXY header).
+    connections_failed: IntCounterVec,
     generation: IntGauge,
 }
 
@@ -50,6 +52,14 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
         "Viewer connections answered 503 and closed because server.max_connections were open.",
     )
     .expect("valid metric");
+    let connections_failed = IntCounterVec::new(
+        Opts::new(
+            "verge_connections_failed_total",
+            "Viewer connections closed before their first request: a failed TLS handshake or PROXY header.",
+        ),
+        &["reason"],
+    )
+    .expect("valid metric");
     for collector in [
         Box::new(requests_vec) as Box<dyn prometheus::core::Collector>,
         Box::new(request_seconds.clone()),
@@ -57,10 +67,20 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
         Box::new(reloads_refused.clone()),
         Box::new(generation.clone()),
         Box::new(connections_refused.clone()),
+        Box::new(connections_failed.clone()),
     ] {
         registry.register(collector).expect("metric registered once");
     }
-    Metrics { registry, requests, request_seconds, reloads, reloads_refused, connections_refused, generation }
+    Metrics {
+        registry,
+        requests,
+        request_seconds,
+        reloads,
+        reloads_refused,
+        connections_refused,
+        connections_failed,
+        generation,
+    }
 });
 
 /// Counts one answered request.
@@ -73,6 +93,11 @@ pub fn request(result: ResultType, seconds: f64) {
 /// Counts a viewer connection refused at `server.max_connections`.
 pub fn connection_refused() {
     METRICS.connections_refused.inc();
+}
+
+/// Counts a viewer connection lost before its first request (`reason`: `tls` or `proxy_protocol`).
+pub fn connection_failed(reason: &'static str) {
+    METRICS.connections_failed.with_label_values(&[reason]).inc();
 }
 
 /// Counts a reload attempt.

@@ -9,16 +9,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
-use async_trait::async_trait;
-use pingora_core::apps::{HttpServerApp, ServerApp};
+use pingora_core::apps::HttpServerOptions;
 use pingora_core::listeners::{L4BufferSettings, ListenerConfig, DEFAULT_L4_READ_BUFFER_SIZE};
-use pingora_core::protocols::http::ServerSession;
-use pingora_core::protocols::Stream;
 use pingora_core::server::configuration::ServerConf;
-use pingora_core::server::{Fds, ShutdownWatch};
+use pingora_core::server::Fds;
 use pingora_core::services::listening::Service as ListeningService;
 use pingora_core::services::Service as _;
-use pingora_proxy::HttpProxy;
 use tokio::sync::watch;
 
 use crate::cache::storage::ObjectStore;
@@ -30,7 +26,12 @@ use reload::{Reloader, Source};
 use verge_config::ServerSettings;
 
 mod admin;
+mod proxy_protocol;
 pub mod reload;
+pub mod tls;
+mod viewer;
+
+use viewer::{Connections, ViewerApp};
 
 /// How long a cache-lock writer may hold a key before waiting readers go to the origin themselves;
 /// above the longest origin read timeout (120 s), so a slow fill is never duplicated.
@@ -42,7 +43,8 @@ const GRACE: Duration = Duration::from_secs(10);
 
 /// A started verge: its bound addresses, and what a reload and a shutdown need.
 pub struct Started {
-    pub addrs: Vec<SocketAddr>,
+    /// The viewer listeners as bound (port 0 replaced by the real port).
+    pub listeners: Vec<verge_config::model::Listener>,
     pub admin_addr: Option<SocketAddr>,
     /// Reloads the distribution file (none for the embedded demo).
     pub reloader: Arc<Reloader>,
@@ -55,65 +57,6 @@ impl Started {
     /// Stops accepting; keep-alive connections close after their current request.
     pub fn shutdown(&self) {
         let _ = self.shutdown.send(true);
-    }
-}
-
-/// pingora's proxy app behind verge's own connection loop: it counts the connections in flight so
-/// shutdown can wait for them, and gives every HTTP/1 viewer connection the idle timeout
-/// (`server.viewer_idle_timeout`) instead of pingora's 60 s: a connection silent that long while waiting
-/// for (or between reads of) a request's headers is closed.
-struct CountingApp {
-    proxy: Arc<HttpProxy<VergeProxy>>,
-    in_flight: Arc<AtomicUsize>,
-    idle_timeout_secs: u64,
-    max_connections: usize,
-}
-
-/// The answer to a connection over `server.max_connections`: plain, immediate, and closed.
-const TOO_MANY_CONNECTIONS: &[u8] =
-    b"HTTP/1.1 503 Service Unavailable\r\ncontent-length: 0\r\nretry-after: 1\r\nconnection: close\r\n\r\n";
-
-impl CountingApp {
-    async fn serve_http1(self: &Arc<Self>, stream: Stream, shutdown: &ShutdownWatch) {
-        let mut session = ServerSession::new_http1(stream);
-        // A service shutting down does not keep connections for another request.
-        let keepalive = if *shutdown.borrow() { None } else { Some(self.idle_timeout_secs) };
-        session.set_keepalive(keepalive);
-        // RFC 9112 §9.3.2: pipelined requests are answered in order (pingora's default drops the second
-        // one and closes, after an answer that said keep-alive). Carried to later sessions by pingora.
-        session.set_pipelining_enabled(true);
-        let mut reused = self.proxy.process_new_http(session, shutdown).await;
-        while let Some((stream, persistent)) = reused.map(|r| r.consume()) {
-            let mut session = ServerSession::new_http1(stream);
-            if let Some(persistent) = persistent {
-                persistent.apply_to_session(&mut session);
-            }
-            if *shutdown.borrow() {
-                session.set_keepalive(None);
-            }
-            reused = self.proxy.process_new_http(session, shutdown).await;
-        }
-    }
-}
-
-#[async_trait]
-impl ServerApp for CountingApp {
-    async fn process_new(self: &Arc<Self>, mut stream: Stream, shutdown: &ShutdownWatch) -> Option<Stream> {
-        if self.in_flight.fetch_add(1, Ordering::AcqRel) >= self.max_connections {
-            self.in_flight.fetch_sub(1, Ordering::AcqRel);
-            crate::observe::metrics::connection_refused();
-            use tokio::io::{AsyncReadExt, AsyncWriteExt};
-            let _ = stream.write_all(TOO_MANY_CONNECTIONS).await;
-            let _ = stream.flush().await;
-            // Read what the viewer sent before closing (briefly, and a little): closing with its request
-            // unread would reset the connection and could destroy the 503 before the viewer reads it.
-            let mut sink = [0u8; 4096];
-            let _ = tokio::time::timeout(Duration::from_millis(200), stream.read(&mut sink)).await;
-            return None;
-        }
-        self.serve_http1(stream, shutdown).await;
-        self.in_flight.fetch_sub(1, Ordering::AcqRel);
-        None
     }
 }
 
@@ -142,17 +85,31 @@ pub async fn start(
 
     // Bind here so port 0 works and the real address is known; pingora adopts the sockets by address.
     let mut fds = Fds::new();
-    let mut addrs = Vec::new();
-    for addr in &settings.listen {
-        addrs.push(bind(*addr, &mut fds, "viewers")?);
+    let mut listeners = Vec::new();
+    for listener in &settings.listen {
+        let addr = bind(listener.addr, &mut fds, "viewers")?;
+        listeners.push(verge_config::model::Listener { addr, ..*listener });
     }
-    if addrs.is_empty() {
+    if listeners.is_empty() {
         return Err(std::io::Error::other("no listen address"));
     }
+    let https_port = listeners.iter().find(|l| l.tls).map(|l| l.addr.port());
+    let viewer_tls = match listeners.iter().any(|l| l.tls) {
+        true => {
+            let inputs = tls::TlsInputs {
+                certificates: &settings.certificates,
+                base_dir: &reload::base_dir(Some(&source.path)),
+                policy: snapshot.dist.minimum_protocol_version,
+                http_version: snapshot.dist.http_version,
+            };
+            Some(Arc::new(tls::ViewerTls::new(&inputs).map_err(std::io::Error::other)?))
+        }
+        false => None,
+    };
 
     let admin_listen = settings.admin.as_ref().map(|a| a.listen);
     let shared: SharedSnapshot = Arc::new(ArcSwap::from_pointee(snapshot));
-    let reloader = Arc::new(Reloader::new(source, shared.clone(), engine));
+    let reloader = Arc::new(Reloader::new(source, shared.clone(), engine, viewer_tls.clone()));
     let admin = match admin_listen {
         Some(addr) => {
             let bound = bind(addr, &mut fds, "admin")?;
@@ -165,42 +122,51 @@ pub async fn start(
     };
     let admin_addr = admin.as_ref().map(|(addr, _)| *addr);
     let conf = Arc::new(ServerConf { max_retries: 8, ..Default::default() });
-    let proxy = Arc::new(pingora_proxy::http_proxy(
+    let mut proxy = pingora_proxy::http_proxy(
         &conf,
         VergeProxy {
             snapshot: shared.clone(),
             cache: CacheParts { store, lock, max_object_bytes: cache.max_object_bytes },
             viewer_idle_timeout_secs: settings.viewer_idle_timeout_secs,
             trusted_proxies: settings.trusted_proxies.clone(),
-        },
-    ));
-    let in_flight = Arc::new(AtomicUsize::new(0));
-    let mut service = ListeningService::new(
-        "verge viewer".to_string(),
-        CountingApp {
-            proxy,
-            in_flight: in_flight.clone(),
-            idle_timeout_secs: settings.viewer_idle_timeout_secs,
-            max_connections: settings.max_connections,
+            https_port,
         },
     );
-    for addr in &addrs {
-        // pingora's default write buffer is one MSS (1,460 bytes): a small response whose headers do not
-        // fit beside its body then goes out in two sends. 16 KiB holds a small response whole; larger
-        // bodies bypass the buffer.
-        let buffers = L4BufferSettings::new(DEFAULT_L4_READ_BUFFER_SIZE, WRITE_BUFFER);
-        service.endpoints().add_listener(ListenerConfig::tcp(addr.to_string()).l4_buffer(buffers));
-    }
+    // pingora's HTTP/2 server: h2c so it takes the plain connections verge found the preface on, and
+    // the viewer idle timeout for HTTP/2 connections with no stream open.
+    let mut options = HttpServerOptions::default();
+    options.h2c = true;
+    options.h2_idle_timeout = Some(Duration::from_secs(settings.viewer_idle_timeout_secs));
+    proxy.server_options = Some(options);
+    let in_flight = Arc::new(AtomicUsize::new(0));
+    let connections = Arc::new(Connections {
+        proxy: Arc::new(proxy),
+        snapshot: shared.clone(),
+        in_flight: in_flight.clone(),
+        idle_timeout_secs: settings.viewer_idle_timeout_secs,
+        max_connections: settings.max_connections,
+        tls: viewer_tls,
+        h2c: settings.h2c,
+    });
     let (shutdown, watch) = watch::channel(false);
     let fds = Arc::new(parking_lot::Mutex::new(fds));
     if let Some((_, mut admin)) = admin {
         let (fds, watch) = (fds.clone(), watch.clone());
         tokio::spawn(async move { admin.start_service(Some(fds), watch, 1).await });
     }
-    tokio::spawn(async move {
-        service.start_service(Some(fds), watch, 1).await;
-    });
-    Ok(Started { addrs, admin_addr, reloader, shutdown, in_flight })
+    // One service per listener: each knows whether its connections are TLS or carry a PROXY header.
+    for listener in listeners.iter().copied() {
+        let app = ViewerApp { shared: connections.clone(), listener };
+        let mut service = ListeningService::new(format!("verge viewer {}", listener.addr), app);
+        // pingora's default write buffer is one MSS (1,460 bytes): a small response whose headers do not
+        // fit beside its body then goes out in two sends. 16 KiB holds a small response whole; larger
+        // bodies bypass the buffer.
+        let buffers = L4BufferSettings::new(DEFAULT_L4_READ_BUFFER_SIZE, WRITE_BUFFER);
+        service.endpoints().add_listener(ListenerConfig::tcp(listener.addr.to_string()).l4_buffer(buffers));
+        let (fds, watch) = (fds.clone(), watch.clone());
+        tokio::spawn(async move { service.start_service(Some(fds), watch, 1).await });
+    }
+    Ok(Started { listeners: listeners.clone(), admin_addr, reloader, shutdown, in_flight })
 }
 
 /// Reloads on SIGHUP; on SIGTERM or SIGINT stops accepting and gives in-flight requests `GRACE` to

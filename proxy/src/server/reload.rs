@@ -9,6 +9,9 @@
 //! Process settings (the file's `server` section: listeners, worker threads, admin listener, cache
 //! sizes) are a different type from the distribution and are never touched by a reload: a file whose
 //! `server` section changed is still applied, and the reload names the section as needing a restart.
+//! The one exception is `server.certificates`: certificate files are read again by every reload (a
+//! renewed certificate must not need a restart), and new TLS connections get them, with the
+//! distribution's security policy and HTTP versions; open connections keep theirs.
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -16,6 +19,7 @@ use std::time::Instant;
 
 use verge_config::{Distribution, ServerSettings};
 
+use super::tls::{TlsInputs, ViewerTls};
 use crate::snapshot::{SharedSnapshot, Snapshot};
 
 /// Where a served distribution came from, to read it again, and the process settings it started with.
@@ -31,6 +35,8 @@ pub struct Reloader {
     shared: SharedSnapshot,
     /// The wasm engine, kept across reloads (started by the first distribution that needs it).
     engine: Mutex<Option<verge_hooks::HookEngine>>,
+    /// The TLS listeners' configuration, rebuilt with each distribution (none without TLS listeners).
+    tls: Option<Arc<ViewerTls>>,
     generation: Mutex<u64>,
 }
 
@@ -62,8 +68,13 @@ pub fn hook_engine(dist: &Distribution, base_dir: &Path) -> Result<Option<verge_
 }
 
 impl Reloader {
-    pub fn new(source: Source, shared: SharedSnapshot, engine: Option<verge_hooks::HookEngine>) -> Self {
-        Self { source, shared, engine: Mutex::new(engine), generation: Mutex::new(1) }
+    pub fn new(
+        source: Source,
+        shared: SharedSnapshot,
+        engine: Option<verge_hooks::HookEngine>,
+        tls: Option<Arc<ViewerTls>>,
+    ) -> Self {
+        Self { source, shared, engine: Mutex::new(engine), tls, generation: Mutex::new(1) }
     }
 
     /// Reads, validates and loads the file, then swaps it in; blocking (compiling functions takes time),
@@ -73,8 +84,11 @@ impl Reloader {
         let mut generation = self.generation.lock().unwrap_or_else(|e| e.into_inner());
         let result = self.build();
         match result {
-            Ok((snapshot, ignored)) => {
+            Ok((snapshot, acceptor, ignored)) => {
                 self.shared.store(Arc::new(snapshot));
+                if let (Some(tls), Some(acceptor)) = (&self.tls, acceptor) {
+                    tls.install(acceptor);
+                }
                 *generation += 1;
                 let reloaded = Reloaded { generation: *generation, millis: started.elapsed().as_millis(), ignored };
                 crate::observe::metrics::reload(Some(reloaded.generation));
@@ -95,7 +109,8 @@ impl Reloader {
         }
     }
 
-    fn build(&self) -> Result<(Snapshot, Vec<&'static str>), String> {
+    #[allow(clippy::type_complexity)]
+    fn build(&self) -> Result<(Snapshot, Option<pingora_core::listeners::tls::Acceptor>, Vec<&'static str>), String> {
         let config = verge_config::from_file(&self.source.path).map_err(|e| e.to_string())?;
         let ignored = changed_server_settings(&config.server, &self.source.server);
         let running = self.shared.load_full();
@@ -105,8 +120,17 @@ impl Reloader {
             *engine = hook_engine(&config.distribution, &base_dir)?;
         }
         // Function versions the running snapshot already has are reused, warm instances and all.
+        let acceptor = match &self.tls {
+            Some(tls) => Some(tls.prepare(&TlsInputs {
+                certificates: &config.server.certificates,
+                base_dir: &base_dir,
+                policy: config.distribution.minimum_protocol_version,
+                http_version: config.distribution.http_version,
+            })?),
+            None => None,
+        };
         let snapshot = Snapshot::build_after(config.distribution, &base_dir, engine.as_ref(), Some(&running))?;
-        Ok((snapshot, ignored))
+        Ok((snapshot, acceptor, ignored))
     }
 }
 
@@ -115,6 +139,8 @@ fn changed_server_settings(now: &ServerSettings, at_start: &ServerSettings) -> V
     let (a, b) = (now, at_start);
     [
         ("server.listen", a.listen != b.listen),
+        ("server.h2c", a.h2c != b.h2c),
+        ("server.dns", a.dns != b.dns),
         ("server.viewer_idle_timeout", a.viewer_idle_timeout_secs != b.viewer_idle_timeout_secs),
         ("server.trusted_proxies", a.trusted_proxies != b.trusted_proxies),
         ("server.max_connections", a.max_connections != b.max_connections),

@@ -9,7 +9,8 @@ use std::sync::Arc;
 
 use arc_swap::ArcSwap;
 use pingora_core::upstreams::peer::HttpPeer;
-use verge_config::model::{Behavior, Distribution, Target};
+use pingora_core::utils::tls::WrappedX509;
+use verge_config::model::{Behavior, Distribution, Origin, ProtocolPolicy, Target};
 
 pub struct Snapshot {
     pub dist: Distribution,
@@ -21,8 +22,31 @@ pub struct Snapshot {
     pub via: String,
     /// `via` as a header value, built once.
     pub via_value: http::HeaderValue,
-    /// One prebuilt peer per origin, cloned per request (no DNS, no parsing per request).
-    pub peers: Vec<HttpPeer>,
+    /// Prebuilt peers per origin, cloned per request (no DNS, no parsing per request).
+    pub peers: Vec<OriginPeers>,
+}
+
+/// An origin's peers: plain, TLS, or both (`match-viewer`).
+pub struct OriginPeers {
+    http: Option<HttpPeer>,
+    https: Option<HttpPeer>,
+}
+
+impl OriginPeers {
+    /// The peer for a viewer that came over HTTPS (`viewer_https`) or not.
+    pub fn for_viewer(&self, viewer_https: bool) -> &HttpPeer {
+        let preferred = if viewer_https { &self.https } else { &self.http };
+        preferred.as_ref().or(self.http.as_ref()).or(self.https.as_ref()).expect("an origin has a peer")
+    }
+}
+
+/// Whether requests to `origin` go over TLS for this viewer.
+pub fn origin_tls(origin: &Origin, viewer_https: bool) -> bool {
+    match origin.protocol_policy {
+        ProtocolPolicy::HttpOnly => false,
+        ProtocolPolicy::HttpsOnly => true,
+        ProtocolPolicy::MatchViewer => viewer_https,
+    }
 }
 
 impl Snapshot {
@@ -48,12 +72,27 @@ impl Snapshot {
         let functions = functions::LoadedFunctions::load(&dist, base_dir, engine, previous_functions)?;
         let mut peers = Vec::with_capacity(dist.origins.len());
         for origin in &dist.origins {
-            let addr = (origin.domain_name.as_str(), origin.http_port)
+            let ip = (origin.domain_name.as_str(), origin.http_port)
                 .to_socket_addrs()
                 .map_err(|e| format!("origin `{}`: cannot resolve {}: {e}", origin.id, origin.domain_name))?
                 .next()
-                .ok_or_else(|| format!("origin `{}`: {} has no address", origin.id, origin.domain_name))?;
-            peers.push(peer_for(addr, &origin.domain_name, origin));
+                .ok_or_else(|| format!("origin `{}`: {} has no address", origin.id, origin.domain_name))?
+                .ip();
+            let ca = match &origin.ca_bundle_file {
+                Some(file) => {
+                    Some(load_ca_bundle(&base_dir.join(file)).map_err(|e| format!("origin `{}`: {e}", origin.id))?)
+                }
+                None => None,
+            };
+            let (plain, tls) = match origin.protocol_policy {
+                ProtocolPolicy::HttpOnly => (true, false),
+                ProtocolPolicy::HttpsOnly => (false, true),
+                ProtocolPolicy::MatchViewer => (true, true),
+            };
+            let http = plain.then(|| peer_for((ip, origin.http_port).into(), &origin.domain_name, origin, false, None));
+            let https =
+                tls.then(|| peer_for((ip, origin.https_port).into(), &origin.domain_name, origin, true, ca.clone()));
+            peers.push(OriginPeers { http, https });
         }
         let via = format!("1.1 {} (verge)", dist.domain_name);
         let via_value = http::HeaderValue::from_str(&via).map_err(|e| format!("distribution.domain_name: {e}"))?;
@@ -110,9 +149,38 @@ impl Snapshot {
     }
 }
 
-/// A pingora peer for `addr` with the timeouts of `origin`.
-pub fn peer_for(addr: std::net::SocketAddr, host: &str, origin: &verge_config::model::Origin) -> HttpPeer {
-    let mut peer = HttpPeer::new(addr, false, host.to_string());
+/// A PEM bundle of CA certificates, for an origin whose certificate a private CA signed.
+pub fn load_ca_bundle(path: &std::path::Path) -> Result<Arc<[WrappedX509]>, String> {
+    use rustls::pki_types::pem::PemObject;
+    let ders: Vec<rustls::pki_types::CertificateDer<'static>> = rustls::pki_types::CertificateDer::pem_file_iter(path)
+        .map_err(|e| format!("ca_bundle_file {}: {e}", path.display()))?
+        .collect::<Result<_, _>>()
+        .map_err(|e| format!("ca_bundle_file {}: not PEM certificates: {e}", path.display()))?;
+    if ders.is_empty() {
+        return Err(format!("ca_bundle_file {}: no certificate in the file", path.display()));
+    }
+    let mut bundle = Vec::with_capacity(ders.len());
+    for der in ders {
+        // pingora's wrapper panics on a certificate that does not parse: check first.
+        x509_parser::parse_x509_certificate(&der)
+            .map_err(|e| format!("ca_bundle_file {}: a certificate does not parse: {e}", path.display()))?;
+        bundle.push(WrappedX509::new(der.to_vec(), pingora_core::utils::tls::parse_x509));
+    }
+    Ok(bundle.into())
+}
+
+/// A pingora peer for `addr` with the timeouts of `origin`; over TLS, the certificate is checked
+/// against `host` (sent as SNI unless it is an IP address) and the system roots, or `ca`.
+pub fn peer_for(
+    addr: std::net::SocketAddr,
+    host: &str,
+    origin: &verge_config::model::Origin,
+    tls: bool,
+    ca: Option<Arc<[WrappedX509]>>,
+) -> HttpPeer {
+    // The name is never empty: pingora skips certificate verification for a TLS peer without one.
+    let mut peer = HttpPeer::new(addr, tls, host.to_string());
+    peer.options.ca = ca;
     let secs = std::time::Duration::from_secs;
     peer.options.connection_timeout = Some(secs(origin.connection_timeout_secs));
     peer.options.read_timeout = Some(secs(origin.read_timeout_secs));

@@ -15,12 +15,12 @@ pub fn expose_body(call: &mut Call, body: bytes::Bytes, event: EventType) {
 }
 
 /// `origin.custom` as a function sees it (origin-request).
-pub fn call_origin(origin: &Origin) -> CallOrigin {
+pub fn call_origin(origin: &Origin, tls: bool) -> CallOrigin {
     CallOrigin {
         domain_name: origin.domain_name.clone(),
-        port: origin.http_port,
+        port: if tls { origin.https_port } else { origin.http_port },
         path: origin.origin_path.clone(),
-        protocol: "http",
+        protocol: if tls { "https" } else { "http" },
         read_timeout_secs: origin.read_timeout_secs,
         keepalive_timeout_secs: origin.keepalive_timeout_secs,
         custom_headers: origin.custom_headers.clone(),

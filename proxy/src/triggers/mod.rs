@@ -104,7 +104,7 @@ pub async fn origin_request(session: &mut Session, ctx: &mut RequestContext) -> 
     );
     // The origin is only visible to (and changeable by) a function that can read or set the uri.
     if function.reads.uri {
-        call.origin = Some(call::call_origin(origin));
+        call.origin = Some(call::call_origin(origin, crate::snapshot::origin_tls(origin, ctx.route.viewer_https)));
     }
     if include_body::wanted(ctx, EventType::OriginRequest) {
         call::expose_body(&mut call, include_body::read(session, ctx).await?, EventType::OriginRequest);
@@ -118,7 +118,8 @@ pub async fn origin_request(session: &mut Session, ctx: &mut RequestContext) -> 
     }
     ctx.route.origin_override = None;
     if let Some(changed) = call.origin.as_ref().filter(|_| call.origin_changed) {
-        let target = resolve_origin(&changed.domain_name, changed.port, changed.path.clone(), origin).await;
+        let tls = changed.protocol == "https";
+        let target = resolve_origin(&changed.domain_name, changed.port, tls, changed.path.clone(), origin).await;
         ctx.route.origin_override = Some(target.map_err(|e| hook_failed(ctx, e))?);
     }
     if let Some(body) = call.body.take() {
@@ -136,7 +137,7 @@ pub fn peer(ctx: &RequestContext) -> HttpPeer {
     }
     match &ctx.route.origin_override {
         Some((peer, _)) => peer.clone(),
-        None => ctx.snapshot.peers[ctx.route.origin].clone(),
+        None => ctx.snapshot.peers[ctx.route.origin].for_viewer(ctx.route.viewer_https).clone(),
     }
 }
 
@@ -237,6 +238,7 @@ pub async fn viewer_response(session: &Session, resp: &mut ResponseHeader, ctx: 
 async fn resolve_origin(
     domain: &str,
     port: u16,
+    tls: bool,
     path: String,
     configured: &verge_config::model::Origin,
 ) -> std::result::Result<(HttpPeer, String), HookError> {
@@ -245,5 +247,6 @@ async fn resolve_origin(
         .ok()
         .and_then(|mut addrs| addrs.next())
         .ok_or_else(|| HookError::validation(format!("origin.custom.domainName `{domain}` does not resolve")))?;
-    Ok((peer_for(addr, domain, configured), path))
+    // Over TLS, the configured origin's CA bundle does not apply to another host: system roots.
+    Ok((peer_for(addr, domain, configured, tls, None), path))
 }

@@ -2,7 +2,7 @@
 //! `misbehave-fast` on the fast ABI, `misbehave-command` as a WASI command): misbehaves on purpose, chosen by the request path, so one module covers every
 //! failure class. `/spin` loops forever, `/bomb` allocates 200 MiB, `/trap` panics, `/readonly` changes a
 //! read-only header, `/oversize` generates a 64 KiB response, `/status-99` returns an invalid status,
-//! `/sleep` asks WASI to sleep, `/env` reports its environment and file access, `/generate` answers itself, `/body` reports the body it was given, `/count` counts warm invocations, `/chatty` writes 4 KiB to stderr and counts, `/replace-body` replaces the body, `/retarget` changes the origin, `/drop-length` removes a response's Content-Length.
+//! `/sleep` asks WASI to sleep, `/env` reports its environment and file access, `/generate` answers itself, `/rewrite` sends the request for `/rewritten`, `/body` reports the body it was given, `/count` counts warm invocations, `/chatty` writes 4 KiB to stderr and counts, `/replace-body` replaces the body, `/retarget` changes the origin, `/drop-length` removes a response's Content-Length.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -41,6 +41,10 @@ pub fn handle(event: Event) -> Result<Outcome, String> {
         "fail" => Err("fixture returns an error".to_string()),
         "readonly" => {
             request.headers.set("host", "evil.example");
+            Ok(Outcome::Request(request))
+        }
+        "rewrite" => {
+            request.uri = "/rewritten".to_string();
             Ok(Outcome::Request(request))
         }
         "oversize" => Ok(Outcome::Response(Response::new(200).with_body("x".repeat(64 * 1024)))),

@@ -1,0 +1,204 @@
+//! One viewer connection, from accept to close: the connection limit, the PROXY protocol header, the
+//! TLS handshake, then HTTP/2 (ALPN `h2`, or h2c with prior knowledge) through pingora's HTTP/2 server,
+//! or HTTP/1 through verge's own loop (idle timeout, pipelining).
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use pingora_core::apps::ServerApp;
+use pingora_core::protocols::http::ServerSession;
+use pingora_core::protocols::l4::stream::Stream as L4Stream;
+use pingora_core::protocols::{GetSocketDigest, SocketDigest, Ssl, Stream, ALPN};
+use pingora_core::server::ShutdownWatch;
+use pingora_proxy::HttpProxy;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use verge_config::model::{HttpVersion, Listener};
+
+use super::proxy_protocol;
+use super::tls::ViewerTls;
+use crate::phases::VergeProxy;
+use crate::snapshot::SharedSnapshot;
+
+/// HTTP/2's connection preface (RFC 9113 §3.4).
+const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
+/// The answer to a connection over `server.max_connections`: plain, immediate, and closed.
+const TOO_MANY_CONNECTIONS: &[u8] =
+    b"HTTP/1.1 503 Service Unavailable\r\ncontent-length: 0\r\nretry-after: 1\r\nconnection: close\r\n\r\n";
+
+/// What every listener's connections share.
+pub(super) struct Connections {
+    pub proxy: Arc<HttpProxy<VergeProxy>>,
+    pub snapshot: SharedSnapshot,
+    pub in_flight: Arc<AtomicUsize>,
+    pub idle_timeout_secs: u64,
+    pub max_connections: usize,
+    pub tls: Option<Arc<ViewerTls>>,
+    /// `server.h2c`: plain listeners look for HTTP/2's preface.
+    pub h2c: bool,
+}
+
+/// The app of one listener.
+pub(super) struct ViewerApp {
+    pub shared: Arc<Connections>,
+    pub listener: Listener,
+}
+
+#[async_trait]
+impl ServerApp for ViewerApp {
+    async fn process_new(self: &Arc<Self>, mut stream: Stream, shutdown: &ShutdownWatch) -> Option<Stream> {
+        let shared = &self.shared;
+        if shared.in_flight.fetch_add(1, Ordering::AcqRel) >= shared.max_connections {
+            shared.in_flight.fetch_sub(1, Ordering::AcqRel);
+            crate::observe::metrics::connection_refused();
+            let _ = stream.write_all(TOO_MANY_CONNECTIONS).await;
+            let _ = stream.flush().await;
+            // Read what the viewer sent before closing (briefly, and a little): closing with its request
+            // unread would reset the connection and could destroy the 503 before the viewer reads it.
+            let mut sink = [0u8; 4096];
+            let _ = tokio::time::timeout(Duration::from_millis(200), stream.read(&mut sink)).await;
+            return None;
+        }
+        if let Some((stream, http2)) = self.open(stream).await {
+            if http2 {
+                // pingora's HTTP/2 server: one spawned task per stream, each through the same proxy phases.
+                ServerApp::process_new(&shared.proxy, stream, shutdown).await;
+            } else {
+                self.serve_http1(stream, shutdown).await;
+            }
+        }
+        shared.in_flight.fetch_sub(1, Ordering::AcqRel);
+        None
+    }
+}
+
+impl ViewerApp {
+    /// The PROXY header and the TLS handshake, each within the idle timeout, and whether the connection
+    /// speaks HTTP/2; `None` closes the connection.
+    async fn open(&self, stream: Stream) -> Option<(Stream, bool)> {
+        let listener = self.listener;
+        let h2c = !listener.tls && self.shared.h2c && self.http2_allowed();
+        if !listener.tls && !listener.proxy_protocol && !h2c {
+            return Some((stream, false));
+        }
+        // pingora's listener hands over its own TCP stream type: the one with `rewind` and a settable
+        // socket digest.
+        let mut l4: Box<L4Stream> = stream.into_any().downcast().ok()?;
+        let deadline = Duration::from_secs(self.shared.idle_timeout_secs.max(1));
+        if listener.proxy_protocol {
+            match tokio::time::timeout(deadline, read_proxy_header(&mut l4)).await {
+                Ok(Ok(())) => {}
+                Ok(Err(reason)) => {
+                    tracing::debug!(target: "verge::connection", listener = %listener.addr, "closed: {reason}");
+                    crate::observe::metrics::connection_failed("proxy_protocol");
+                    return None;
+                }
+                Err(_) => {
+                    crate::observe::metrics::connection_failed("proxy_protocol");
+                    return None;
+                }
+            }
+        }
+        if !listener.tls {
+            // pingora's HTTP/2 server looks for the preface again itself (`h2c` is on in its options).
+            let http2 = h2c && starts_with_h2_preface(&mut l4).await?;
+            return Some((l4, http2));
+        }
+        let acceptor = self.shared.tls.as_ref()?.acceptor();
+        match tokio::time::timeout(deadline, acceptor.tls_handshake(*l4)).await {
+            Ok(Ok(tls)) => {
+                let http2 = matches!(tls.selected_alpn_proto(), Some(ALPN::H2));
+                Some((Box::new(tls), http2))
+            }
+            Ok(Err(e)) => {
+                tracing::debug!(target: "verge::connection", listener = %listener.addr, "TLS handshake failed: {e}");
+                crate::observe::metrics::connection_failed("tls");
+                None
+            }
+            Err(_) => {
+                crate::observe::metrics::connection_failed("tls");
+                None
+            }
+        }
+    }
+
+    fn http2_allowed(&self) -> bool {
+        self.shared.snapshot.load().dist.http_version == HttpVersion::Http2
+    }
+
+    async fn serve_http1(&self, stream: Stream, shutdown: &ShutdownWatch) {
+        let proxy = &self.shared.proxy;
+        let mut session = ServerSession::new_http1(stream);
+        // A service shutting down does not keep connections for another request.
+        let keepalive = if *shutdown.borrow() { None } else { Some(self.shared.idle_timeout_secs) };
+        session.set_keepalive(keepalive);
+        // RFC 9112 §9.3.2: pipelined requests are answered in order (pingora's default drops the second
+        // one and closes, after an answer that said keep-alive). Carried to later sessions by pingora.
+        session.set_pipelining_enabled(true);
+        let mut reused = pingora_core::apps::HttpServerApp::process_new_http(proxy, session, shutdown).await;
+        while let Some((stream, persistent)) = reused.map(|r| r.consume()) {
+            let mut session = ServerSession::new_http1(stream);
+            if let Some(persistent) = persistent {
+                persistent.apply_to_session(&mut session);
+            }
+            if *shutdown.borrow() {
+                session.set_keepalive(None);
+            }
+            reused = pingora_core::apps::HttpServerApp::process_new_http(proxy, session, shutdown).await;
+        }
+    }
+}
+
+/// Reads the PROXY header and makes its client address the connection's peer address.
+async fn read_proxy_header(l4: &mut L4Stream) -> Result<(), String> {
+    let mut buf = Vec::with_capacity(128);
+    let mut chunk = [0u8; 512];
+    let (header, length) = loop {
+        let n = l4.read(&mut chunk).await.map_err(|e| format!("reading the PROXY header: {e}"))?;
+        if n == 0 {
+            return Err("closed before a PROXY header".into());
+        }
+        buf.extend_from_slice(&chunk[..n]);
+        match proxy_protocol::parse(&buf) {
+            Ok(Some(done)) => break done,
+            Ok(None) if buf.len() < proxy_protocol::MAX_HEADER => continue,
+            Ok(None) => return Err("PROXY header too long".into()),
+            Err(reason) => return Err(reason.into()),
+        }
+    };
+    // Bytes after the header are the start of TLS or HTTP: given back to the stream.
+    l4.rewind(&buf[length..]);
+    if let proxy_protocol::Header::Proxied { source, destination } = header {
+        use std::os::fd::AsRawFd;
+        let digest = SocketDigest::from_raw_fd(l4.as_raw_fd());
+        let _ = digest.peer_addr.set(Some(source.into()));
+        let _ = digest.local_addr.set(Some(destination.into()));
+        l4.set_socket_digest(digest);
+    }
+    Ok(())
+}
+
+/// Whether a plain connection opens with HTTP/2's preface; what was read is given back. Reads only as
+/// far as the bytes still match, so a short HTTP/1 request is not held waiting for 24 bytes.
+async fn starts_with_h2_preface(l4: &mut L4Stream) -> Option<bool> {
+    let mut buf = [0u8; H2_PREFACE.len()];
+    let mut filled = 0;
+    let matches = loop {
+        let n = l4.read(&mut buf[filled..]).await.ok()?;
+        if n == 0 {
+            l4.rewind(&buf[..filled]);
+            return None;
+        }
+        filled += n;
+        if buf[..filled] != H2_PREFACE[..filled] {
+            break false;
+        }
+        if filled == H2_PREFACE.len() {
+            break true;
+        }
+    };
+    l4.rewind(&buf[..filled]);
+    Some(matches)
+}
