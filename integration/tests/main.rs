@@ -5,6 +5,7 @@ mod harness;
 
 mod caching;
 mod cli;
+mod dns;
 mod examples;
 mod hooks;
 mod reload;

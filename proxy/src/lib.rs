@@ -6,6 +6,7 @@
 
 mod cache;
 mod cli;
+mod dns;
 mod edge;
 mod observe;
 mod phases;

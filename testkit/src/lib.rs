@@ -3,6 +3,7 @@
 #![forbid(unsafe_code)]
 
 pub mod client;
+pub mod dns;
 pub mod guests;
 pub mod origin;
 pub mod tls;

@@ -327,7 +327,11 @@ fn validate_origins(raw: &[RawOrigin], p: &mut Problems) -> Vec<Origin> {
         } else if !ids.insert(o.id.as_str()) {
             p.add(format!("{key}.id"), format!("duplicate origin id `{}`", o.id));
         }
-        check_host(&format!("{key}.domain_name"), &o.domain_name, p);
+        // An IP address (IPv6 with or without brackets) or a host name.
+        let domain_name = o.domain_name.trim_start_matches('[').trim_end_matches(']');
+        if domain_name.parse::<std::net::IpAddr>().is_err() {
+            check_host(&format!("{key}.domain_name"), &o.domain_name, p);
+        }
         let protocol_policy = match o.protocol_policy.as_deref() {
             None | Some("http-only") => ProtocolPolicy::HttpOnly,
             Some("match-viewer") => ProtocolPolicy::MatchViewer,
@@ -356,7 +360,7 @@ fn validate_origins(raw: &[RawOrigin], p: &mut Problems) -> Vec<Origin> {
         let custom_headers = check_custom_headers(&key, &o.custom_headers, p);
         out.push(Origin {
             id: o.id.clone(),
-            domain_name: o.domain_name.to_ascii_lowercase(),
+            domain_name: domain_name.to_ascii_lowercase(),
             http_port: check_port(&format!("{key}.http_port"), o.http_port, 80, p),
             https_port: check_port(&format!("{key}.https_port"), o.https_port, 443, p),
             protocol_policy,

@@ -62,13 +62,18 @@ pub struct Origin {
 
 impl Origin {
     pub fn start(handler: impl Fn(&OriginRequest) -> OriginResponse + Send + Sync + 'static) -> Self {
+        Self::start_at("127.0.0.1:0", handler)
+    }
+
+    /// `start` on a given address (another loopback IP, a port another origin has).
+    pub fn start_at(addr: &str, handler: impl Fn(&OriginRequest) -> OriginResponse + Send + Sync + 'static) -> Self {
         let seen = Arc::new(Mutex::new(Vec::new()));
         let log = seen.clone();
         let handler: verge_testkit::origin::Handler = Arc::new(move |req: &OriginRequest| {
             log.lock().unwrap().push(req.clone());
             handler(req)
         });
-        let listener = runtime().block_on(tokio::net::TcpListener::bind("127.0.0.1:0")).unwrap();
+        let listener = runtime().block_on(tokio::net::TcpListener::bind(addr)).unwrap();
         let addr = listener.local_addr().unwrap();
         let task = runtime().spawn(verge_testkit::origin::serve(listener, handler));
         Self { addr, seen, task }

@@ -49,17 +49,25 @@ fn selected(key: &Selection, request: Option<&Selection>, name: &str) -> bool {
     key.selects(name, false) || request.is_some_and(|r| r.selects(name, false))
 }
 
+/// Where an origin request goes.
+pub struct OriginTarget<'a> {
+    pub origin: &'a Origin,
+    /// The origin path to prefix; "" for the origin-request event, which shows it in `origin.custom.path`.
+    pub path: &'a str,
+    /// The connection to the origin is TLS (its `Host` port is then the HTTPS one).
+    pub tls: bool,
+}
+
 /// Rewrites `req` (a copy of the viewer request) into the origin request.
 pub fn origin_request(
     req: &mut RequestHeader,
     behavior: &Behavior,
-    origin: &Origin,
-    // The origin path to prefix; "" for the origin-request event, which shows it in `origin.custom.path`.
-    origin_path: &str,
+    target: OriginTarget<'_>,
     client_ip: Option<&str>,
     via: &str,
     request_id: &str,
 ) -> Result<()> {
+    let OriginTarget { origin, path: origin_path, tls } = target;
     let orp = behavior.origin_request_policy.as_deref();
     let policy = &behavior.cache_policy;
 
@@ -128,7 +136,7 @@ pub fn origin_request(
         req.insert_header(header::ACCEPT_ENCODING, ae)?;
     }
     if !forward_host {
-        req.insert_header(header::HOST, host_header(origin))?;
+        req.insert_header(header::HOST, host_header(origin, tls))?;
     }
     if !forwards(behavior, "user-agent") {
         req.insert_header(header::USER_AGENT, "verge")?;
@@ -152,10 +160,15 @@ pub fn origin_request(
     Ok(())
 }
 
-fn host_header(origin: &Origin) -> String {
-    if origin.http_port == 80 {
-        origin.domain_name.clone()
+/// The origin's `Host`: its domain name (an IPv6 address in brackets), with the port unless it is the
+/// scheme's default.
+fn host_header(origin: &Origin, tls: bool) -> String {
+    let (port, default) = if tls { (origin.https_port, 443) } else { (origin.http_port, 80) };
+    let name =
+        if origin.domain_name.contains(':') { format!("[{}]", origin.domain_name) } else { origin.domain_name.clone() };
+    if port == default {
+        name
     } else {
-        format!("{}:{}", origin.domain_name, origin.http_port)
+        format!("{name}:{port}")
     }
 }

@@ -129,7 +129,8 @@ impl Reloader {
             })?),
             None => None,
         };
-        let snapshot = Snapshot::build_after(config.distribution, &base_dir, engine.as_ref(), Some(&running))?;
+        let snapshot =
+            Snapshot::build_after(config.distribution, &base_dir, engine.as_ref(), &config.server.dns, Some(&running))?;
         Ok((snapshot, acceptor, ignored))
     }
 }

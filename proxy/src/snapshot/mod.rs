@@ -4,13 +4,12 @@
 
 pub mod functions;
 
-use std::net::ToSocketAddrs;
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
 use pingora_core::upstreams::peer::HttpPeer;
 use pingora_core::utils::tls::WrappedX509;
-use verge_config::model::{Behavior, Distribution, Origin, ProtocolPolicy, Target};
+use verge_config::model::{Behavior, Distribution, DnsSettings, Origin, ProtocolPolicy, Target};
 
 pub struct Snapshot {
     pub dist: Distribution,
@@ -26,17 +25,28 @@ pub struct Snapshot {
     pub peers: Vec<OriginPeers>,
 }
 
-/// An origin's peers: plain, TLS, or both (`match-viewer`).
+/// An origin's peers: plain, TLS, or both (`match-viewer`), as templates whose address is filled from
+/// the origin name's current addresses (`dns.rs`) per connection attempt.
 pub struct OriginPeers {
+    addrs: Arc<crate::dns::Addresses>,
     http: Option<HttpPeer>,
     https: Option<HttpPeer>,
 }
 
 impl OriginPeers {
-    /// The peer for a viewer that came over HTTPS (`viewer_https`) or not.
-    pub fn for_viewer(&self, viewer_https: bool) -> &HttpPeer {
+    /// The peer for a viewer that came over HTTPS (`viewer_https`) or not, on connection attempt
+    /// `attempt` (0-based; each attempt takes the name's next address).
+    pub fn peer(&self, viewer_https: bool, attempt: usize) -> HttpPeer {
         let preferred = if viewer_https { &self.https } else { &self.http };
-        preferred.as_ref().or(self.http.as_ref()).or(self.https.as_ref()).expect("an origin has a peer")
+        let template = preferred.as_ref().or(self.http.as_ref()).or(self.https.as_ref()).expect("an origin has a peer");
+        let mut peer = template.clone();
+        let port = match &template._address {
+            pingora_core::protocols::l4::socket::SocketAddr::Inet(addr) => addr.port(),
+            _ => 0,
+        };
+        peer._address =
+            pingora_core::protocols::l4::socket::SocketAddr::Inet((self.addrs.for_attempt(attempt), port).into());
+        peer
     }
 }
 
@@ -57,8 +67,9 @@ impl Snapshot {
         dist: Distribution,
         base_dir: &std::path::Path,
         engine: Option<&verge_hooks::HookEngine>,
+        dns: &DnsSettings,
     ) -> Result<Self, String> {
-        Self::build_after(dist, base_dir, engine, None)
+        Self::build_after(dist, base_dir, engine, dns, None)
     }
 
     /// `build` for a reload: function versions unchanged since `previous` are reused, warm.
@@ -66,18 +77,16 @@ impl Snapshot {
         dist: Distribution,
         base_dir: &std::path::Path,
         engine: Option<&verge_hooks::HookEngine>,
+        dns: &DnsSettings,
         previous: Option<&Snapshot>,
     ) -> Result<Self, String> {
         let previous_functions = previous.map(|p| &p.functions);
         let functions = functions::LoadedFunctions::load(&dist, base_dir, engine, previous_functions)?;
         let mut peers = Vec::with_capacity(dist.origins.len());
+        let resolver = crate::dns::OriginDns::get(dns)?;
         for origin in &dist.origins {
-            let ip = (origin.domain_name.as_str(), origin.http_port)
-                .to_socket_addrs()
-                .map_err(|e| format!("origin `{}`: cannot resolve {}: {e}", origin.id, origin.domain_name))?
-                .next()
-                .ok_or_else(|| format!("origin `{}`: {} has no address", origin.id, origin.domain_name))?
-                .ip();
+            let addrs = resolver.resolve(&origin.domain_name).map_err(|e| format!("origin `{}`: {e}", origin.id))?;
+            let ip = addrs.for_attempt(0);
             let ca = match &origin.ca_bundle_file {
                 Some(file) => {
                     Some(load_ca_bundle(&base_dir.join(file)).map_err(|e| format!("origin `{}`: {e}", origin.id))?)
@@ -92,7 +101,7 @@ impl Snapshot {
             let http = plain.then(|| peer_for((ip, origin.http_port).into(), &origin.domain_name, origin, false, None));
             let https =
                 tls.then(|| peer_for((ip, origin.https_port).into(), &origin.domain_name, origin, true, ca.clone()));
-            peers.push(OriginPeers { http, https });
+            peers.push(OriginPeers { addrs, http, https });
         }
         let via = format!("1.1 {} (verge)", dist.domain_name);
         let via_value = http::HeaderValue::from_str(&via).map_err(|e| format!("distribution.domain_name: {e}"))?;

@@ -92,7 +92,9 @@ pub async fn origin_request(session: &mut Session, ctx: &mut RequestContext) -> 
     // The function sees the request as it will go to the origin; the origin path is in `origin`.
     let mut preview = session.req_header().clone();
     let behavior = snapshot.behavior(ctx.route.behavior);
-    forward::origin_request(&mut preview, behavior, origin, "", Some(&ctx.client_ip), &snapshot.via, &ctx.request_id)?;
+    let tls = crate::snapshot::origin_tls(origin, ctx.route.viewer_https);
+    let target = forward::OriginTarget { origin, path: "", tls };
+    forward::origin_request(&mut preview, behavior, target, Some(&ctx.client_ip), &snapshot.via, &ctx.request_id)?;
     let mut call = call::new_call(
         &snapshot.event_distribution,
         &function,
@@ -137,7 +139,7 @@ pub fn peer(ctx: &RequestContext) -> HttpPeer {
     }
     match &ctx.route.origin_override {
         Some((peer, _)) => peer.clone(),
-        None => ctx.snapshot.peers[ctx.route.origin].for_viewer(ctx.route.viewer_https).clone(),
+        None => ctx.snapshot.peers[ctx.route.origin].peer(ctx.route.viewer_https, ctx.route.attempts as usize),
     }
 }
 
@@ -157,8 +159,11 @@ pub fn prepare_origin_request(req: &mut RequestHeader, ctx: &mut RequestContext)
     forward::origin_request(
         req,
         behavior,
-        origin,
-        &origin.origin_path,
+        forward::OriginTarget {
+            origin,
+            path: &origin.origin_path,
+            tls: crate::snapshot::origin_tls(origin, ctx.route.viewer_https),
+        },
         Some(&ctx.client_ip),
         &snapshot.via,
         &ctx.request_id,
