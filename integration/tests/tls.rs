@@ -199,6 +199,9 @@ cache_behaviors:\n  - {{path_pattern: /unknown/*, target_origin_id: unknown-ca, 
     for _ in 0..3 {
         assert_eq!(verge.get("/private/again").status, 200);
     }
+    let connections: Vec<usize> = good.requests().iter().map(|r| r.connection).collect();
+    // (Connection 0 was the unknown-CA attempt, refused in its handshake.)
+    assert_eq!(connections, vec![connections[0]; 4], "one pooled TLS connection serves the four requests in turn");
     assert_eq!(verge.get("/expired/x").status, 502, "an expired certificate");
     assert!(verge.wait_for_output("origin=expired"), "{}", verge.output());
     assert!(verge.wait_for_output("certificate expired"), "the reason is logged: {}", verge.output());
@@ -274,6 +277,7 @@ cache_behaviors:\n  - {{path_pattern: /all/*, target_origin_id: app, cache_polic
     let spoof = "CloudFront-Viewer-Country: XX\r\nCloudFront-Viewer-Address: 6.6.6.6:1\r\n";
     let v1 = raw_request(proxied, b"PROXY TCP4 203.0.113.7 10.0.0.1 40000 80\r\n", "/p", spoof);
     assert!(v1.starts_with("HTTP/1.1 200"), "{v1}");
+    assert!(verge.wait_for_output("client=203.0.113.7 "), "the access line has the PROXY client: {}", verge.output());
     let mut v2 = b"\r\n\r\n\0\r\nQUIT\n\x21\x11\x00\x0c".to_vec();
     v2.extend_from_slice(&[198, 51, 100, 9, 10, 0, 0, 1, 0x1f, 0x90, 0, 80]);
     assert!(raw_request(proxied, &v2, "/p", "").starts_with("HTTP/1.1 200"));
@@ -404,4 +408,74 @@ fn a_certificate_replaced_by_a_reload_serves_new_connections_while_an_open_one_k
     assert!(refused.text().contains("server.certificates[1]"), "{}", refused.text());
     let again = TlsConnection::open(verge.listener("https"), "default.test", &second_ca.pem()).get("/x");
     assert_eq!(again.0, 200);
+}
+
+#[test]
+fn x_forwarded_for_names_the_client_only_from_trusted_proxies() {
+    let app = Origin::fixed(200, "ok");
+    let rest = |trusted: &str| {
+        format!(
+            "server: {{trusted_proxies: [{trusted}]}}\norigins:\n  - {{id: app, domain_name: 127.0.0.1, http_port: {}}}\n\
+default_cache_behavior: {{target_origin_id: app, cache_policy: CachingDisabled, origin_request_policy: AllViewerAndCloudFrontHeaders-2022-06}}\n",
+            app.port()
+        )
+    };
+    let xff = [("X-Forwarded-For", "198.51.100.1, 127.0.0.5")];
+    let trusted = Verge::start(&rest("127.0.0.0/8"));
+    assert_eq!(trusted.request("GET", "/t", &xff, b"").status, 200);
+    let untrusted = Verge::start(&rest("10.0.0.0/8"));
+    assert_eq!(untrusted.request("GET", "/u", &xff, b"").status, 200);
+    let seen = app.requests();
+    // 127.0.0.5 is a trusted proxy too: the client is the rightmost entry that is not.
+    assert_eq!(seen[0].header("cloudfront-viewer-address"), Some("198.51.100.1:0"));
+    assert!(trusted.wait_for_output("client=198.51.100.1 "), "{}", trusted.output());
+    assert!(seen[1].header("cloudfront-viewer-address").is_some_and(|a| a.starts_with("127.0.0.1:")), "{seen:?}");
+    assert!(untrusted.wait_for_output("client=127.0.0.1 "), "{}", untrusted.output());
+    // Either way the origin gets the chain extended with the connection's peer.
+    assert_eq!(seen[0].header("x-forwarded-for"), Some("198.51.100.1, 127.0.0.5, 127.0.0.1"));
+}
+
+#[test]
+fn http2_carries_large_bodies_include_body_and_custom_error_pages() {
+    let large: String = (0..3_000_000).map(|i| char::from(b'a' + (i % 26) as u8)).collect();
+    let app = {
+        let large = large.clone();
+        Origin::start(move |req| match req.path() {
+            "/large" => {
+                verge_testkit::origin::OriginResponse::new(200, large.clone()).header("cache-control", "max-age=60")
+            }
+            "/errors/404.html" => verge_testkit::origin::OriginResponse::new(200, "custom 404 page"),
+            _ => verge_testkit::origin::OriginResponse::new(404, "origin 404"),
+        })
+    };
+    let ca = TestCa::new("verge test CA");
+    let dir = TempDir::new();
+    let certs = certificates(&ca, &dir);
+    publish(&dir, &[("misbehave", Module::Guest("misbehave"))]);
+    let rest = format!(
+        "functions: {{store: ./functions}}\ndefault_cache_behavior: {{target_origin_id: app}}\n\
+cache_behaviors:\n  - path_pattern: /fn/*\n    target_origin_id: app\n    cache_policy: CachingDisabled\n    \
+allowed_methods: [GET, HEAD, OPTIONS, PUT, PATCH, POST, DELETE]\n    lambda_function_associations:\n      \
+- {{event_type: viewer-request, lambda_function_arn: '{}', include_body: true}}\n\
+custom_error_responses:\n  - {{error_code: 404, response_page_path: /errors/404.html, response_code: 404}}\n",
+        arn("misbehave", 1)
+    );
+    let verge = Verge::start_in(dir, &tls_yaml(certs, app.port(), "", &rest));
+    let dir = verge.dir();
+    for flag in ["--http2", "--http1.1"] {
+        for _ in 0..2 {
+            let big = fetch(&verge, dir, "/large", &[flag]);
+            assert_eq!(big.2.len(), large.len(), "{flag}: {}", big.1);
+            assert!(big.2 == large, "{flag}: the 3 MB body arrives whole");
+        }
+        let body = fetch(&verge, dir, "/fn/body", &[flag, "--data-binary", "twelve bytes"]);
+        assert_eq!(body.2, "truncated=false encoding=base64 len=16", "{flag}");
+        let missing = fetch(&verge, dir, "/missing", &[flag]);
+        assert_eq!(
+            (missing.0.split(' ').next(), missing.2.as_str()),
+            (Some("404"), "custom 404 page"),
+            "{flag}: {}",
+            verge.output()
+        );
+    }
 }

@@ -78,6 +78,33 @@ impl VergeProxy {
     }
 }
 
+impl VergeProxy {
+    /// The viewer's address as verge believes it: the connection's peer (the PROXY protocol's client on
+    /// such a listener); behind a trusted proxy, the rightmost `X-Forwarded-For` entry that is not itself
+    /// a trusted proxy (its port is unknown: 0). `None` when the peer is not a trusted proxy.
+    fn forwarded_client(&self, session: &Session) -> Option<std::net::SocketAddr> {
+        if self.trusted_proxies.is_empty() {
+            return None;
+        }
+        let peer = session.client_addr().and_then(|a| a.as_inet())?;
+        let trusted = |ip: std::net::IpAddr| self.trusted_proxies.iter().any(|c| c.contains(ip));
+        if !trusted(peer.ip()) {
+            return None;
+        }
+        let xff = session.req_header().headers.get_all("x-forwarded-for");
+        let mut entries: Vec<&str> = Vec::new();
+        for value in xff.iter() {
+            entries.extend(value.to_str().ok()?.split(',').map(str::trim));
+        }
+        entries
+            .iter()
+            .rev()
+            .filter_map(|e| e.parse::<std::net::IpAddr>().ok())
+            .find(|ip| !trusted(*ip))
+            .map(|ip| std::net::SocketAddr::new(ip, 0))
+    }
+}
+
 /// The outcome of a response verge passes on (from the cache or the origin).
 /// CloudFront's bound on the request line and headers together.
 const MAX_REQUEST_HEADER_BYTES: usize = 20_480;
@@ -176,6 +203,11 @@ impl ProxyHttp for VergeProxy {
         if header_bytes(session.req_header()) > MAX_REQUEST_HEADER_BYTES {
             return self.reject(session, ctx, EdgeError::HeadersTooLarge).await;
         }
+        // HTTP/2 names the host in `:authority`; verge (the Host check, aliases, policies, events, custom
+        // error page fetches) reads `Host`, as CloudFront shows functions a `host` header on HTTP/2 too.
+        if session.req_header().version == http::Version::HTTP_2 {
+            connection::host_from_authority(session.req_header_mut());
+        }
         // One path for matching, keying and forwarding.
         match normalize::normalize(session.req_header().uri.path()) {
             Ok(Cow::Borrowed(_)) => {}
@@ -210,6 +242,13 @@ impl ProxyHttp for VergeProxy {
         ctx.route.behavior = snapshot.behavior_for(req.uri.path());
         let behavior = snapshot.behavior(ctx.route.behavior);
         ctx.route.viewer_https = self.viewer_used_https(session);
+        let forwarded_client = self.forwarded_client(session);
+        if let Some(client) = forwarded_client {
+            // Believed from a trusted proxy: functions, logs and CloudFront-Viewer-Address see it; the
+            // origin's X-Forwarded-For still gets the connection's peer appended.
+            ctx.client_ip = client.ip().to_string();
+            ctx.xff_peer = session.client_addr().and_then(|a| a.as_inet()).map(|a| a.ip().to_string());
+        }
         match behavior.viewer_protocol_policy {
             ViewerProtocolPolicy::AllowAll => {}
             _ if ctx.route.viewer_https => {}
@@ -250,7 +289,8 @@ impl ProxyHttp for VergeProxy {
         let answered = triggers::viewer_request(session, ctx).await?;
         if !answered {
             let https = ctx.route.viewer_https;
-            connection::add_cloudfront_headers(session, ctx.snapshot.behavior(ctx.route.behavior), https);
+            let behavior = ctx.snapshot.behavior(ctx.route.behavior);
+            connection::add_cloudfront_headers(session, behavior, https, forwarded_client);
         }
         Ok(answered)
     }
@@ -614,8 +654,10 @@ impl ProxyHttp for VergeProxy {
             return;
         }
         let req = session.req_header();
+        ctx.ensure_client_ip(session);
         access_log::write(&access_log::AccessLine {
             request_id: &ctx.request_id,
+            client: &ctx.client_ip,
             method: req.method.as_str(),
             uri: &req.uri,
             status,

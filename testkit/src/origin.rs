@@ -18,6 +18,8 @@ pub struct OriginRequest {
     /// Header names lower-cased, in arrival order.
     pub headers: Vec<(String, String)>,
     pub body: Vec<u8>,
+    /// Which connection it came on (numbered from 0 per origin), to see connection reuse.
+    pub connection: usize,
 }
 
 impl OriginRequest {
@@ -76,6 +78,7 @@ pub async fn serve_tls(listener: TcpListener, handler: Handler, config: Arc<rust
 }
 
 async fn serve_maybe_tls(listener: TcpListener, handler: Handler, tls: Option<tokio_rustls::TlsAcceptor>) {
+    let mut connections = 0;
     loop {
         let stream = match listener.accept().await {
             Ok((stream, _)) => stream,
@@ -86,23 +89,29 @@ async fn serve_maybe_tls(listener: TcpListener, handler: Handler, tls: Option<to
         };
         let handler = handler.clone();
         let tls = tls.clone();
+        let id = connections;
+        connections += 1;
         tokio::spawn(async move {
             let _ = stream.set_nodelay(true);
             match tls {
                 Some(acceptor) => {
                     if let Ok(stream) = acceptor.accept(stream).await {
-                        let _ = connection(stream, handler).await;
+                        let _ = connection(stream, handler, id).await;
                     }
                 }
                 None => {
-                    let _ = connection(stream, handler).await;
+                    let _ = connection(stream, handler, id).await;
                 }
             }
         });
     }
 }
 
-async fn connection<S: AsyncRead + AsyncWrite + Unpin>(mut stream: S, handler: Handler) -> std::io::Result<()> {
+async fn connection<S: AsyncRead + AsyncWrite + Unpin>(
+    mut stream: S,
+    handler: Handler,
+    id: usize,
+) -> std::io::Result<()> {
     let mut buf = Vec::with_capacity(4096);
     loop {
         // Read until the end of the header block.
@@ -132,6 +141,7 @@ async fn connection<S: AsyncRead + AsyncWrite + Unpin>(mut stream: S, handler: H
                 .map(|h| (h.name.to_ascii_lowercase(), String::from_utf8_lossy(h.value).into_owned()))
                 .collect(),
             body: Vec::new(),
+            connection: id,
         };
         let length: usize = request.header("content-length").and_then(|v| v.parse().ok()).unwrap_or(0);
         buf.drain(..header_end);

@@ -234,7 +234,7 @@ impl Verge {
 
     /// Waits until the access log has the line of `request_id`, then lists the triggers that ran for it.
     pub fn triggers_for(&self, request_id: &str) -> Vec<String> {
-        let line_start = format!("request_id={request_id} method");
+        let line_start = format!("request_id={request_id} client=");
         assert!(self.wait_for_output(&line_start), "no access log for {request_id}");
         let output = self.output();
         let line = output.lines().find(|l| l.contains(&line_start)).expect("the access line");

@@ -22,6 +22,16 @@ pub fn is_tls(session: &Session) -> bool {
     session.digest().is_some_and(|d| d.ssl_digest.is_some())
 }
 
+/// Sets `Host` from the request's `:authority` when there is no `Host` (HTTP/2).
+pub fn host_from_authority(req: &mut RequestHeader) {
+    if req.headers.contains_key(http::header::HOST) {
+        return;
+    }
+    if let Some(authority) = req.uri.authority().map(|a| a.as_str().to_owned()) {
+        let _ = req.insert_header(http::header::HOST, authority);
+    }
+}
+
 /// Removes every `CloudFront-*` header the viewer sent (no allocation when there is none).
 pub fn strip_viewer_cloudfront_headers(req: &mut RequestHeader) {
     let is_edge = |name: &str| name.len() > 11 && name.as_bytes()[..11].eq_ignore_ascii_case(b"cloudfront-");
@@ -51,8 +61,14 @@ fn asked_for(behavior: &Behavior, header: &str) -> bool {
 }
 
 /// Adds the connection-level headers the behavior asks for; `https` is the viewer's scheme as verge
-/// believes it (a TLS listener, or a trusted proxy's word).
-pub fn add_cloudfront_headers(session: &mut Session, behavior: &Behavior, https: bool) {
+/// believes it (a TLS listener, or a trusted proxy's word), `forwarded_client` the client a trusted
+/// proxy named in `X-Forwarded-For` (else the connection's peer is the viewer).
+pub fn add_cloudfront_headers(
+    session: &mut Session,
+    behavior: &Behavior,
+    https: bool,
+    forwarded_client: Option<std::net::SocketAddr>,
+) {
     if !CONNECTION_HEADERS.iter().any(|h| asked_for(behavior, h)) {
         return;
     }
@@ -63,9 +79,9 @@ pub fn add_cloudfront_headers(session: &mut Session, behavior: &Behavior, https:
         }
         let value = match header {
             "cloudfront-forwarded-proto" => Some(if https { "https" } else { "http" }.to_string()),
-            "cloudfront-viewer-address" => {
-                session.client_addr().and_then(|a| a.as_inet()).map(|a| format!("{}:{}", a.ip(), a.port()))
-            }
+            "cloudfront-viewer-address" => forwarded_client
+                .or_else(|| session.client_addr().and_then(|a| a.as_inet()).copied())
+                .map(|a| format!("{}:{}", a.ip(), a.port())),
             "cloudfront-viewer-http-version" => Some(http_version(session.req_header().version).to_string()),
             _ => session.digest().and_then(|d| d.ssl_digest.as_ref()).map(|tls| {
                 // verge cannot see whether rustls resumed the session (pingora does not expose it).

@@ -21,6 +21,9 @@ pub struct RequestContext {
     /// The viewer's IP, for functions and X-Forwarded-For; formatted on first use (hits without
     /// functions never need it).
     pub client_ip: String,
+    /// The connection's peer when `client_ip` came from a trusted proxy's `X-Forwarded-For`: what the
+    /// origin's `X-Forwarded-For` gets appended.
+    pub xff_peer: Option<String>,
     pub route: Route,
     pub origin_request: OriginRequestState,
     pub bodies: Bodies,
@@ -120,6 +123,7 @@ impl RequestContext {
             request_id,
             started: Instant::now(),
             client_ip: String::new(),
+            xff_peer: None,
             route: Route {
                 behavior: 0,
                 origin: 0,

@@ -49,7 +49,7 @@ pub fn rewrite_page_fetch(session: &mut Session) {
 /// The custom error page for `status` as the head and body to send: its `response_code`, or the page
 /// fetch's own status when the page could not be had. `None` when no custom error response is
 /// configured for `status`, or when the page is the very thing being requested.
-pub async fn fetch(session: &Session, ctx: &RequestContext, status: u16) -> Option<(ResponseHeader, Bytes)> {
+pub async fn fetch(session: &mut Session, ctx: &RequestContext, status: u16) -> Option<(ResponseHeader, Bytes)> {
     let (path, response_code) = ctx.snapshot.custom_error_page(status)?;
     // The request holds the cache lock of its own key: fetching that same object would wait on itself.
     if session.req_header().uri.path() == path {
@@ -86,13 +86,20 @@ fn content_type(head: &ResponseHeader) -> Option<http::HeaderValue> {
 }
 
 /// Runs `GET path` through verge's own pipeline and collects its response.
-async fn subrequest(session: &Session, path: &str) -> Option<(ResponseHeader, Bytes)> {
-    let spawner = session.subrequest_spawner.as_ref()?;
+async fn subrequest(session: &mut Session, path: &str) -> Option<(ResponseHeader, Bytes)> {
+    session.subrequest_spawner.as_ref()?;
     let marker = SubrequestCtx::builder()
         .body_mode(BodyMode::NoBody)
         .user_ctx(Box::new(PageFetch { path: path.to_string() }))
         .build();
-    let (prepared, handle) = spawner.create_subrequest(session.as_downstream(), marker);
+    // pingora hands the subrequest the viewer's request as HTTP/1 text, which it parses again: an HTTP/2
+    // request would come out as `HTTP/2.0`, which the HTTP/1 parser refuses. The copy is made as HTTP/1.1
+    // (the page fetch is verge's own, whatever protocol the viewer spoke).
+    let version = session.req_header().version;
+    session.req_header_mut().set_version(http::Version::HTTP_11);
+    let created = session.subrequest_spawner.as_ref().map(|s| s.create_subrequest(session.as_downstream(), marker));
+    session.req_header_mut().set_version(version);
+    let (prepared, handle) = created?;
     // The sender stays alive until the page is read: dropping it ends the subrequest early.
     let (_input, mut output) = (handle.tx, handle.rx);
     let running = tokio::spawn(prepared.run());

@@ -172,3 +172,35 @@ fn host_header(origin: &Origin, tls: bool) -> String {
         format!("{name}:{port}")
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn origin(domain_name: &str, http_port: u16, https_port: u16) -> Origin {
+        Origin {
+            id: "o".into(),
+            domain_name: domain_name.into(),
+            http_port,
+            https_port,
+            protocol_policy: verge_config::model::ProtocolPolicy::HttpOnly,
+            ca_bundle_file: None,
+            origin_path: String::new(),
+            custom_headers: Vec::new(),
+            connection_attempts: 1,
+            connection_timeout_secs: 1,
+            read_timeout_secs: 1,
+            keepalive_timeout_secs: 1,
+        }
+    }
+
+    #[test]
+    fn host_names_the_port_only_when_it_is_not_the_schemes_default() {
+        assert_eq!(host_header(&origin("example.com", 80, 443), false), "example.com");
+        assert_eq!(host_header(&origin("example.com", 80, 443), true), "example.com");
+        assert_eq!(host_header(&origin("example.com", 8080, 8443), true), "example.com:8443");
+        assert_eq!(host_header(&origin("example.com", 8080, 443), false), "example.com:8080");
+        assert_eq!(host_header(&origin("2001:db8::1", 80, 8443), false), "[2001:db8::1]");
+        assert_eq!(host_header(&origin("2001:db8::1", 80, 8443), true), "[2001:db8::1]:8443");
+    }
+}

@@ -18,6 +18,8 @@ pub struct AccessLine<'a> {
     pub status: u16,
     pub result: LoggedResult,
     pub behavior: usize,
+    /// The viewer's IP (the PROXY protocol's or a trusted proxy's client when there is one).
+    pub client: &'a str,
     pub origin: &'a str,
     /// The triggers whose functions ran, in order.
     pub functions: crate::edge::context::Trail,
@@ -55,8 +57,9 @@ pub fn write(line: &AccessLine<'_>) {
     let error = line.error.map(|e| e.to_string()).unwrap_or_default();
     let _ = writeln!(
         text,
-        "  INFO verge::access: request_id={} method={} uri={} status={} result={:?} response_result={:?} detailed_result={:?} behavior={} origin={} functions={} millis={} error={:?}",
+        "  INFO verge::access: request_id={} client={} method={} uri={} status={} result={:?} response_result={:?} detailed_result={:?} behavior={} origin={} functions={} millis={} error={:?}",
         line.request_id,
+        if line.client.is_empty() { "-" } else { line.client },
         line.method,
         line.uri,
         line.status,

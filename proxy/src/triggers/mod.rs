@@ -94,7 +94,8 @@ pub async fn origin_request(session: &mut Session, ctx: &mut RequestContext) -> 
     let behavior = snapshot.behavior(ctx.route.behavior);
     let tls = crate::snapshot::origin_tls(origin, ctx.route.viewer_https);
     let target = forward::OriginTarget { origin, path: "", tls };
-    forward::origin_request(&mut preview, behavior, target, Some(&ctx.client_ip), &snapshot.via, &ctx.request_id)?;
+    let xff = ctx.xff_peer.as_deref().unwrap_or(&ctx.client_ip);
+    forward::origin_request(&mut preview, behavior, target, Some(xff), &snapshot.via, &ctx.request_id)?;
     let mut call = call::new_call(
         &snapshot.event_distribution,
         &function,
@@ -164,7 +165,7 @@ pub fn prepare_origin_request(req: &mut RequestHeader, ctx: &mut RequestContext)
             path: &origin.origin_path,
             tls: crate::snapshot::origin_tls(origin, ctx.route.viewer_https),
         },
-        Some(&ctx.client_ip),
+        Some(ctx.xff_peer.as_deref().unwrap_or(&ctx.client_ip)),
         &snapshot.via,
         &ctx.request_id,
     )?;
