@@ -24,13 +24,13 @@ use crate::edge::connection;
 use crate::edge::context::{Ending, RequestContext};
 use crate::edge::error_pages;
 use crate::edge::forward;
-use crate::edge::normalize;
 use crate::edge::outcome::{ErrorCause, LoggedResult, Outcome};
 use crate::edge::request_id::new_request_id;
 use crate::edge::respond::{self, EdgeError, EdgeResponse};
 use crate::observe::{access_log, metrics};
 use crate::snapshot::SharedSnapshot;
 use crate::triggers;
+use verge_wire::path as normalize;
 
 /// The error type verge raises to make pingora retry against the secondary origin of a group.
 const FAILOVER: ErrorType = ErrorType::Custom("verge-origin-failover");

@@ -9,7 +9,6 @@ pub mod forward;
 pub mod generated;
 pub mod header_names;
 pub mod include_body;
-pub mod normalize;
 pub mod outcome;
 pub mod request_id;
 pub mod respond;

@@ -26,7 +26,6 @@ use reload::{Reloader, Source};
 use verge_config::ServerSettings;
 
 mod admin;
-mod proxy_protocol;
 pub mod reload;
 pub mod tls;
 mod viewer;

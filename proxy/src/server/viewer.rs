@@ -15,8 +15,8 @@ use pingora_core::server::ShutdownWatch;
 use pingora_proxy::HttpProxy;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use verge_config::model::{HttpVersion, Listener};
+use verge_wire::proxy_protocol;
 
-use super::proxy_protocol;
 use super::tls::ViewerTls;
 use crate::phases::VergeProxy;
 use crate::snapshot::SharedSnapshot;

@@ -1,0 +1,7 @@
+//! Parsers of what verge reads from viewers before its HTTP stack takes over or before a request is
+//! routed: the PROXY protocol header (`proxy_protocol`) and the request path's one normalised form
+//! (`path`). Pure functions over bytes, without dependencies, fuzzed on their own (`fuzz/`).
+#![forbid(unsafe_code)]
+
+pub mod path;
+pub mod proxy_protocol;
