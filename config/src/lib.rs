@@ -15,6 +15,7 @@ pub mod managed;
 pub mod model;
 pub mod pattern;
 pub mod raw;
+pub mod response_headers;
 pub mod validate;
 
 use std::path::Path;

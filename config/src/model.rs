@@ -360,6 +360,8 @@ pub struct Behavior {
     pub cached_methods: MethodSet,
     pub cache_policy: Arc<CachePolicy>,
     pub origin_request_policy: Option<Arc<OriginRequestPolicy>>,
+    /// ResponseHeadersPolicyId: headers set on every response of the behavior, after viewer-response.
+    pub response_headers_policy: Option<Arc<crate::response_headers::ResponseHeadersPolicy>>,
     /// Indexed by `EventType::index`.
     pub functions: [Option<Association>; 4],
 }

@@ -20,6 +20,8 @@ pub struct RawFile {
     pub cache_policies: Vec<RawCachePolicy>,
     #[serde(default)]
     pub origin_request_policies: Vec<RawOriginRequestPolicy>,
+    #[serde(default)]
+    pub response_headers_policies: Vec<RawResponseHeadersPolicy>,
     pub default_cache_behavior: Option<RawBehavior>,
     #[serde(default)]
     pub cache_behaviors: Vec<RawBehavior>,
@@ -225,6 +227,7 @@ pub struct RawBehavior {
     pub cached_methods: Option<Vec<String>>,
     pub cache_policy: Option<String>,
     pub origin_request_policy: Option<String>,
+    pub response_headers_policy: Option<String>,
     #[serde(default)]
     pub lambda_function_associations: Vec<RawAssociation>,
 }
@@ -236,4 +239,119 @@ pub struct RawCustomErrorResponse {
     pub response_page_path: Option<String>,
     pub response_code: Option<u64>,
     pub error_caching_min_ttl: Option<u64>,
+}
+
+/// A response headers policy (CloudFront's ResponseHeadersPolicyConfig; `Items` lists flattened).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawResponseHeadersPolicy {
+    pub name: String,
+    pub comment: Option<String>,
+    pub cors_config: Option<RawCorsConfig>,
+    pub security_headers_config: Option<RawSecurityHeadersConfig>,
+    #[serde(default)]
+    pub custom_headers_config: Vec<RawCustomHeader>,
+    #[serde(default)]
+    pub remove_headers_config: Vec<String>,
+    pub server_timing_headers_config: Option<RawServerTiming>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCorsConfig {
+    #[serde(default)]
+    pub access_control_allow_origins: Vec<String>,
+    #[serde(default)]
+    pub access_control_allow_headers: Vec<String>,
+    #[serde(default)]
+    pub access_control_allow_methods: Vec<String>,
+    #[serde(default)]
+    pub access_control_allow_credentials: bool,
+    #[serde(default)]
+    pub access_control_expose_headers: Vec<String>,
+    pub access_control_max_age_sec: Option<u64>,
+    #[serde(default)]
+    pub origin_override: bool,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSecurityHeadersConfig {
+    pub xss_protection: Option<RawXssProtection>,
+    pub frame_options: Option<RawFrameOptions>,
+    pub referrer_policy: Option<RawReferrerPolicy>,
+    pub content_security_policy: Option<RawContentSecurityPolicy>,
+    pub content_type_options: Option<RawContentTypeOptions>,
+    pub strict_transport_security: Option<RawStrictTransportSecurity>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawXssProtection {
+    #[serde(default)]
+    pub r#override: bool,
+    pub protection: bool,
+    #[serde(default)]
+    pub mode_block: bool,
+    pub report_uri: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawFrameOptions {
+    #[serde(default)]
+    pub r#override: bool,
+    pub frame_option: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawReferrerPolicy {
+    #[serde(default)]
+    pub r#override: bool,
+    pub referrer_policy: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawContentSecurityPolicy {
+    #[serde(default)]
+    pub r#override: bool,
+    pub content_security_policy: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawContentTypeOptions {
+    #[serde(default)]
+    pub r#override: bool,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawStrictTransportSecurity {
+    #[serde(default)]
+    pub r#override: bool,
+    pub access_control_max_age_sec: u64,
+    #[serde(default)]
+    pub include_subdomains: bool,
+    #[serde(default)]
+    pub preload: bool,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCustomHeader {
+    pub header: String,
+    pub value: String,
+    #[serde(default)]
+    pub r#override: bool,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawServerTiming {
+    pub enabled: bool,
+    /// Percent of requests, 0–100 (four decimals).
+    pub sampling_rate: Option<f64>,
 }

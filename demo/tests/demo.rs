@@ -73,6 +73,9 @@ fn the_demo_serves_the_three_example_hooks() {
     let webp = get("/images/cat.jpg", &[("Accept", "image/webp,*/*")]);
     assert!(webp.text().starts_with("WEBP bytes of /images/cat.webp"), "{}", webp.text());
     assert!(get("/images/cat.jpg", &[]).text().starts_with("JPEG bytes"));
+    let api = get("/api/time", &[("Origin", "https://app.example.com"), ("Pragma", "server-timing")]);
+    assert_eq!(api.header("access-control-allow-origin"), Some("https://app.example.com"), "the demo's CORS policy");
+    assert!(api.header("server-timing").is_some_and(|t| t.contains("cdn-cache-miss")));
     // The tour's HTTPS + HTTP/2 line, with the certificate the demo made.
     let out = Command::new("curl")
         .args(["-sk", "--http2", "--max-time", "30", "-w", " %{http_version}", &format!("https://{https}/")])

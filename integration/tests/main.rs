@@ -9,5 +9,6 @@ mod dns;
 mod examples;
 mod hooks;
 mod reload;
+mod response_headers;
 mod routing;
 mod tls;

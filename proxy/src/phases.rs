@@ -27,6 +27,7 @@ use crate::edge::forward;
 use crate::edge::outcome::{ErrorCause, LoggedResult, Outcome};
 use crate::edge::request_id::new_request_id;
 use crate::edge::respond::{self, EdgeError, EdgeResponse};
+use crate::edge::response_policy::PolicyRequest;
 use crate::observe::{access_log, metrics};
 use crate::snapshot::SharedSnapshot;
 use crate::triggers;
@@ -241,6 +242,9 @@ impl ProxyHttp for VergeProxy {
         }
         ctx.route.behavior = snapshot.behavior_for(req.uri.path());
         let behavior = snapshot.behavior(ctx.route.behavior);
+        if let Some(policy) = &behavior.response_headers_policy {
+            ctx.response_policy = Some(Box::new(PolicyRequest::new(policy, session.req_header())));
+        }
         ctx.route.viewer_https = self.viewer_used_https(session);
         let forwarded_client = self.forwarded_client(session);
         if let Some(client) = forwarded_client {
@@ -269,6 +273,11 @@ impl ProxyHttp for VergeProxy {
                 respond::send(session, ctx, EdgeResponse::Redirect { status, location }).await?;
                 return Ok(true);
             }
+        }
+        // A CORS preflight the origin is not sent (OPTIONS is not an allowed method) is answered here.
+        if ctx.response_policy.as_ref().is_some_and(|p| p.preflight) && !behavior.allowed_methods.contains("OPTIONS") {
+            respond::send(session, ctx, EdgeResponse::Preflight).await?;
+            return Ok(true);
         }
         if !behavior.allowed_methods.contains(req.method.as_str()) {
             return self.reject(session, ctx, EdgeError::MethodNotAllowed).await;
@@ -398,6 +407,7 @@ impl ProxyHttp for VergeProxy {
         if ctx.is_generated_by_origin_request() {
             return Ok(());
         }
+        ctx.origin_millis = Some(ctx.started.elapsed().as_millis() as u64);
         // origin-response runs for every origin answer, the primary's too when it then fails over.
         let origin_status = resp.status.as_u16();
         triggers::origin_response(resp, ctx).await?;

@@ -14,6 +14,7 @@ use crate::raw::*;
 
 mod functions;
 mod policies;
+mod response_headers;
 mod tls;
 use functions::{validate_associations, validate_functions};
 use policies::{validate_cache_policies, validate_request_policies};
@@ -197,12 +198,14 @@ pub fn validate(raw: RawFile, p: &mut Problems) -> Option<Config> {
 
     let cache_policies = validate_cache_policies(&raw.cache_policies, p);
     let request_policies = validate_request_policies(&raw.origin_request_policies, p);
+    let response_policies = response_headers::validate_response_headers_policies(&raw.response_headers_policies, p);
 
     let refs = References {
         origins: &origin_index,
         groups: &group_index,
         cache_policies: &cache_policies,
         request_policies: &request_policies,
+        response_policies: &response_policies,
     };
     if raw.cache_behaviors.len() > MAX_BEHAVIORS {
         p.add("cache_behaviors", format!("at most {MAX_BEHAVIORS} cache behaviors"));
@@ -455,6 +458,7 @@ struct References<'a> {
     groups: &'a HashMap<&'a str, usize>,
     cache_policies: &'a HashMap<String, Arc<CachePolicy>>,
     request_policies: &'a HashMap<String, Arc<OriginRequestPolicy>>,
+    response_policies: &'a HashMap<String, Arc<crate::response_headers::ResponseHeadersPolicy>>,
 }
 
 fn check_path_pattern(key: &str, pattern: &str, p: &mut Problems) {
@@ -551,8 +555,26 @@ fn validate_behavior(key: &str, b: &RawBehavior, refs: &References<'_>, p: &mut 
             found
         }
     };
+    let response_headers_policy = match &b.response_headers_policy {
+        None => None,
+        Some(name) => {
+            let found = refs.response_policies.get(name).cloned().or_else(|| crate::response_headers::managed(name));
+            if found.is_none() {
+                let managed: Vec<&str> = crate::response_headers::MANAGED.iter().map(|(n, _)| *n).collect();
+                p.add(
+                    format!("{key}.response_headers_policy"),
+                    format!(
+                        "no response headers policy `{name}` (define it under response_headers_policies or use a managed one: {})",
+                        managed.join(", ")
+                    ),
+                );
+            }
+            found
+        }
+    };
     let functions = validate_associations(key, &b.lambda_function_associations, p);
     Some(Behavior {
+        response_headers_policy,
         functions,
         path_pattern: b.path_pattern.as_deref().map(PathPattern::new),
         target,

@@ -34,6 +34,10 @@ pub struct RequestContext {
     pub functions_ran: Trail,
     /// How the request ended, once its response head is decided (the access log and metrics read it).
     pub outcome: Option<Outcome>,
+    /// The behavior's response headers policy and what it needs of the request (none without a policy).
+    pub response_policy: Option<Box<super::response_policy::PolicyRequest>>,
+    /// Milliseconds from the request's start to the origin's response head (a miss), for Server-Timing.
+    pub origin_millis: Option<u64>,
 }
 
 /// Where the request goes.
@@ -137,6 +141,8 @@ impl RequestContext {
             sent_request: None,
             ending: Ending::Proxied,
             functions_ran: Trail::default(),
+            response_policy: None,
+            origin_millis: None,
             outcome: None,
         }
     }

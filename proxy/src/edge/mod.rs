@@ -12,3 +12,4 @@ pub mod include_body;
 pub mod outcome;
 pub mod request_id;
 pub mod respond;
+pub mod response_policy;

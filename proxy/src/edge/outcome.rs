@@ -94,6 +94,8 @@ pub enum Outcome {
     /// A function generated the response (an origin-request answer, this first time; later requests for
     /// it are hits).
     Generated,
+    /// A CORS preflight answered by the edge's response headers policy (no origin, like a hit).
+    Preflight,
     /// A function failed: its class picks the status and the result type.
     FunctionFailed(HookErrorKind),
     Error(ErrorCause),
@@ -103,7 +105,7 @@ impl Outcome {
     /// `x-edge-result-type` (and `x-edge-response-result-type`, the same when the response was sent).
     pub fn result_type(self) -> ResultType {
         match self {
-            Outcome::Hit => ResultType::Hit,
+            Outcome::Hit | Outcome::Preflight => ResultType::Hit,
             Outcome::RefreshHit => ResultType::RefreshHit,
             Outcome::Miss => ResultType::Miss,
             Outcome::Redirect => ResultType::Redirect,

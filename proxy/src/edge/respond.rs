@@ -102,6 +102,8 @@ pub enum EdgeResponse<'a> {
     Generated { header: ResponseHeader, body: Bytes },
     /// A custom error response's page (sent with its configured status), replacing an error.
     ErrorPage { header: ResponseHeader, body: Bytes },
+    /// A CORS preflight answered by the response headers policy (its headers are added by `edge_headers`).
+    Preflight,
 }
 
 impl EdgeResponse<'_> {
@@ -139,6 +141,11 @@ impl EdgeResponse<'_> {
             }
             EdgeResponse::Generated { header, body } => (header, body, Outcome::Generated),
             EdgeResponse::ErrorPage { header, body } => (header, body, Outcome::Error(ErrorCause::OriginStatus)),
+            EdgeResponse::Preflight => {
+                let mut resp = ResponseHeader::build(204, Some(8))?;
+                resp.insert_header(http::header::SERVER, "verge")?;
+                (resp, Bytes::new(), Outcome::Preflight)
+            }
         })
     }
 }
@@ -149,6 +156,9 @@ pub fn edge_headers(resp: &mut ResponseHeader, outcome: Outcome, ctx: &RequestCo
     resp.insert_header("x-cache", outcome.result_type().x_cache())?;
     resp.insert_header("via", ctx.snapshot.via_value.clone())?;
     resp.insert_header("x-amz-cf-id", ctx.request_id.as_str())?;
+    if let Some(policy) = &ctx.response_policy {
+        super::response_policy::apply(resp, policy, outcome, &ctx.request_id, ctx.origin_millis)?;
+    }
     Ok(())
 }
 

@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# 1 KiB cache-hit throughput with the managed SecurityHeadersPolicy on the behavior vs without it, one
+# verge each (one worker, CPU 0), wrk on CPU 1, alternating rounds; prints each round and the median
+# ratio (target >= 0.95).
+# Usage: benches/header-policies.sh [seconds-per-run]   (ROUNDS=3; needs wrk, nginx: apt-get install wrk nginx)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+DURATION=${1:-8}
+ROUNDS=${ROUNDS:-3}
+. benches/common.sh
+need wrk nginx taskset -- wrk nginx util-linux
+cargo build --release -q -p verge
+bench_workdir
+ORIGIN=$(free_port); PLAIN=$(free_port); POLICY=$(free_port)
+cat > "$WORK/origin.conf" <<CONF
+worker_processes 1; daemon off; pid $WORK/origin.pid; error_log $WORK/origin-error.log warn;
+events { worker_connections 1024; }
+http { access_log off; server { listen 127.0.0.1:$ORIGIN; root $WORK/www; add_header Cache-Control "max-age=3600"; } }
+CONF
+taskset -c 1 nginx -c "$WORK/origin.conf" -p "$WORK" &
+verge_hit_config "$PLAIN" "$ORIGIN" "$WORK/plain.yaml"
+verge_hit_config "$POLICY" "$ORIGIN" "$WORK/policy.yaml"
+sed -i 's/cache_policy: CachingOptimized }/cache_policy: CachingOptimized, response_headers_policy: SecurityHeadersPolicy }/' "$WORK/policy.yaml"
+VERGE_LOG=warn taskset -c 0 target/release/verge serve --config "$WORK/plain.yaml" > "$WORK/plain.log" 2>&1 &
+VERGE_LOG=warn taskset -c 0 target/release/verge serve --config "$WORK/policy.yaml" > "$WORK/policy.log" 2>&1 &
+wait_port $ORIGIN; wait_port $PLAIN; wait_port $POLICY
+curl -s -D - -o /dev/null "http://127.0.0.1:$POLICY/1k.bin" | grep -qi '^strict-transport-security' || { echo "policy not applied" >&2; exit 1; }
+measure() {
+  curl -s -o /dev/null "$1"; curl -s -o /dev/null "$1"
+  taskset -c 1 wrk -t1 -c32 -d"${DURATION}s" "$1" | awk '/Requests\/sec/ {print $2}'
+}
+ratios=()
+for round in $(seq 1 "$ROUNDS"); do
+  p=$(measure "http://127.0.0.1:$PLAIN/1k.bin")
+  h=$(measure "http://127.0.0.1:$POLICY/1k.bin")
+  r=$(echo "$h / $p" | bc -l)
+  ratios+=("$r")
+  printf "round %d: without a policy %.0f req/s, with SecurityHeadersPolicy %.0f req/s, ratio %.3f\n" "$round" "$p" "$h" "$r"
+done
+median=$(printf "%s\n" "${ratios[@]}" | sort -g | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }')
+printf "SecurityHeadersPolicy throughput ratio (median of %d rounds): %.2f\n" "$ROUNDS" "$median"
