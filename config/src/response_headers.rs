@@ -3,12 +3,25 @@
 
 use std::sync::Arc;
 
-/// One header a policy sets: `name` (lower case) to `value`, replacing the origin's only with `override`.
+/// One header a policy sets: `name` to `value`, replacing the origin's only with `override`. Built once at
+/// load in the forms the proxy inserts without parsing or copying per response.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PolicyHeader {
-    pub name: String,
-    pub value: String,
+    pub name: http::HeaderName,
+    /// The name as written on the wire (lower case), shared, not copied, per insert.
+    pub wire_name: bytes::Bytes,
+    pub value: http::HeaderValue,
     pub r#override: bool,
+}
+
+impl PolicyHeader {
+    /// `None` when `name` is not a header name or `value` not a header value (validation says why).
+    pub fn new(name: &str, value: &str, r#override: bool) -> Option<Self> {
+        let name = http::HeaderName::from_bytes(name.as_bytes()).ok()?;
+        let value = http::HeaderValue::from_str(value).ok()?;
+        let wire_name = bytes::Bytes::copy_from_slice(name.as_str().as_bytes());
+        Some(Self { name, wire_name, value, r#override })
+    }
 }
 
 /// The CORS block.
@@ -62,8 +75,8 @@ pub struct ResponseHeadersPolicy {
     pub cors: Option<Cors>,
     /// Security headers, then custom headers, in that order.
     pub set: Vec<PolicyHeader>,
-    /// Lower-case names removed before anything is added.
-    pub remove: Vec<String>,
+    /// Names removed before anything is added.
+    pub remove: Vec<http::HeaderName>,
     /// Server-Timing: the share of requests (0.0–1.0) that get it; `None`: off.
     pub server_timing: Option<f64>,
 }
@@ -137,7 +150,7 @@ pub fn managed(name_or_id: &str) -> Option<Arc<ResponseHeadersPolicy>> {
         expose_headers: "*".into(),
         ..simple()
     };
-    let header = |name: &str, value: &str| PolicyHeader { name: name.into(), value: value.into(), r#override: false };
+    let header = |name: &str, value: &str| PolicyHeader::new(name, value, false).expect("a valid managed header");
     let security = || {
         vec![
             header("referrer-policy", "strict-origin-when-cross-origin"),

@@ -243,7 +243,7 @@ impl ProxyHttp for VergeProxy {
         ctx.route.behavior = snapshot.behavior_for(req.uri.path());
         let behavior = snapshot.behavior(ctx.route.behavior);
         if let Some(policy) = &behavior.response_headers_policy {
-            ctx.response_policy = Some(Box::new(PolicyRequest::new(policy, session.req_header())));
+            ctx.response_policy = Some(PolicyRequest::new(policy, session.req_header()));
         }
         ctx.route.viewer_https = self.viewer_used_https(session);
         let forwarded_client = self.forwarded_client(session);

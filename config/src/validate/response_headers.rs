@@ -47,13 +47,15 @@ pub(super) fn validate_response_headers_policies(
             let name = h.header.to_ascii_lowercase();
             if !is_token(&h.header) {
                 p.add(format!("{hkey}.header"), format!("`{}` is not a header name", h.header));
-            } else if set.iter().any(|s| s.name == name) {
+                continue;
+            } else if set.iter().any(|s| s.name.as_str() == name) {
                 p.add(format!("{hkey}.header"), format!("`{}` is set twice in this policy", h.header));
             }
             if !is_value(&h.value) || h.value.len() > 1_783 {
                 p.add(format!("{hkey}.value"), "must be printable text (no line breaks), at most 1,783 characters");
+                continue;
             }
-            set.push(PolicyHeader { name, value: h.value.clone(), r#override: h.r#override });
+            set.extend(PolicyHeader::new(&name, &h.value, h.r#override));
         }
         let mut remove = Vec::new();
         for (j, name) in r.remove_headers_config.iter().enumerate() {
@@ -63,7 +65,7 @@ pub(super) fn validate_response_headers_policies(
             } else if unremovable(name) {
                 p.add(rkey, format!("`{name}` cannot be removed by a response headers policy"));
             } else {
-                remove.push(name.to_ascii_lowercase());
+                remove.extend(http::HeaderName::from_bytes(name.to_ascii_lowercase().as_bytes()).ok());
             }
         }
         let server_timing = match &r.server_timing_headers_config {
@@ -155,8 +157,9 @@ fn cors(key: &str, c: &RawCorsConfig, p: &mut Problems) -> Cors {
 
 fn security(key: &str, s: &RawSecurityHeadersConfig, p: &mut Problems) -> Vec<PolicyHeader> {
     let mut out = Vec::new();
+    // Values that are not header values were reported; they are left out.
     let mut add = |name: &str, value: String, r#override: bool| {
-        out.push(PolicyHeader { name: name.to_string(), value, r#override });
+        out.extend(PolicyHeader::new(name, &value, r#override));
     };
     if let Some(x) = &s.xss_protection {
         if x.mode_block && x.report_uri.is_some() {

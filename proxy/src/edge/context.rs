@@ -35,7 +35,7 @@ pub struct RequestContext {
     /// How the request ended, once its response head is decided (the access log and metrics read it).
     pub outcome: Option<Outcome>,
     /// The behavior's response headers policy and what it needs of the request (none without a policy).
-    pub response_policy: Option<Box<super::response_policy::PolicyRequest>>,
+    pub response_policy: Option<super::response_policy::PolicyRequest>,
     /// Milliseconds from the request's start to the origin's response head (a miss), for Server-Timing.
     pub origin_millis: Option<u64>,
 }

@@ -74,11 +74,12 @@ pub fn apply(
 ) -> Result<()> {
     let policy = &request.policy;
     for name in &policy.remove {
-        resp.remove_header(name.as_str());
+        resp.remove_header(name);
     }
     for header in &policy.set {
-        if header.r#override || !resp.headers.contains_key(header.name.as_str()) {
-            resp.insert_header(header.name.clone(), header.value.as_str())?;
+        if header.r#override || !resp.headers.contains_key(&header.name) {
+            // The shared wire name and prebuilt value: no parse, no copy (edge/header_names.rs says why).
+            resp.insert_header(header.wire_name.clone(), header.value.clone())?;
         }
     }
     if let (Some(cors), Some(origin)) = (&policy.cors, &request.origin) {
