@@ -57,3 +57,19 @@ origins:
 default_cache_behavior: { target_origin_id: origin, cache_policy: CachingOptimized }
 YAML
 }
+
+# alternate_rounds LABEL_A URL_A LABEL_B URL_B: ROUNDS alternating wrk runs (DURATION s, 32 connections,
+# wrk on CPU 1) of A then B; prints each round and the median of B/A.
+alternate_rounds() {
+  local label_a=$1 url_a=$2 label_b=$3 url_b=$4 ratios=() a b r
+  for url in "$url_a" "$url_b"; do curl -s -o /dev/null "$url"; curl -s -o /dev/null "$url"; done
+  for round in $(seq 1 "$ROUNDS"); do
+    a=$(taskset -c 1 wrk -t1 -c32 -d"${DURATION}s" "$url_a" | awk '/Requests\/sec/ {print $2}')
+    b=$(taskset -c 1 wrk -t1 -c32 -d"${DURATION}s" "$url_b" | awk '/Requests\/sec/ {print $2}')
+    r=$(echo "$b / $a" | bc -l)
+    ratios+=("$r")
+    printf "round %d: %s %.0f req/s, %s %.0f req/s, ratio %.3f\n" "$round" "$label_a" "$a" "$label_b" "$b" "$r"
+  done
+  printf "%s / %s (median of %d rounds): %.2f\n" "$label_b" "$label_a" "$ROUNDS" \
+    "$(printf "%s\n" "${ratios[@]}" | sort -g | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }')"
+}

@@ -25,17 +25,4 @@ VERGE_LOG=warn taskset -c 0 target/release/verge serve --config "$WORK/plain.yam
 VERGE_LOG=warn taskset -c 0 target/release/verge serve --config "$WORK/policy.yaml" > "$WORK/policy.log" 2>&1 &
 wait_port $ORIGIN; wait_port $PLAIN; wait_port $POLICY
 curl -s -D - -o /dev/null "http://127.0.0.1:$POLICY/1k.bin" | grep -qi '^strict-transport-security' || { echo "policy not applied" >&2; exit 1; }
-measure() {
-  curl -s -o /dev/null "$1"; curl -s -o /dev/null "$1"
-  taskset -c 1 wrk -t1 -c32 -d"${DURATION}s" "$1" | awk '/Requests\/sec/ {print $2}'
-}
-ratios=()
-for round in $(seq 1 "$ROUNDS"); do
-  p=$(measure "http://127.0.0.1:$PLAIN/1k.bin")
-  h=$(measure "http://127.0.0.1:$POLICY/1k.bin")
-  r=$(echo "$h / $p" | bc -l)
-  ratios+=("$r")
-  printf "round %d: without a policy %.0f req/s, with SecurityHeadersPolicy %.0f req/s, ratio %.3f\n" "$round" "$p" "$h" "$r"
-done
-median=$(printf "%s\n" "${ratios[@]}" | sort -g | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }')
-printf "SecurityHeadersPolicy throughput ratio (median of %d rounds): %.2f\n" "$ROUNDS" "$median"
+alternate_rounds "no policy" "http://127.0.0.1:$PLAIN/1k.bin" "SecurityHeadersPolicy" "http://127.0.0.1:$POLICY/1k.bin"

@@ -15,7 +15,7 @@ pub struct Config {
 
 /// The `server` section: what the process binds and sizes at start. A reload never changes these (it
 /// reports a changed section as needing a restart).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ServerSettings {
     pub listen: Vec<Listener>,
     /// Plain listeners also take HTTP/2 with prior knowledge (h2c), when the distribution allows HTTP/2.
@@ -24,6 +24,8 @@ pub struct ServerSettings {
     /// others are chosen by SNI. Re-read by every reload.
     pub certificates: Vec<CertificateFiles>,
     pub dns: DnsSettings,
+    /// CloudFront's standard access log (33 tab-separated fields) to a file; off when `None`.
+    pub access_log: Option<AccessLogSettings>,
     /// Worker threads of the viewer service; `None`: one per CPU (the proxy asks the machine).
     pub threads: Option<usize>,
     /// How long a viewer connection may stay silent waiting for (or between reads of) the next request's
@@ -59,6 +61,19 @@ impl Listener {
 pub struct CertificateFiles {
     pub certificate_file: String,
     pub private_key_file: String,
+}
+
+/// `server.access_log`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AccessLogSettings {
+    /// Relative to the distribution file.
+    pub file: String,
+    pub include_cookies: bool,
+    /// Share of requests logged, 0.0–1.0.
+    pub sampling: f64,
+    pub rotate_bytes: Option<u64>,
+    pub rotate_hourly: bool,
+    pub edge_location: String,
 }
 
 /// `server.dns`: how origin names are resolved (asynchronously, again when their TTL runs out).

@@ -69,6 +69,8 @@ pub struct RawServer {
     pub certificates: Vec<RawCertificate>,
     /// Origin name resolution.
     pub dns: Option<RawDns>,
+    /// CloudFront's standard access log, written to a file.
+    pub access_log: Option<RawAccessLog>,
     pub viewer_idle_timeout: Option<u64>,
     pub max_connections: Option<u64>,
     #[serde(default)]
@@ -101,6 +103,23 @@ pub struct RawListenerOptions {
 pub struct RawCertificate {
     pub certificate_file: String,
     pub private_key_file: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAccessLog {
+    pub file: String,
+    #[serde(default)]
+    pub include_cookies: bool,
+    /// Percent of requests logged (0–100).
+    pub sampling_rate: Option<f64>,
+    /// Start a new file when this one reaches this size (MiB).
+    pub rotate_mb: Option<u64>,
+    /// Start a new file every hour.
+    #[serde(default)]
+    pub rotate_hourly: bool,
+    /// The `x-edge-location` field (CloudFront's POP code).
+    pub edge_location: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]

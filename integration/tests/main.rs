@@ -3,6 +3,7 @@
 #[macro_use]
 mod harness;
 
+mod access_log;
 mod caching;
 mod cli;
 mod dns;

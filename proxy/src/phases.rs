@@ -28,6 +28,7 @@ use crate::edge::outcome::{ErrorCause, LoggedResult, Outcome};
 use crate::edge::request_id::new_request_id;
 use crate::edge::respond::{self, EdgeError, EdgeResponse};
 use crate::edge::response_policy::PolicyRequest;
+use crate::observe::cloudfront_log;
 use crate::observe::{access_log, metrics};
 use crate::snapshot::SharedSnapshot;
 use crate::triggers;
@@ -103,6 +104,74 @@ impl VergeProxy {
             .filter_map(|e| e.parse::<std::net::IpAddr>().ok())
             .find(|ip| !trusted(*ip))
             .map(|ip| std::net::SocketAddr::new(ip, 0))
+    }
+}
+
+/// CloudFront's standard log line for this request (`observe/cloudfront_log.rs`).
+fn write_cloudfront_line(
+    log: &cloudfront_log::CloudFrontLog,
+    session: &Session,
+    ctx: &RequestContext,
+    status: u16,
+    result: LoggedResult,
+    elapsed: Duration,
+) {
+    let req = session.req_header();
+    let resp = session.response_written();
+    let header = |name: http::header::HeaderName| req.headers.get(name).and_then(|v| v.to_str().ok());
+    let resp_header =
+        |name: http::header::HeaderName| resp.and_then(|r| r.headers.get(name)).and_then(|v| v.to_str().ok());
+    // The response head as sent: status line and headers (CloudFront counts them in sc-bytes).
+    let head_bytes =
+        resp.map_or(0, |r| 17 + r.headers.iter().map(|(n, v)| n.as_str().len() + v.len() + 4).sum::<usize>());
+    let tls = session.digest().and_then(|d| d.ssl_digest.as_ref());
+    let tls_names =
+        tls.map(|t| (connection::protocol_name(&t.version), connection::cipher_name(&t.cipher).to_string()));
+    let range = resp_header(http::header::CONTENT_RANGE).and_then(|r| {
+        let (start, end) = r.strip_prefix("bytes ")?.split('/').next()?.split_once('-')?;
+        Some((start.parse().ok()?, end.parse().ok()?))
+    });
+    let port = session.client_addr().and_then(|a| a.as_inet()).map_or(0, |a| a.port());
+    let entry = cloudfront_log::Entry {
+        finished: std::time::SystemTime::now(),
+        sc_bytes: (head_bytes + session.body_bytes_sent()) as u64,
+        client_ip: &ctx.client_ip,
+        client_port: port,
+        method: req.method.as_str(),
+        distribution: &ctx.snapshot.dist.domain_name,
+        uri_stem: req.uri.path(),
+        query: req.uri.query(),
+        status,
+        referer: header(http::header::REFERER),
+        user_agent: header(http::header::USER_AGENT),
+        cookie: if log.include_cookies() { header(http::header::COOKIE) } else { None },
+        result_type: result.result.as_str(),
+        request_id: &ctx.request_id,
+        host: header(http::header::HOST),
+        https: ctx.route.viewer_https,
+        cs_bytes: (header_bytes(req) + session.body_bytes_read()) as u64,
+        time_taken: elapsed,
+        forwarded_for: header(http::header::HeaderName::from_static("x-forwarded-for")),
+        tls: tls_names.as_ref().map(|(p, c)| (p.as_str(), c.as_str())),
+        response_result_type: result.response_result.as_str(),
+        http_version: http_version_name(req.version),
+        time_to_first_byte: ctx.response_started,
+        detailed_result_type: result.detailed,
+        content_type: resp_header(http::header::CONTENT_TYPE),
+        content_length: resp_header(http::header::CONTENT_LENGTH),
+        range,
+    };
+    log.write(&entry);
+}
+
+/// `HTTP/1.1`, as the log's `cs-protocol-version` writes it.
+fn http_version_name(version: http::Version) -> &'static str {
+    match version {
+        http::Version::HTTP_09 => "HTTP/0.9",
+        http::Version::HTTP_10 => "HTTP/1.0",
+        http::Version::HTTP_2 => "HTTP/2.0",
+        http::Version::HTTP_3 => "HTTP/3.0",
+        _ => "HTTP/1.1",
     }
 }
 
@@ -527,6 +596,7 @@ impl ProxyHttp for VergeProxy {
         }
         let outcome = proxied_outcome(session, ctx, resp.status.as_u16());
         ctx.outcome = Some(outcome);
+        ctx.response_started = Some(ctx.started.elapsed());
         respond::edge_headers(resp, outcome, ctx)
     }
 
@@ -660,6 +730,10 @@ impl ProxyHttp for VergeProxy {
         let result = LoggedResult::of(outcome, hung_up);
         let elapsed = ctx.started.elapsed();
         metrics::request(result.result, elapsed.as_secs_f64());
+        if let Some(log) = cloudfront_log::get().filter(|log| log.sampled()) {
+            ctx.ensure_client_ip(session);
+            write_cloudfront_line(log, session, ctx, status, result, elapsed);
+        }
         if !access_log::enabled() {
             return;
         }

@@ -78,6 +78,7 @@ fn validate_server(raw: Option<RawServer>, p: &mut Problems) -> ServerSettings {
         h2c: None,
         certificates: Vec::new(),
         dns: None,
+        access_log: None,
         viewer_idle_timeout: None,
         max_connections: None,
         trusted_proxies: Vec::new(),
@@ -88,6 +89,7 @@ fn validate_server(raw: Option<RawServer>, p: &mut Problems) -> ServerSettings {
     let listen = tls::validate_listen(raw.listen, p);
     let certificates = tls::validate_certificates(raw.certificates, &listen, p);
     let dns = tls::validate_dns(raw.dns, p);
+    let access_log = tls::validate_access_log(raw.access_log, p);
     let h2c = raw.h2c.unwrap_or(false);
     let threads = raw.threads.map(|t| p.range("server.threads", Some(t), 1, 256, 1) as usize);
     let viewer_idle_timeout_secs = p.range("server.viewer_idle_timeout", raw.viewer_idle_timeout, 1, 3600, 5);
@@ -106,6 +108,7 @@ fn validate_server(raw: Option<RawServer>, p: &mut Problems) -> ServerSettings {
         h2c,
         certificates,
         dns,
+        access_log,
         threads,
         viewer_idle_timeout_secs,
         max_connections,

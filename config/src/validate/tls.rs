@@ -1,5 +1,5 @@
 //! The connection-level settings: listeners (plain, TLS, PROXY protocol), certificates, HTTP versions,
-//! CloudFront's security policies, origin TLS and origin DNS.
+//! CloudFront's security policies, origin TLS, origin DNS, and the access log file.
 
 use std::net::SocketAddr;
 
@@ -130,4 +130,28 @@ pub(super) fn validate_origin_ssl_protocols(key: &str, protocols: &[String], p: 
             "must include TLSv1.2: verge speaks TLS 1.2 and 1.3 to origins (older protocols are broken and rustls has none)",
         );
     }
+}
+
+pub(super) fn validate_access_log(raw: Option<RawAccessLog>, p: &mut Problems) -> Option<AccessLogSettings> {
+    let raw = raw?;
+    if raw.file.is_empty() {
+        p.add("server.access_log.file", "is empty");
+    }
+    let rate = raw.sampling_rate.unwrap_or(100.0);
+    if !(0.0..=100.0).contains(&rate) {
+        p.add("server.access_log.sampling_rate", "must be 0–100 (percent)");
+    }
+    let rotate_bytes = raw.rotate_mb.map(|mb| p.range("server.access_log.rotate_mb", Some(mb), 1, 1 << 20, 100) << 20);
+    let edge_location = raw.edge_location.unwrap_or_else(|| "VRG1".to_string());
+    if edge_location.is_empty() || !edge_location.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') {
+        p.add("server.access_log.edge_location", "letters, digits and `-` only (e.g. FRA56-C1)");
+    }
+    Some(AccessLogSettings {
+        file: raw.file,
+        include_cookies: raw.include_cookies,
+        sampling: rate.clamp(0.0, 100.0) / 100.0,
+        rotate_bytes,
+        rotate_hourly: raw.rotate_hourly,
+        edge_location,
+    })
 }

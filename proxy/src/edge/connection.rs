@@ -110,12 +110,12 @@ fn http_version(version: http::Version) -> &'static str {
 }
 
 /// `TLSv1_3` (rustls) as `TLSv1.3` (CloudFront, OpenSSL).
-fn protocol_name(rustls: &str) -> String {
+pub fn protocol_name(rustls: &str) -> String {
     rustls.replace('_', ".")
 }
 
 /// rustls' IANA suite names as the OpenSSL names CloudFront logs.
-fn cipher_name(iana: &str) -> &str {
+pub fn cipher_name(iana: &str) -> &str {
     match iana {
         "TLS13_AES_128_GCM_SHA256" => "TLS_AES_128_GCM_SHA256",
         "TLS13_AES_256_GCM_SHA384" => "TLS_AES_256_GCM_SHA384",

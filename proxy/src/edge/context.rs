@@ -38,6 +38,8 @@ pub struct RequestContext {
     pub response_policy: Option<super::response_policy::PolicyRequest>,
     /// Milliseconds from the request's start to the origin's response head (a miss), for Server-Timing.
     pub origin_millis: Option<u64>,
+    /// When the response head was handed to the viewer's connection (the log's time-to-first-byte).
+    pub response_started: Option<std::time::Duration>,
 }
 
 /// Where the request goes.
@@ -143,6 +145,7 @@ impl RequestContext {
             functions_ran: Trail::default(),
             response_policy: None,
             origin_millis: None,
+            response_started: None,
             outcome: None,
         }
     }

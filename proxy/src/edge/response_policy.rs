@@ -41,11 +41,13 @@ impl PolicyRequest {
     }
 }
 
-/// A uniform draw in [0, 1) against `rate` (xorshift per thread: no lock, no syscall).
+/// A draw against `rate` (0.0–1.0).
 fn sample(rate: f64) -> bool {
-    if rate <= 0.0 {
-        return false;
-    }
+    rate > 0.0 && draw() < rate
+}
+
+/// A uniform draw in [0, 1) (xorshift per thread: no lock, no syscall), for sampling.
+pub fn draw() -> f64 {
     thread_local!(static STATE: Cell<u64> = Cell::new(seed()));
     let draw = STATE.with(|s| {
         let mut x = s.get();
@@ -55,7 +57,7 @@ fn sample(rate: f64) -> bool {
         s.set(x);
         x
     });
-    ((draw >> 11) as f64 / (1u64 << 53) as f64) < rate
+    (draw >> 11) as f64 / (1u64 << 53) as f64
 }
 
 fn seed() -> u64 {

@@ -2,5 +2,6 @@
 //! go through.
 
 pub mod access_log;
+pub mod cloudfront_log;
 pub mod log_writer;
 pub mod metrics;

@@ -107,6 +107,10 @@ pub async fn start(
     };
 
     let admin_listen = settings.admin.as_ref().map(|a| a.listen);
+    if let Some(log) = &settings.access_log {
+        crate::observe::cloudfront_log::start(log, &reload::base_dir(Some(&source.path)))
+            .map_err(std::io::Error::other)?;
+    }
     let shared: SharedSnapshot = Arc::new(ArcSwap::from_pointee(snapshot));
     let reloader = Arc::new(Reloader::new(source, shared.clone(), engine, viewer_tls.clone()));
     let admin = match admin_listen {
@@ -183,10 +187,13 @@ pub async fn run_until_signal(started: Started) {
     }
     let mut term = signal(SignalKind::terminate()).ok();
     let mut hangup = signal(SignalKind::hangup()).ok();
+    // SIGUSR1: reopen the CloudFront access log (logrotate moved it).
+    let mut user1 = signal(SignalKind::user_defined1()).ok();
     loop {
         tokio::select! {
             _ = tokio::signal::ctrl_c() => break,
             _ = next(&mut term) => break,
+            _ = next(&mut user1) => crate::observe::cloudfront_log::reopen(),
             _ = next(&mut hangup) => {
                 // Compiling functions blocks: off the async workers. The outcome is logged by `reload`.
                 let reloader = started.reloader.clone();
@@ -202,4 +209,7 @@ pub async fn run_until_signal(started: Started) {
     }
     tracing::info!(in_flight = started.in_flight.load(Ordering::Acquire), "stopped");
     crate::observe::log_writer::flush();
+    if let Some(log) = crate::observe::cloudfront_log::get() {
+        log.flush();
+    }
 }
