@@ -73,3 +73,21 @@ alternate_rounds() {
   printf "%s / %s (median of %d rounds): %.2f\n" "$label_b" "$label_a" "$ROUNDS" \
     "$(printf "%s\n" "${ratios[@]}" | sort -g | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }')"
 }
+
+# origin_and_two_verges SED_EXPR: an nginx origin serving www/ (CPU 1) and two one-worker verges in front
+# of it (CPU 0): on $PLAIN the hit config, on $VARIANT the same config with SED_EXPR applied.
+origin_and_two_verges() {
+  ORIGIN=$(free_port); PLAIN=$(free_port); VARIANT=$(free_port)
+  cat > "$WORK/origin.conf" <<CONF
+worker_processes 1; daemon off; pid $WORK/origin.pid; error_log $WORK/origin-error.log warn;
+events { worker_connections 1024; }
+http { access_log off; server { listen 127.0.0.1:$ORIGIN; root $WORK/www; add_header Cache-Control "max-age=3600"; } }
+CONF
+  taskset -c 1 nginx -c "$WORK/origin.conf" -p "$WORK" &
+  verge_hit_config "$PLAIN" "$ORIGIN" "$WORK/plain.yaml"
+  verge_hit_config "$VARIANT" "$ORIGIN" "$WORK/variant.yaml"
+  sed -i "$1" "$WORK/variant.yaml"
+  VERGE_LOG=warn taskset -c 0 target/release/verge serve --config "$WORK/plain.yaml" > "$WORK/plain.log" 2>&1 &
+  VERGE_LOG=warn taskset -c 0 target/release/verge serve --config "$WORK/variant.yaml" > "$WORK/variant.log" 2>&1 &
+  wait_port "$ORIGIN"; wait_port "$PLAIN"; wait_port "$VARIANT"
+}

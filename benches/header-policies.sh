@@ -11,18 +11,6 @@ ROUNDS=${ROUNDS:-3}
 need wrk nginx taskset -- wrk nginx util-linux
 cargo build --release -q -p verge
 bench_workdir
-ORIGIN=$(free_port); PLAIN=$(free_port); POLICY=$(free_port)
-cat > "$WORK/origin.conf" <<CONF
-worker_processes 1; daemon off; pid $WORK/origin.pid; error_log $WORK/origin-error.log warn;
-events { worker_connections 1024; }
-http { access_log off; server { listen 127.0.0.1:$ORIGIN; root $WORK/www; add_header Cache-Control "max-age=3600"; } }
-CONF
-taskset -c 1 nginx -c "$WORK/origin.conf" -p "$WORK" &
-verge_hit_config "$PLAIN" "$ORIGIN" "$WORK/plain.yaml"
-verge_hit_config "$POLICY" "$ORIGIN" "$WORK/policy.yaml"
-sed -i 's/cache_policy: CachingOptimized }/cache_policy: CachingOptimized, response_headers_policy: SecurityHeadersPolicy }/' "$WORK/policy.yaml"
-VERGE_LOG=warn taskset -c 0 target/release/verge serve --config "$WORK/plain.yaml" > "$WORK/plain.log" 2>&1 &
-VERGE_LOG=warn taskset -c 0 target/release/verge serve --config "$WORK/policy.yaml" > "$WORK/policy.log" 2>&1 &
-wait_port $ORIGIN; wait_port $PLAIN; wait_port $POLICY
-curl -s -D - -o /dev/null "http://127.0.0.1:$POLICY/1k.bin" | grep -qi '^strict-transport-security' || { echo "policy not applied" >&2; exit 1; }
-alternate_rounds "no policy" "http://127.0.0.1:$PLAIN/1k.bin" "SecurityHeadersPolicy" "http://127.0.0.1:$POLICY/1k.bin"
+origin_and_two_verges 's/cache_policy: CachingOptimized }/cache_policy: CachingOptimized, response_headers_policy: SecurityHeadersPolicy }/'
+curl -s -D - -o /dev/null "http://127.0.0.1:$VARIANT/1k.bin" | grep -qi '^strict-transport-security' || { echo "policy not applied" >&2; exit 1; }
+alternate_rounds "no policy" "http://127.0.0.1:$PLAIN/1k.bin" "SecurityHeadersPolicy" "http://127.0.0.1:$VARIANT/1k.bin"
