@@ -364,15 +364,17 @@ every_abi! {
     assert_eq!(verge.get("/trap").status, 503);
     let arn = arn("misbehave", 1);
     let expected = [
-        "verge_requests_total{result=\"Miss\"} 1".to_string(),
-        "verge_requests_total{result=\"Hit\"} 1".to_string(),
-        "verge_requests_total{result=\"LambdaExecutionError\"} 1".to_string(),
-        "verge_request_duration_seconds_count 3".to_string(),
+        "verge_requests_total{result=\"Miss\",status_class=\"2xx\",distribution_id=\"EVERGEDEFAULT\"} 1".to_string(),
+        "verge_requests_total{result=\"Hit\",status_class=\"2xx\",distribution_id=\"EVERGEDEFAULT\"} 1".to_string(),
+        "verge_requests_total{result=\"LambdaExecutionError\",status_class=\"5xx\",distribution_id=\"EVERGEDEFAULT\"} 1".to_string(),
+        "verge_error_responses_total{status=\"503\",distribution_id=\"EVERGEDEFAULT\"} 1".to_string(),
+        "verge_request_duration_seconds_count{distribution_id=\"EVERGEDEFAULT\"} 3".to_string(),
+        "verge_origin_latency_seconds_count{distribution_id=\"EVERGEDEFAULT\"} 1".to_string(),
         format!("verge_function_invocations_total{{arn=\"{arn}\",event_type=\"viewer-request\"}} 3"),
         format!("verge_function_failures_total{{arn=\"{arn}\",event_type=\"viewer-request\",error=\"LambdaExecutionError\"}} 1"),
         format!("verge_function_failures_total{{arn=\"{arn}\",event_type=\"viewer-request\",error=\"LambdaValidationError\"}} 0"),
         "verge_cache_objects 1".to_string(),
-        "verge_distribution_generation 1".to_string(),
+        "verge_distribution_generation{distribution_id=\"EVERGEDEFAULT\"} 1".to_string(),
     ];
     // A request is counted as its log line is written, just after its response: poll for the figures.
     let deadline = Instant::now() + Duration::from_secs(30);

@@ -164,6 +164,14 @@ fn write_cloudfront_line(
     log.write(&entry);
 }
 
+/// The response head as sent: status line and headers (CloudFront counts them in sc-bytes and
+/// BytesDownloaded).
+fn response_head_bytes(session: &Session) -> usize {
+    session
+        .response_written()
+        .map_or(0, |r| 17 + r.headers.iter().map(|(n, v)| n.as_str().len() + v.len() + 4).sum::<usize>())
+}
+
 /// `HTTP/1.1`, as the log's `cs-protocol-version` writes it.
 fn http_version_name(version: http::Version) -> &'static str {
     match version {
@@ -729,7 +737,16 @@ impl ProxyHttp for VergeProxy {
         let outcome = ctx.outcome.unwrap_or(Outcome::Error(ErrorCause::Internal));
         let result = LoggedResult::of(outcome, hung_up);
         let elapsed = ctx.started.elapsed();
-        metrics::request(result.result, elapsed.as_secs_f64());
+        let req = session.req_header();
+        metrics::request(&metrics::Counted {
+            result: result.result,
+            status,
+            seconds: elapsed.as_secs_f64(),
+            method: req.method.clone(),
+            bytes_sent: (response_head_bytes(session) + session.body_bytes_sent()) as u64,
+            bytes_received: session.body_bytes_read() as u64,
+            origin_seconds: ctx.origin_millis.map(|ms| ms as f64 / 1000.0),
+        });
         if let Some(log) = cloudfront_log::get().filter(|log| log.sampled()) {
             ctx.ensure_client_ip(session);
             write_cloudfront_line(log, session, ctx, status, result, elapsed);

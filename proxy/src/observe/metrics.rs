@@ -5,7 +5,7 @@
 //! counters; each loaded function's own atomics, `verge_hooks::stats`).
 
 use std::fmt::Write as _;
-use std::sync::LazyLock;
+use std::sync::{LazyLock, OnceLock};
 
 use prometheus::{Encoder, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts, Registry, TextEncoder};
 use verge_config::model::EventType;
@@ -16,8 +16,17 @@ use crate::snapshot::Snapshot;
 
 struct Metrics {
     registry: Registry,
+    /// By result type and status class: `result.index() * STATUS_CLASSES.len() + class`.
     requests: Vec<IntCounter>,
     request_seconds: Histogram,
+    /// The statuses CloudFront reports error rates for, one counter each (`ERROR_STATUSES`).
+    error_statuses: Vec<IntCounter>,
+    /// CloudFront's BytesDownloaded (GET, HEAD, OPTIONS: bytes sent) and BytesUploaded (POST, PUT:
+    /// bytes received).
+    bytes_downloaded: IntCounter,
+    bytes_uploaded: IntCounter,
+    /// CloudFront's OriginLatency: the origin's first byte, on requests it served.
+    origin_latency: Histogram,
     reloads: IntCounter,
     reloads_refused: IntCounter,
     connections_refused: IntCounter,
@@ -26,12 +35,57 @@ struct Metrics {
     generation: IntGauge,
 }
 
+/// `status_class` values: no response was sent (the viewer hung up), then 1xx–5xx.
+const STATUS_CLASSES: [&str; 6] = ["none", "1xx", "2xx", "3xx", "4xx", "5xx"];
+/// The statuses with a CloudFront error-rate metric of their own.
+const ERROR_STATUSES: [u16; 6] = [401, 403, 404, 502, 503, 504];
+
+/// The distribution id every series is labelled with (`distribution_id`, CloudFront's DistributionId
+/// dimension): the one the process started with.
+static DISTRIBUTION_ID: OnceLock<String> = OnceLock::new();
+
+/// Names the distribution for the metrics; call before the first request (later calls change nothing).
+pub fn init(distribution_id: &str) {
+    let _ = DISTRIBUTION_ID.set(distribution_id.to_string());
+}
+
 static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
-    let registry = Registry::new();
-    let requests_vec =
-        IntCounterVec::new(Opts::new("verge_requests_total", "Viewer requests answered, by result type."), &["result"])
-            .expect("valid metric");
-    let requests = ResultType::ALL.iter().map(|r| requests_vec.with_label_values(&[r.as_str()])).collect();
+    let id = DISTRIBUTION_ID.get().cloned().unwrap_or_else(|| "EVERGEDEFAULT".to_string());
+    let registry = Registry::new_custom(None, Some([("distribution_id".to_string(), id)].into_iter().collect()))
+        .expect("valid registry");
+    let requests_vec = IntCounterVec::new(
+        Opts::new("verge_requests_total", "Viewer requests answered, by result type and status class."),
+        &["result", "status_class"],
+    )
+    .expect("valid metric");
+    let requests = ResultType::ALL
+        .iter()
+        .flat_map(|r| STATUS_CLASSES.iter().map(|c| requests_vec.with_label_values(&[r.as_str(), c])))
+        .collect();
+    let statuses_vec = IntCounterVec::new(
+        Opts::new("verge_error_responses_total", "Responses with 401, 403, 404, 502, 503 or 504, by status."),
+        &["status"],
+    )
+    .expect("valid metric");
+    let error_statuses = ERROR_STATUSES.iter().map(|s| statuses_vec.with_label_values(&[&s.to_string()])).collect();
+    let bytes_downloaded = IntCounter::new(
+        "verge_bytes_downloaded_total",
+        "Bytes sent to viewers for GET, HEAD and OPTIONS requests (headers included): BytesDownloaded.",
+    )
+    .expect("valid metric");
+    let bytes_uploaded = IntCounter::new(
+        "verge_bytes_uploaded_total",
+        "Bytes received from viewers in POST and PUT bodies: BytesUploaded.",
+    )
+    .expect("valid metric");
+    let origin_latency = Histogram::with_opts(
+        HistogramOpts::new(
+            "verge_origin_latency_seconds",
+            "Time to the origin's first byte on requests the origin served: OriginLatency.",
+        )
+        .buckets(vec![0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0]),
+    )
+    .expect("valid metric");
     let buckets =
         vec![0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
     let request_seconds = Histogram::with_opts(
@@ -60,8 +114,16 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
         &["reason"],
     )
     .expect("valid metric");
+    // Both reasons exist from the start (at 0), so the family is exported before the first failure.
+    for reason in ["tls", "proxy_protocol"] {
+        connections_failed.with_label_values(&[reason]);
+    }
     for collector in [
         Box::new(requests_vec) as Box<dyn prometheus::core::Collector>,
+        Box::new(statuses_vec),
+        Box::new(bytes_downloaded.clone()),
+        Box::new(bytes_uploaded.clone()),
+        Box::new(origin_latency.clone()),
         Box::new(request_seconds.clone()),
         Box::new(reloads.clone()),
         Box::new(reloads_refused.clone()),
@@ -75,6 +137,10 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
         registry,
         requests,
         request_seconds,
+        error_statuses,
+        bytes_downloaded,
+        bytes_uploaded,
+        origin_latency,
         reloads,
         reloads_refused,
         connections_refused,
@@ -83,11 +149,37 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
     }
 });
 
+/// One answered request, as the metrics count it.
+pub struct Counted {
+    pub result: ResultType,
+    /// The status sent; 0 when none was.
+    pub status: u16,
+    pub seconds: f64,
+    pub method: http::Method,
+    /// Bytes sent (head and body) and body bytes received.
+    pub bytes_sent: u64,
+    pub bytes_received: u64,
+    /// The origin's first byte, when the origin served the request.
+    pub origin_seconds: Option<f64>,
+}
+
 /// Counts one answered request.
-pub fn request(result: ResultType, seconds: f64) {
+pub fn request(r: &Counted) {
     let metrics = &*METRICS;
-    metrics.requests[result.index()].inc();
-    metrics.request_seconds.observe(seconds);
+    let class = if r.status >= 100 && r.status < 600 { (r.status / 100) as usize } else { 0 };
+    metrics.requests[r.result.index() * STATUS_CLASSES.len() + class].inc();
+    metrics.request_seconds.observe(r.seconds);
+    if let Some(i) = ERROR_STATUSES.iter().position(|s| *s == r.status) {
+        metrics.error_statuses[i].inc();
+    }
+    match r.method {
+        http::Method::GET | http::Method::HEAD | http::Method::OPTIONS => metrics.bytes_downloaded.inc_by(r.bytes_sent),
+        http::Method::POST | http::Method::PUT => metrics.bytes_uploaded.inc_by(r.bytes_received),
+        _ => {}
+    }
+    if let Some(seconds) = r.origin_seconds {
+        metrics.origin_latency.observe(seconds);
+    }
 }
 
 /// Counts a viewer connection refused at `server.max_connections`.

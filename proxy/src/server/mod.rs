@@ -111,6 +111,7 @@ pub async fn start(
         crate::observe::cloudfront_log::start(log, &reload::base_dir(Some(&source.path)))
             .map_err(std::io::Error::other)?;
     }
+    crate::observe::metrics::init(&snapshot.dist.id);
     let shared: SharedSnapshot = Arc::new(ArcSwap::from_pointee(snapshot));
     let reloader = Arc::new(Reloader::new(source, shared.clone(), engine, viewer_tls.clone()));
     let admin = match admin_listen {
