@@ -377,6 +377,8 @@ pub struct Behavior {
     pub origin_request_policy: Option<Arc<OriginRequestPolicy>>,
     /// ResponseHeadersPolicyId: headers set on every response of the behavior, after viewer-response.
     pub response_headers_policy: Option<Arc<crate::response_headers::ResponseHeadersPolicy>>,
+    /// Compress: eligible origin responses are compressed (and stored compressed).
+    pub compress: bool,
     /// Indexed by `EventType::index`.
     pub functions: [Option<Association>; 4],
 }

@@ -247,6 +247,9 @@ pub struct RawBehavior {
     pub cache_policy: Option<String>,
     pub origin_request_policy: Option<String>,
     pub response_headers_policy: Option<String>,
+    /// Compress: compress eligible responses at the edge (CloudFront's conditions).
+    #[serde(default)]
+    pub compress: bool,
     #[serde(default)]
     pub lambda_function_associations: Vec<RawAssociation>,
 }

@@ -31,7 +31,12 @@ fn demo_origin(req: &OriginRequest) -> OriginResponse {
     match req.path() {
         "/index.html" => OriginResponse::new(
             200,
-            "<!doctype html><title>verge demo</title><h1>Hello from the verge demo origin</h1>\n",
+            format!(
+                "<!doctype html><title>verge demo</title><h1>Hello from the verge demo origin</h1>\n{}",
+                "<p>This page is long enough (over 1,000 bytes) for verge to compress it at the edge, once, \
+and to serve the compressed copy from its cache to every viewer that accepts it.</p>\n"
+                    .repeat(12)
+            ),
         )
         .header("content-type", "text/html")
         .header("cache-control", "max-age=60"),

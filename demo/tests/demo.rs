@@ -67,6 +67,8 @@ fn the_demo_serves_the_three_example_hooks() {
     let root = get("/", &[]);
     assert!(root.text().contains("Hello from the verge demo origin"), "{}", root.text());
     assert_eq!(root.header("x-frame-options"), Some("DENY"), "security-headers");
+    let compressed = get("/", &[("Accept-Encoding", "gzip, br")]);
+    assert_eq!(compressed.header("content-encoding"), Some("br"), "compressed at the edge");
     let ab = get("/ab/page", &[("Cookie", "ab_test=A")]);
     assert_eq!(ab.text(), "You are in group A (/version-A/ab/page)\n");
     assert!(ab.header("set-cookie").is_some_and(|c| c.starts_with("ab_test=A;")));

@@ -6,6 +6,7 @@ mod harness;
 mod access_log;
 mod caching;
 mod cli;
+mod compression;
 mod dashboard;
 mod dns;
 mod examples;

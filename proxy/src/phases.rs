@@ -20,6 +20,7 @@ use crate::cache::freshness::freshness;
 use crate::cache::key::{normalised_accept_encoding, primary_key};
 use crate::cache::storage::ObjectStore;
 use crate::cache::ttl::{self, Decision, TtlPolicy};
+use crate::edge::compress;
 use crate::edge::connection;
 use crate::edge::context::{Ending, RequestContext};
 use crate::edge::error_pages;
@@ -162,6 +163,26 @@ fn write_cloudfront_line(
         range,
     };
     log.write(&entry);
+}
+
+/// The encoding to compress this origin response with, if CloudFront would compress it: the behavior
+/// says `compress`, its cache policy caches and normalises `Accept-Encoding` (gzip and/or brotli), the
+/// viewer accepts one, the request is not HTTP/1.0, no origin-response function replaced the body, and
+/// the response qualifies (`edge/compress.rs`).
+fn compression_for(session: &Session, ctx: &RequestContext, resp: &ResponseHeader) -> Option<compress::Encoding> {
+    let behavior = ctx.snapshot.behavior(ctx.route.behavior);
+    let policy = &behavior.cache_policy;
+    let req = session.req_header();
+    if !behavior.compress
+        || !(policy.accept_encoding_gzip || policy.accept_encoding_brotli)
+        || policy.max_ttl == 0
+        || req.version == http::Version::HTTP_10
+        || ctx.bodies.origin_replacement.is_some()
+    {
+        return None;
+    }
+    let encoding = compress::Encoding::for_request(normalised_accept_encoding(req, policy)?)?;
+    compress::compressible(resp).then_some(encoding)
 }
 
 /// The response head as sent: status line and headers (CloudFront counts them in sc-bytes and
@@ -506,6 +527,12 @@ impl ProxyHttp for VergeProxy {
             e.set_retry(false);
             return Err(e);
         }
+        // Compressed before the cache stores it: hits of this key are served compressed, for free.
+        ctx.compressor = None;
+        if let Some(encoding) = compression_for(session, ctx, resp) {
+            compress::compressed_head(resp, encoding)?;
+            ctx.compressor = Some(compress::Compressor::new(encoding));
+        }
         Ok(())
     }
 
@@ -519,6 +546,16 @@ impl ProxyHttp for VergeProxy {
     ) -> Result<Option<Duration>> {
         if ctx.bodies.origin_replacement.is_some() {
             *body = if end_of_stream { ctx.bodies.origin_replacement.take() } else { None };
+        }
+        if let Some(compressor) = ctx.compressor.as_mut() {
+            let mut out = body.as_deref().map(|chunk| compressor.feed(chunk)).unwrap_or_default();
+            if end_of_stream {
+                if let Some(compressor) = ctx.compressor.take() {
+                    let tail = compressor.finish();
+                    out = if out.is_empty() { tail } else { [out, tail].concat().into() };
+                }
+            }
+            *body = (!out.is_empty() || end_of_stream).then_some(out);
         }
         Ok(None)
     }

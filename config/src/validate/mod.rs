@@ -577,6 +577,7 @@ fn validate_behavior(key: &str, b: &RawBehavior, refs: &References<'_>, p: &mut 
     };
     let functions = validate_associations(key, &b.lambda_function_associations, p);
     Some(Behavior {
+        compress: b.compress,
         response_headers_policy,
         functions,
         path_pattern: b.path_pattern.as_deref().map(PathPattern::new),

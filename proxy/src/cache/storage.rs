@@ -323,9 +323,16 @@ impl HandleMiss for Miss {
             return Error::e_explain(ErrorType::InternalError, "object exceeds cache.max_object_mb");
         }
         let size = self.body.len();
+        let mut meta = self.meta;
+        // A body that arrived without a length (compressed at the edge, or chunked by the origin) is
+        // stored with its length: hits then send Content-Length, and Range works on them.
+        if !meta.header.headers.contains_key(http::header::CONTENT_LENGTH) {
+            meta.header.remove_header(&http::header::TRANSFER_ENCODING);
+            let _ = meta.header.insert_header(http::header::CONTENT_LENGTH, size.to_string());
+        }
         let generation = self.store.generations.fetch_add(1, Ordering::Relaxed);
         self.store.index.add(&self.path, self.key, generation);
-        let entry = Entry { meta: self.meta, generation, body: self.body.freeze(), path: self.path };
+        let entry = Entry { meta, generation, body: self.body.freeze(), path: self.path };
         self.store.objects.insert(self.key, Arc::new(entry));
         Ok(MissFinishType::Created(size))
     }

@@ -40,6 +40,8 @@ pub struct RequestContext {
     pub origin_millis: Option<u64>,
     /// When the response head was handed to the viewer's connection (the log's time-to-first-byte).
     pub response_started: Option<std::time::Duration>,
+    /// Compressing the origin's body on its way to the cache (`edge/compress.rs`).
+    pub compressor: Option<super::compress::Compressor>,
 }
 
 /// Where the request goes.
@@ -146,6 +148,7 @@ impl RequestContext {
             response_policy: None,
             origin_millis: None,
             response_started: None,
+            compressor: None,
             outcome: None,
         }
     }

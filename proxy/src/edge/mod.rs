@@ -2,6 +2,7 @@
 //! responses verge makes itself, custom error pages, origin requests, IncludeBody, request ids and header
 //! names, and the in-memory origin of origin-request answers.
 
+pub mod compress;
 pub mod connection;
 pub mod context;
 pub mod error_pages;
