@@ -91,3 +91,19 @@ CONF
   VERGE_LOG=warn taskset -c 0 target/release/verge serve --config "$WORK/variant.yaml" > "$WORK/variant.log" 2>&1 &
   wait_port "$ORIGIN"; wait_port "$PLAIN"; wait_port "$VARIANT"
 }
+
+# nginx_head: the start of the one-worker nginx.conf the nginx-vs-verge benches share, up to and including
+# the `edge` proxy_cache zone inside `http {` (the caller adds its servers and the closing braces).
+nginx_head() {
+  cat <<CONF
+worker_processes 1;
+daemon off;
+pid $WORK/nginx.pid;
+error_log $WORK/nginx-error.log warn;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  keepalive_requests 1000000;
+  proxy_cache_path $WORK/cache levels=1:2 keys_zone=edge:10m max_size=256m inactive=1h use_temp_path=off;
+CONF
+}

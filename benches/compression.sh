@@ -23,16 +23,8 @@ PY
 chmod 644 "$WORK/www/page.html"
 ORIGIN=$(free_port); NGINX=$(free_port); VERGE=$(free_port)
 cat > "$WORK/nginx.conf" <<CONF
-worker_processes 1;
-daemon off;
-pid $WORK/nginx.pid;
-error_log $WORK/nginx-error.log warn;
-events { worker_connections 4096; }
-http {
-  access_log off;
-  keepalive_requests 1000000;
+$(nginx_head)
   types { text/html html; }
-  proxy_cache_path $WORK/cache levels=1:2 keys_zone=edge:10m max_size=256m inactive=1h use_temp_path=off;
   server {
     listen 127.0.0.1:$ORIGIN;
     root $WORK/www;
