@@ -479,3 +479,40 @@ custom_error_responses:\n  - {{error_code: 404, response_page_path: /errors/404.
         );
     }
 }
+
+#[test]
+fn device_headers_from_the_user_agent_split_the_cache_when_the_key_names_them() {
+    let app = Origin::start(|req| {
+        verge_testkit::origin::OriginResponse::new(
+            200,
+            format!("mobile={:?}", req.header("cloudfront-is-mobile-viewer")),
+        )
+        .header("cache-control", "max-age=60")
+    });
+    let yaml = format!(
+        "origins:\n  - {{id: app, domain_name: 127.0.0.1, http_port: {}}}\n\
+cache_policies:\n  - {{name: by-device, headers: {{behavior: whitelist, items: [CloudFront-Is-Mobile-Viewer]}}}}\n\
+origin_request_policies:\n  - {{name: devices, headers: {{behavior: whitelist, items: [CloudFront-Is-IOS-Viewer, CloudFront-Is-Desktop-Viewer]}}}}\n\
+default_cache_behavior: {{target_origin_id: app, cache_policy: by-device, origin_request_policy: devices}}\n",
+        app.port()
+    );
+    let verge = Verge::start(&yaml);
+    let iphone = [("User-Agent", "Mozilla/5.0 (iPhone; CPU iPhone OS 17_0 like Mac OS X) Mobile/15E148")];
+    let desktop =
+        [("User-Agent", "Mozilla/5.0 (X11; Linux x86_64) Firefox/120.0"), ("CloudFront-Is-Mobile-Viewer", "true")];
+    assert_eq!(verge.request("GET", "/p", &iphone, b"").text(), "mobile=Some(\"true\")");
+    let spoofed = verge.request("GET", "/p", &desktop, b"");
+    assert_eq!(spoofed.text(), "mobile=Some(\"false\")", "the viewer's own value is replaced");
+    assert_eq!(verge.request("GET", "/p", &iphone, b"").x_cache(), "Hit from verge");
+    assert_eq!(verge.request("GET", "/p", &desktop, b"").x_cache(), "Hit from verge");
+    let seen = app.requests();
+    assert_eq!(seen.len(), 2, "one object per device class");
+    assert_eq!(
+        (seen[0].header("cloudfront-is-ios-viewer"), seen[0].header("cloudfront-is-desktop-viewer")),
+        (Some("true"), Some("false"))
+    );
+    assert_eq!(
+        (seen[1].header("cloudfront-is-ios-viewer"), seen[1].header("cloudfront-is-desktop-viewer")),
+        (Some("false"), Some("true"))
+    );
+}

@@ -1,6 +1,7 @@
 //! What verge knows of the viewer's connection (scheme, address, HTTP version, TLS) and CloudFront's
 //! connection-level headers made from it (`CloudFront-Forwarded-Proto`, `CloudFront-Viewer-Address`,
-//! `CloudFront-Viewer-HTTP-Version`, `CloudFront-Viewer-TLS`): added to the request after
+//! `CloudFront-Viewer-HTTP-Version`, `CloudFront-Viewer-TLS`) and the device headers
+//! (`CloudFront-Is-*-Viewer`, from the User-Agent: `device.rs`): added to the request after
 //! viewer-request when the behavior's cache or origin request policy names them, so the cache key,
 //! origin-facing functions and the origin see them. `CloudFront-*` headers a viewer sends are removed
 //! before viewer-request: they are the edge's to set.
@@ -9,12 +10,18 @@ use pingora_http::RequestHeader;
 use pingora_proxy::Session;
 use verge_config::model::{Behavior, HeaderForwarding, Selection};
 
-/// The connection-level headers verge can make, lower case.
-pub const CONNECTION_HEADERS: [&str; 4] = [
+/// The `CloudFront-*` headers verge can make (connection and device), lower case.
+pub const CONNECTION_HEADERS: [&str; 10] = [
     "cloudfront-forwarded-proto",
     "cloudfront-viewer-address",
     "cloudfront-viewer-http-version",
     "cloudfront-viewer-tls",
+    "cloudfront-is-desktop-viewer",
+    "cloudfront-is-mobile-viewer",
+    "cloudfront-is-tablet-viewer",
+    "cloudfront-is-smarttv-viewer",
+    "cloudfront-is-ios-viewer",
+    "cloudfront-is-android-viewer",
 ];
 
 /// Whether the viewer's connection to verge is TLS.
@@ -73,6 +80,8 @@ pub fn add_cloudfront_headers(
         return;
     }
     let mut values: Vec<(&'static str, String)> = Vec::with_capacity(4);
+    let mut device = None;
+    let flag = |on: bool| if on { "true" } else { "false" }.to_string();
     for header in CONNECTION_HEADERS {
         if !asked_for(behavior, header) {
             continue;
@@ -83,6 +92,20 @@ pub fn add_cloudfront_headers(
                 .or_else(|| session.client_addr().and_then(|a| a.as_inet()).copied())
                 .map(|a| format!("{}:{}", a.ip(), a.port())),
             "cloudfront-viewer-http-version" => Some(http_version(session.req_header().version).to_string()),
+            h if h.starts_with("cloudfront-is-") => {
+                let d = *device.get_or_insert_with(|| {
+                    let ua = session.req_header().headers.get(http::header::USER_AGENT);
+                    super::device::classify(ua.and_then(|v| v.to_str().ok()).unwrap_or(""))
+                });
+                Some(flag(match h {
+                    "cloudfront-is-desktop-viewer" => d.desktop,
+                    "cloudfront-is-mobile-viewer" => d.mobile,
+                    "cloudfront-is-tablet-viewer" => d.tablet,
+                    "cloudfront-is-smarttv-viewer" => d.smarttv,
+                    "cloudfront-is-ios-viewer" => d.ios,
+                    _ => d.android,
+                }))
+            }
             _ => session.digest().and_then(|d| d.ssl_digest.as_ref()).map(|tls| {
                 // verge cannot see whether rustls resumed the session (pingora does not expose it).
                 format!("{}:{}:fullHandshake", protocol_name(&tls.version), cipher_name(&tls.cipher))

@@ -5,6 +5,7 @@
 pub mod compress;
 pub mod connection;
 pub mod context;
+pub mod device;
 pub mod error_pages;
 pub mod forward;
 pub mod generated;
