@@ -117,6 +117,7 @@ pub fn cache_policy(name_or_id: &str) -> Option<CachePolicy> {
         query_strings,
         accept_encoding_gzip: m.gzip,
         accept_encoding_brotli: m.brotli,
+        accept_encoding_zstd: false,
     })
 }
 

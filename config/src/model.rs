@@ -425,6 +425,8 @@ pub struct CachePolicy {
     pub query_strings: Selection,
     pub accept_encoding_gzip: bool,
     pub accept_encoding_brotli: bool,
+    /// verge's own setting: zstd is normalised into the key and offered by edge compression.
+    pub accept_encoding_zstd: bool,
 }
 
 /// Header selection of an origin request policy (it has two more behaviors than a cache policy).

@@ -224,6 +224,8 @@ pub struct RawCachePolicy {
     pub query_strings: Option<RawItems>,
     pub enable_accept_encoding_gzip: Option<bool>,
     pub enable_accept_encoding_brotli: Option<bool>,
+    /// verge's own (CloudFront has no zstd): zstd in the normalised Accept-Encoding and at the edge.
+    pub enable_accept_encoding_zstd: Option<bool>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -88,6 +88,28 @@ fn brotli_or_gzip_compressed_once_stored_and_served_on_hits() {
 }
 
 #[test]
+fn zstd_behind_the_cache_policy_setting() {
+    let app = origin();
+    let yaml = format!(
+        "origins:\n  - {{id: app, domain_name: 127.0.0.1, http_port: {}}}\n\
+cache_policies:\n  - {{name: zstd, default_ttl: 60, enable_accept_encoding_gzip: true, enable_accept_encoding_brotli: true, enable_accept_encoding_zstd: true}}\n\
+default_cache_behavior: {{target_origin_id: app, cache_policy: zstd, compress: true}}\n",
+        app.port()
+    );
+    let verge = Verge::start(&yaml);
+    let resp = verge.request("GET", "/z.html", &[("Accept-Encoding", "gzip, deflate, br, zstd")], b"");
+    assert_eq!(resp.header("content-encoding"), Some("zstd"));
+    let mut text = String::new();
+    zstd::stream::read::Decoder::new(&resp.body[..]).unwrap().read_to_string(&mut text).unwrap();
+    assert_eq!(text, page());
+    let br = verge.request("GET", "/z.html", &[("Accept-Encoding", "gzip, br")], b"");
+    assert_eq!(br.header("content-encoding"), Some("br"), "a viewer without zstd gets br");
+    let origin_saw: Vec<String> =
+        app.requests().iter().map(|r| r.header("accept-encoding").unwrap_or("").to_string()).collect();
+    assert_eq!(origin_saw, ["zstd,br,gzip", "br,gzip"], "the normalised Accept-Encoding, zstd first");
+}
+
+#[test]
 fn what_cloudfront_does_not_compress_is_not_compressed() {
     let app = origin();
     let verge = Verge::start(&yaml(app.port()));

@@ -174,7 +174,7 @@ fn compression_for(session: &Session, ctx: &RequestContext, resp: &ResponseHeade
     let policy = &behavior.cache_policy;
     let req = session.req_header();
     if !behavior.compress
-        || !(policy.accept_encoding_gzip || policy.accept_encoding_brotli)
+        || !(policy.accept_encoding_gzip || policy.accept_encoding_brotli || policy.accept_encoding_zstd)
         || policy.max_ttl == 0
         || req.version == http::Version::HTTP_10
         || ctx.bodies.origin_replacement.is_some()
@@ -530,8 +530,10 @@ impl ProxyHttp for VergeProxy {
         // Compressed before the cache stores it: hits of this key are served compressed, for free.
         ctx.compressor = None;
         if let Some(encoding) = compression_for(session, ctx, resp) {
-            compress::compressed_head(resp, encoding)?;
-            ctx.compressor = Some(compress::Compressor::new(encoding));
+            if let Some(compressor) = compress::Compressor::new(encoding) {
+                compress::compressed_head(resp, encoding)?;
+                ctx.compressor = Some(compressor);
+            }
         }
         Ok(())
     }

@@ -66,6 +66,7 @@ pub(super) fn validate_cache_policies(raw: &[RawCachePolicy], p: &mut Problems) 
             query_strings,
             accept_encoding_gzip: c.enable_accept_encoding_gzip.unwrap_or(false),
             accept_encoding_brotli: c.enable_accept_encoding_brotli.unwrap_or(false),
+            accept_encoding_zstd: c.enable_accept_encoding_zstd.unwrap_or(false),
         };
         if out.insert(c.name.clone(), Arc::new(policy)).is_some() {
             p.add(format!("{key}.name"), format!("duplicate cache policy `{}`", c.name));

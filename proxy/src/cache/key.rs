@@ -10,12 +10,13 @@ use std::fmt::Write as _;
 use pingora_http::RequestHeader;
 use verge_config::model::{CachePolicy, Selection};
 
-/// `Accept-Encoding` normalised as CloudFront does: `br,gzip`, `gzip`, `br`, or none.
+/// `Accept-Encoding` normalised as CloudFront does: `br,gzip`, `gzip`, `br`, or none; with the policy's
+/// zstd setting (verge's own), `zstd` first when the viewer accepts it.
 pub fn normalised_accept_encoding(req: &RequestHeader, policy: &CachePolicy) -> Option<&'static str> {
-    if !policy.accept_encoding_gzip && !policy.accept_encoding_brotli {
+    if !policy.accept_encoding_gzip && !policy.accept_encoding_brotli && !policy.accept_encoding_zstd {
         return None;
     }
-    let (mut gzip, mut br) = (false, false);
+    let (mut gzip, mut br, mut zstd) = (false, false, false);
     for value in req.headers.get_all(http::header::ACCEPT_ENCODING) {
         for token in value.to_str().unwrap_or("").split(',') {
             let mut parts = token.split(';');
@@ -30,13 +31,20 @@ pub fn normalised_accept_encoding(req: &RequestHeader, policy: &CachePolicy) -> 
             }
             gzip |= coding.eq_ignore_ascii_case("gzip");
             br |= coding.eq_ignore_ascii_case("br");
+            zstd |= coding.eq_ignore_ascii_case("zstd");
         }
     }
-    match (br && policy.accept_encoding_brotli, gzip && policy.accept_encoding_gzip) {
-        (true, true) => Some("br,gzip"),
-        (true, false) => Some("br"),
-        (false, true) => Some("gzip"),
-        (false, false) => None,
+    let (br, gzip, zstd) =
+        (br && policy.accept_encoding_brotli, gzip && policy.accept_encoding_gzip, zstd && policy.accept_encoding_zstd);
+    match (zstd, br, gzip) {
+        (false, true, true) => Some("br,gzip"),
+        (false, true, false) => Some("br"),
+        (false, false, true) => Some("gzip"),
+        (false, false, false) => None,
+        (true, true, true) => Some("zstd,br,gzip"),
+        (true, true, false) => Some("zstd,br"),
+        (true, false, true) => Some("zstd,gzip"),
+        (true, false, false) => Some("zstd"),
     }
 }
 
