@@ -313,14 +313,19 @@ fn h2c_with_prior_knowledge_and_http_version_http1_1() {
     let ca = TestCa::new("verge test CA");
     let dir = TempDir::new();
     let certs = certificates(&ca, &dir);
-    let verge = Verge::start_in(
-        dir,
-        &tls_yaml(certs, app.port(), "  h2c: true\n", "default_cache_behavior: {target_origin_id: app}\n"),
-    );
+    let server = "  h2c: true\n  viewer_idle_timeout: 1\n";
+    let verge =
+        Verge::start_in(dir, &tls_yaml(certs, app.port(), server, "default_cache_behavior: {target_origin_id: app}\n"));
     let url = format!("http://{}/x", verge.addr);
     assert_eq!(curl(&["--http2-prior-knowledge", "-w", " %{http_version}", &url]), (0, "ok 2".to_string()));
     assert_eq!(curl(&["-w", " %{http_version}", &url]), (0, "ok 1.1".to_string()), "HTTP/1 on the same listener");
     assert_eq!(verge.request("GET", "/", &[], b"").status, 200, "a request shorter than the preface");
+    // A connection that sends nothing is closed at the idle timeout (1 s here), not held forever.
+    let mut silent = TcpStream::connect(verge.addr).unwrap();
+    silent.set_read_timeout(Some(TIMEOUT)).unwrap();
+    let started = std::time::Instant::now();
+    assert_eq!(silent.read(&mut [0u8; 16]).unwrap_or(usize::MAX), 0, "closed by verge");
+    assert!(started.elapsed() < TIMEOUT);
 
     let dir = TempDir::new();
     let certs = certificates(&ca, &dir);

@@ -103,7 +103,8 @@ impl ViewerApp {
         }
         if !listener.tls {
             // pingora's HTTP/2 server looks for the preface again itself (`h2c` is on in its options).
-            let http2 = h2c && starts_with_h2_preface(&mut l4).await?;
+            // A viewer that sends nothing is closed after the idle timeout, as on the HTTP/1 path.
+            let http2 = h2c && tokio::time::timeout(deadline, starts_with_h2_preface(&mut l4)).await.ok()??;
             return Some((l4, http2));
         }
         let acceptor = self.shared.tls.as_ref()?.acceptor();
