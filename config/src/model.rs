@@ -26,6 +26,8 @@ pub struct ServerSettings {
     pub dns: DnsSettings,
     /// CloudFront's standard access log (33 tab-separated fields) to a file; off when `None`.
     pub access_log: Option<AccessLogSettings>,
+    /// CloudFront's real-time log records; off when `None`.
+    pub realtime_log: Option<RealtimeLogSettings>,
     /// Worker threads of the viewer service; `None`: one per CPU (the proxy asks the machine).
     pub threads: Option<usize>,
     /// How long a viewer connection may stay silent waiting for (or between reads of) the next request's
@@ -75,6 +77,66 @@ pub struct AccessLogSettings {
     pub rotate_hourly: bool,
     pub edge_location: String,
 }
+
+/// Where real-time log records go.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RealtimeTarget {
+    /// Appended to a file (relative to the distribution file).
+    File(String),
+    /// Written to a Unix stream socket another process listens on (a log shipper).
+    UnixSocket(String),
+}
+
+/// `server.realtime_log`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RealtimeLogSettings {
+    pub target: RealtimeTarget,
+    /// Field names in CloudFront's order of the config.
+    pub fields: Vec<&'static str>,
+    /// Share of requests, 0.01–1.0.
+    pub sampling: f64,
+}
+
+/// CloudFront's real-time log fields verge fills, in CloudFront's order.
+pub const REALTIME_FIELDS: &[&str] = &[
+    "timestamp",
+    "c-ip",
+    "time-to-first-byte",
+    "sc-status",
+    "sc-bytes",
+    "cs-method",
+    "cs-protocol",
+    "cs-host",
+    "cs-uri-stem",
+    "cs-bytes",
+    "x-edge-location",
+    "x-edge-request-id",
+    "x-host-header",
+    "time-taken",
+    "cs-protocol-version",
+    "c-ip-version",
+    "cs-user-agent",
+    "cs-referer",
+    "cs-cookie",
+    "cs-uri-query",
+    "x-edge-response-result-type",
+    "x-forwarded-for",
+    "ssl-protocol",
+    "ssl-cipher",
+    "x-edge-result-type",
+    "sc-content-type",
+    "sc-content-len",
+    "sc-range-start",
+    "sc-range-end",
+    "c-port",
+    "x-edge-detailed-result-type",
+    "cs-accept-encoding",
+    "cs-accept",
+    "cache-behavior-path-pattern",
+    "primary-distribution-id",
+    "primary-distribution-dns-name",
+    "origin-fbl",
+];
 
 /// `server.dns`: how origin names are resolved (asynchronously, again when their TTL runs out).
 #[derive(Debug, Clone, PartialEq, Eq)]

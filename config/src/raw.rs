@@ -71,6 +71,8 @@ pub struct RawServer {
     pub dns: Option<RawDns>,
     /// CloudFront's standard access log, written to a file.
     pub access_log: Option<RawAccessLog>,
+    /// CloudFront's real-time log records (JSON lines) to a file or a Unix socket.
+    pub realtime_log: Option<RawRealtimeLog>,
     pub viewer_idle_timeout: Option<u64>,
     pub max_connections: Option<u64>,
     #[serde(default)]
@@ -120,6 +122,18 @@ pub struct RawAccessLog {
     pub rotate_hourly: bool,
     /// The `x-edge-location` field (CloudFront's POP code).
     pub edge_location: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRealtimeLog {
+    pub file: Option<String>,
+    pub unix_socket: Option<String>,
+    /// CloudFront's real-time log field names; default: every field verge fills.
+    #[serde(default)]
+    pub fields: Vec<String>,
+    /// Percent of requests sent (1–100, as CloudFront's SamplingRate).
+    pub sampling_rate: Option<f64>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -121,3 +121,37 @@ fn sigusr1_reopens_the_log_after_logrotate_moved_it() {
     assert!(std::fs::read_to_string(&path).unwrap().starts_with("#Version: 1.0"));
     assert!(std::fs::read_to_string(&moved).unwrap().contains("/one"));
 }
+
+#[test]
+fn realtime_records_go_to_a_unix_socket_as_json_with_the_chosen_fields() {
+    use std::io::{BufRead, BufReader};
+    let app = Origin::fixed(200, "ok");
+    let dir = TempDir::new();
+    let listener = std::os::unix::net::UnixListener::bind(dir.path.join("rt.sock")).unwrap();
+    let yaml = format!(
+        "server: {{realtime_log: {{unix_socket: rt.sock, sampling_rate: 100, fields: [timestamp, c-ip, sc-status, cs-uri-stem, x-edge-result-type, cs-user-agent, time-taken]}}}}\n\
+origins:\n  - {{id: app, domain_name: 127.0.0.1, http_port: {}}}\ndefault_cache_behavior: {{target_origin_id: app}}\n",
+        app.port()
+    );
+    let verge = Verge::start_in(dir, &yaml);
+    for path in ["/one", "/one", "/two"] {
+        assert_eq!(verge.request("GET", path, &[("User-Agent", "tester \"quoted\"")], b"").status, 200);
+    }
+    let (stream, _) = listener.accept().unwrap();
+    stream.set_read_timeout(Some(TIMEOUT)).unwrap();
+    let mut lines = BufReader::new(stream).lines();
+    let records: Vec<serde_json::Value> = (0..3)
+        .map(|_| serde_json::from_str(&lines.next().unwrap().unwrap()).expect("one JSON object per line"))
+        .collect();
+    let keys: Vec<&String> = records[0].as_object().unwrap().keys().collect();
+    assert_eq!(keys.len(), 7, "only the chosen fields: {keys:?}");
+    assert_eq!(records[0]["cs-uri-stem"], "/one");
+    assert_eq!(
+        (records[0]["x-edge-result-type"].as_str(), records[1]["x-edge-result-type"].as_str()),
+        (Some("Miss"), Some("Hit"))
+    );
+    assert_eq!(records[2]["sc-status"], "200");
+    assert_eq!(records[0]["c-ip"], "127.0.0.1");
+    assert_eq!(records[0]["cs-user-agent"], "tester \"quoted\"");
+    assert!(records[0]["timestamp"].as_str().unwrap().contains('.'), "seconds.millis");
+}

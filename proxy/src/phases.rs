@@ -29,8 +29,8 @@ use crate::edge::outcome::{ErrorCause, LoggedResult, Outcome};
 use crate::edge::request_id::new_request_id;
 use crate::edge::respond::{self, EdgeError, EdgeResponse};
 use crate::edge::response_policy::PolicyRequest;
-use crate::observe::cloudfront_log;
 use crate::observe::{access_log, metrics};
+use crate::observe::{cloudfront_log, realtime_log};
 use crate::snapshot::SharedSnapshot;
 use crate::triggers;
 use verge_wire::path as normalize;
@@ -108,9 +108,11 @@ impl VergeProxy {
     }
 }
 
-/// CloudFront's standard log line for this request (`observe/cloudfront_log.rs`).
-fn write_cloudfront_line(
-    log: &cloudfront_log::CloudFrontLog,
+/// CloudFront's standard log line (`observe/cloudfront_log.rs`) and real-time record
+/// (`observe/realtime_log.rs`) for this request, to whichever is on and sampled it.
+fn write_log_records(
+    standard: Option<&cloudfront_log::CloudFrontLog>,
+    realtime: Option<&realtime_log::RealtimeLog>,
     session: &Session,
     ctx: &RequestContext,
     status: u16,
@@ -145,7 +147,8 @@ fn write_cloudfront_line(
         status,
         referer: header(http::header::REFERER),
         user_agent: header(http::header::USER_AGENT),
-        cookie: if log.include_cookies() { header(http::header::COOKIE) } else { None },
+        // The standard log has cookies only when asked; a real-time record has them when its fields do.
+        cookie: if standard.is_none_or(|log| log.include_cookies()) { header(http::header::COOKIE) } else { None },
         result_type: result.result.as_str(),
         request_id: &ctx.request_id,
         host: header(http::header::HOST),
@@ -161,8 +164,19 @@ fn write_cloudfront_line(
         content_type: resp_header(http::header::CONTENT_TYPE),
         content_length: resp_header(http::header::CONTENT_LENGTH),
         range,
+        edge_location: standard.map_or("VRG1", |log| log.edge_location()),
+        accept_encoding: header(http::header::ACCEPT_ENCODING),
+        accept: header(http::header::ACCEPT),
+        path_pattern: ctx.snapshot.behavior(ctx.route.behavior).path_pattern.as_ref().map_or("*", |p| p.as_str()),
+        distribution_id: &ctx.snapshot.dist.id,
+        origin_first_byte: ctx.origin_millis.map(Duration::from_millis),
     };
-    log.write(&entry);
+    if let Some(log) = standard {
+        log.write(&entry);
+    }
+    if let Some(log) = realtime {
+        log.write(&entry);
+    }
 }
 
 /// The encoding to compress this origin response with, if CloudFront would compress it: the behavior
@@ -786,9 +800,11 @@ impl ProxyHttp for VergeProxy {
             bytes_received: session.body_bytes_read() as u64,
             origin_seconds: ctx.origin_millis.map(|ms| ms as f64 / 1000.0),
         });
-        if let Some(log) = cloudfront_log::get().filter(|log| log.sampled()) {
+        let standard = cloudfront_log::get().filter(|log| log.sampled());
+        let realtime = realtime_log::get().filter(|log| log.sampled());
+        if standard.is_some() || realtime.is_some() {
             ctx.ensure_client_ip(session);
-            write_cloudfront_line(log, session, ctx, status, result, elapsed);
+            write_log_records(standard, realtime, session, ctx, status, result, elapsed);
         }
         if !access_log::enabled() {
             return;

@@ -79,6 +79,7 @@ fn validate_server(raw: Option<RawServer>, p: &mut Problems) -> ServerSettings {
         certificates: Vec::new(),
         dns: None,
         access_log: None,
+        realtime_log: None,
         viewer_idle_timeout: None,
         max_connections: None,
         trusted_proxies: Vec::new(),
@@ -90,6 +91,7 @@ fn validate_server(raw: Option<RawServer>, p: &mut Problems) -> ServerSettings {
     let certificates = tls::validate_certificates(raw.certificates, &listen, p);
     let dns = tls::validate_dns(raw.dns, p);
     let access_log = tls::validate_access_log(raw.access_log, p);
+    let realtime_log = tls::validate_realtime_log(raw.realtime_log, p);
     let h2c = raw.h2c.unwrap_or(false);
     let threads = raw.threads.map(|t| p.range("server.threads", Some(t), 1, 256, 1) as usize);
     let viewer_idle_timeout_secs = p.range("server.viewer_idle_timeout", raw.viewer_idle_timeout, 1, 3600, 5);
@@ -109,6 +111,7 @@ fn validate_server(raw: Option<RawServer>, p: &mut Problems) -> ServerSettings {
         certificates,
         dns,
         access_log,
+        realtime_log,
         threads,
         viewer_idle_timeout_secs,
         max_connections,

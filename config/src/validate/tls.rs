@@ -132,6 +132,36 @@ pub(super) fn validate_origin_ssl_protocols(key: &str, protocols: &[String], p: 
     }
 }
 
+pub(super) fn validate_realtime_log(raw: Option<RawRealtimeLog>, p: &mut Problems) -> Option<RealtimeLogSettings> {
+    let raw = raw?;
+    let target = match (raw.file, raw.unix_socket) {
+        (Some(file), None) if !file.is_empty() => RealtimeTarget::File(file),
+        (None, Some(socket)) if !socket.is_empty() => RealtimeTarget::UnixSocket(socket),
+        _ => {
+            p.add("server.realtime_log", "needs one of file or unix_socket (not both, not empty)");
+            return None;
+        }
+    };
+    let mut fields = Vec::new();
+    for (i, name) in raw.fields.iter().enumerate() {
+        match REALTIME_FIELDS.iter().find(|f| **f == name.as_str()) {
+            Some(field) => fields.push(*field),
+            None => p.add(
+                format!("server.realtime_log.fields[{i}]"),
+                format!("`{name}` is not a real-time log field verge fills ({})", REALTIME_FIELDS.join(", ")),
+            ),
+        }
+    }
+    if fields.is_empty() {
+        fields = REALTIME_FIELDS.to_vec();
+    }
+    let rate = raw.sampling_rate.unwrap_or(100.0);
+    if !(1.0..=100.0).contains(&rate) {
+        p.add("server.realtime_log.sampling_rate", "must be 1–100 (percent), as CloudFront's SamplingRate");
+    }
+    Some(RealtimeLogSettings { target, fields, sampling: rate.clamp(1.0, 100.0) / 100.0 })
+}
+
 pub(super) fn validate_access_log(raw: Option<RawAccessLog>, p: &mut Problems) -> Option<AccessLogSettings> {
     let raw = raw?;
     if raw.file.is_empty() {

@@ -52,6 +52,14 @@ pub struct Entry<'a> {
     pub content_type: Option<&'a str>,
     pub content_length: Option<&'a str>,
     pub range: Option<(u64, u64)>,
+    // Fields only the real-time records have.
+    pub edge_location: &'a str,
+    pub accept_encoding: Option<&'a str>,
+    pub accept: Option<&'a str>,
+    /// The matched behavior's path pattern (`*` for the default one).
+    pub path_pattern: &'a str,
+    pub distribution_id: &'a str,
+    pub origin_first_byte: Option<Duration>,
 }
 
 pub struct CloudFrontLog {
@@ -131,6 +139,10 @@ impl CloudFrontLog {
 
     pub fn include_cookies(&self) -> bool {
         self.settings.include_cookies
+    }
+
+    pub fn edge_location(&self) -> &str {
+        &self.settings.edge_location
     }
 
     pub fn write(&self, entry: &Entry<'_>) {
@@ -316,6 +328,12 @@ mod tests {
             content_type: Some("text/html"),
             content_length: Some("1000"),
             range: None,
+            edge_location: "VRG1",
+            accept_encoding: None,
+            accept: None,
+            path_pattern: "*",
+            distribution_id: "E1",
+            origin_first_byte: None,
         };
         let mut line = String::new();
         format_line(&entry, "VRG1", &mut line);

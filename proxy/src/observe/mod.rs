@@ -5,3 +5,4 @@ pub mod access_log;
 pub mod cloudfront_log;
 pub mod log_writer;
 pub mod metrics;
+pub mod realtime_log;

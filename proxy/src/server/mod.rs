@@ -107,9 +107,12 @@ pub async fn start(
     };
 
     let admin_listen = settings.admin.as_ref().map(|a| a.listen);
+    let base_dir = reload::base_dir(Some(&source.path));
     if let Some(log) = &settings.access_log {
-        crate::observe::cloudfront_log::start(log, &reload::base_dir(Some(&source.path)))
-            .map_err(std::io::Error::other)?;
+        crate::observe::cloudfront_log::start(log, &base_dir).map_err(std::io::Error::other)?;
+    }
+    if let Some(log) = &settings.realtime_log {
+        crate::observe::realtime_log::start(log, &base_dir).map_err(std::io::Error::other)?;
     }
     crate::observe::metrics::init(&snapshot.dist.id);
     let shared: SharedSnapshot = Arc::new(ArcSwap::from_pointee(snapshot));
@@ -211,6 +214,9 @@ pub async fn run_until_signal(started: Started) {
     tracing::info!(in_flight = started.in_flight.load(Ordering::Acquire), "stopped");
     crate::observe::log_writer::flush();
     if let Some(log) = crate::observe::cloudfront_log::get() {
+        log.flush();
+    }
+    if let Some(log) = crate::observe::realtime_log::get() {
         log.flush();
     }
 }
