@@ -90,16 +90,11 @@ pub fn start(settings: &AccessLogSettings, base_dir: &Path) -> Result<(), String
     if LOG.set(log).is_err() {
         return Ok(());
     }
-    std::thread::Builder::new()
-        .name("verge-cf-log".into())
-        .spawn(|| loop {
-            std::thread::sleep(FLUSH_EVERY);
-            if let Some(log) = get() {
-                log.flush();
-            }
-        })
-        .map_err(|e| format!("access log flusher: {e}"))?;
-    Ok(())
+    super::spawn_flusher("verge-cf-log", FLUSH_EVERY, || {
+        if let Some(log) = get() {
+            log.flush();
+        }
+    })
 }
 
 pub fn get() -> Option<&'static CloudFrontLog> {

@@ -57,16 +57,11 @@ pub fn start(settings: &RealtimeLogSettings, base_dir: &Path) -> Result<(), Stri
     if LOG.set(log).is_err() {
         return Ok(());
     }
-    std::thread::Builder::new()
-        .name("verge-rt-log".into())
-        .spawn(|| loop {
-            std::thread::sleep(FLUSH_EVERY);
-            if let Some(log) = get() {
-                log.flush();
-            }
-        })
-        .map_err(|e| format!("realtime log flusher: {e}"))?;
-    Ok(())
+    super::spawn_flusher("verge-rt-log", FLUSH_EVERY, || {
+        if let Some(log) = get() {
+            log.flush();
+        }
+    })
 }
 
 pub fn get() -> Option<&'static RealtimeLog> {
