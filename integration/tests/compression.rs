@@ -58,7 +58,10 @@ fn unbrotli(data: &[u8]) -> String {
 #[test]
 fn brotli_or_gzip_compressed_once_stored_and_served_on_hits() {
     let app = origin();
-    let verge = Verge::start(&yaml(app.port()));
+    let verge = Verge::start(&format!(
+        "server: {{admin: {{listen: '127.0.0.1:0', unauthenticated: true}}}}\n{}",
+        yaml(app.port())
+    ));
     let br = [("Accept-Encoding", "gzip, deflate, br")];
     let miss = verge.request("GET", "/index.html", &br, b"");
     assert_eq!((miss.status, miss.x_cache()), (200, "Miss from verge"));
@@ -78,6 +81,12 @@ fn brotli_or_gzip_compressed_once_stored_and_served_on_hits() {
     assert_eq!(identity.header("content-encoding"), None);
     assert_eq!(identity.text(), page());
     assert_eq!(app.count(), 3, "one origin fetch per normalised Accept-Encoding");
+    let metrics = http_request(verge.admin.unwrap(), "GET", "/metrics", &[], b"").text();
+    let line = |name: &str| metrics.lines().find(|l| l.starts_with(name)).unwrap_or("").to_string();
+    assert!(line("verge_compressed_responses_total{encoding=\"br\"").ends_with(" 1"), "{metrics}");
+    assert!(line("verge_compressed_responses_total{encoding=\"gzip\"").ends_with(" 1"), "{metrics}");
+    let saved: u64 = line("verge_compression_saved_bytes_total").rsplit(' ').next().unwrap().parse().unwrap();
+    assert!(saved > 2 * (page().len() as u64 - 500), "two pages' worth saved: {saved}");
 
     // Range on a compressed object (a hit: the stored compressed bytes, with their length).
     assert_eq!(hit.header("content-length"), Some(hit.body.len().to_string().as_str()));

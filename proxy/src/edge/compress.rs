@@ -87,7 +87,7 @@ impl Encoding {
         }
     }
 
-    fn token(self) -> &'static str {
+    pub fn token(self) -> &'static str {
         match self {
             Encoding::Zstd => "zstd",
             Encoding::Brotli => "br",
@@ -143,8 +143,15 @@ pub fn compressed_head(resp: &mut ResponseHeader, encoding: Encoding) -> pingora
     Ok(())
 }
 
-/// A streaming encoder for one response body.
-pub enum Compressor {
+/// A streaming encoder for one response body, counting bytes in and out (for the metrics).
+pub struct Compressor {
+    encoder: Encoder,
+    encoding: Encoding,
+    bytes_in: u64,
+    bytes_out: u64,
+}
+
+enum Encoder {
     Zstd(zstd::stream::write::Encoder<'static, Vec<u8>>),
     Brotli(Box<brotli::CompressorWriter<Vec<u8>>>),
     Gzip(flate2::write::GzEncoder<Vec<u8>>),
@@ -154,45 +161,47 @@ impl Compressor {
     /// `None` when the encoder cannot be made (zstd's context allocation failed): the response then goes
     /// uncompressed, as CloudFront's compression is best-effort too.
     pub fn new(encoding: Encoding) -> Option<Self> {
-        Some(match encoding {
-            Encoding::Zstd => Compressor::Zstd(zstd::stream::write::Encoder::new(Vec::new(), 3).ok()?),
+        let encoder = match encoding {
+            Encoding::Zstd => Encoder::Zstd(zstd::stream::write::Encoder::new(Vec::new(), 3).ok()?),
             // Quality 5, window 22: close to gzip -6 in speed, smaller output (what CDNs use on the fly).
-            Encoding::Brotli => {
-                Compressor::Brotli(Box::new(brotli::CompressorWriter::new(Vec::new(), 16 << 10, 5, 22)))
-            }
-            Encoding::Gzip => Compressor::Gzip(flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::new(6))),
-        })
+            Encoding::Brotli => Encoder::Brotli(Box::new(brotli::CompressorWriter::new(Vec::new(), 16 << 10, 5, 22))),
+            Encoding::Gzip => Encoder::Gzip(flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::new(6))),
+        };
+        Some(Self { encoder, encoding, bytes_in: 0, bytes_out: 0 })
     }
 
     /// Compresses `chunk` and returns what the encoder has produced so far (maybe nothing yet).
     pub fn feed(&mut self, chunk: &[u8]) -> Bytes {
-        let out = match self {
-            Compressor::Zstd(w) => {
+        let out = match &mut self.encoder {
+            Encoder::Zstd(w) => {
                 let _ = w.write_all(chunk);
                 std::mem::take(w.get_mut())
             }
-            Compressor::Brotli(w) => {
+            Encoder::Brotli(w) => {
                 let _ = w.write_all(chunk);
                 std::mem::take(w.get_mut())
             }
-            Compressor::Gzip(w) => {
+            Encoder::Gzip(w) => {
                 let _ = w.write_all(chunk);
                 std::mem::take(w.get_mut())
             }
         };
+        self.bytes_in += chunk.len() as u64;
+        self.bytes_out += out.len() as u64;
         Bytes::from(out)
     }
 
-    /// Ends the stream: the rest of the compressed bytes.
+    /// Ends the stream: the rest of the compressed bytes (and the response is counted in the metrics).
     pub fn finish(self) -> Bytes {
-        let out = match self {
-            Compressor::Zstd(w) => w.finish().unwrap_or_default(),
-            Compressor::Brotli(mut w) => {
+        let out = match self.encoder {
+            Encoder::Zstd(w) => w.finish().unwrap_or_default(),
+            Encoder::Brotli(mut w) => {
                 let _ = w.flush();
                 w.into_inner()
             }
-            Compressor::Gzip(w) => w.finish().unwrap_or_default(),
+            Encoder::Gzip(w) => w.finish().unwrap_or_default(),
         };
+        crate::observe::metrics::compressed(self.encoding.token(), self.bytes_in, self.bytes_out + out.len() as u64);
         Bytes::from(out)
     }
 }

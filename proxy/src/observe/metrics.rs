@@ -27,6 +27,9 @@ struct Metrics {
     bytes_uploaded: IntCounter,
     /// CloudFront's OriginLatency: the origin's first byte, on requests it served.
     origin_latency: Histogram,
+    /// Responses compressed at the edge, by encoding; bytes saved (in minus out).
+    compressed: IntCounterVec,
+    compression_saved: IntCounter,
     reloads: IntCounter,
     reloads_refused: IntCounter,
     connections_refused: IntCounter,
@@ -118,8 +121,26 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
     for reason in ["tls", "proxy_protocol"] {
         connections_failed.with_label_values(&[reason]);
     }
+    let compressed = IntCounterVec::new(
+        Opts::new(
+            "verge_compressed_responses_total",
+            "Origin responses compressed at the edge (then stored), by encoding.",
+        ),
+        &["encoding"],
+    )
+    .expect("valid metric");
+    for encoding in ["br", "gzip", "zstd"] {
+        compressed.with_label_values(&[encoding]);
+    }
+    let compression_saved = IntCounter::new(
+        "verge_compression_saved_bytes_total",
+        "Bytes compression at the edge took off origin responses (before the cache: every hit saves them again).",
+    )
+    .expect("valid metric");
     for collector in [
         Box::new(requests_vec) as Box<dyn prometheus::core::Collector>,
+        Box::new(compressed.clone()),
+        Box::new(compression_saved.clone()),
         Box::new(statuses_vec),
         Box::new(bytes_downloaded.clone()),
         Box::new(bytes_uploaded.clone()),
@@ -141,6 +162,8 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
         bytes_downloaded,
         bytes_uploaded,
         origin_latency,
+        compressed,
+        compression_saved,
         reloads,
         reloads_refused,
         connections_refused,
@@ -180,6 +203,12 @@ pub fn request(r: &Counted) {
     if let Some(seconds) = r.origin_seconds {
         metrics.origin_latency.observe(seconds);
     }
+}
+
+/// Counts a response compressed at the edge: `bytes_in` from the origin became `bytes_out`.
+pub fn compressed(encoding: &'static str, bytes_in: u64, bytes_out: u64) {
+    METRICS.compressed.with_label_values(&[encoding]).inc();
+    METRICS.compression_saved.inc_by(bytes_in.saturating_sub(bytes_out));
 }
 
 /// Counts a viewer connection refused at `server.max_connections`.
