@@ -28,6 +28,9 @@ pub struct ServerSettings {
     pub access_log: Option<AccessLogSettings>,
     /// CloudFront's real-time log records; off when `None`.
     pub realtime_log: Option<RealtimeLogSettings>,
+    /// The viewer-location databases; re-read by every reload (a new monthly database must not need a
+    /// restart). `None`: no geo headers, and geo restriction is refused at load.
+    pub geo: Option<GeoSettings>,
     /// Worker threads of the viewer service; `None`: one per CPU (the proxy asks the machine).
     pub threads: Option<usize>,
     /// How long a viewer connection may stay silent waiting for (or between reads of) the next request's
@@ -138,6 +141,34 @@ pub const REALTIME_FIELDS: &[&str] = &[
     "origin-fbl",
 ];
 
+/// `server.geo`: MaxMind DB files (paths relative to the distribution file).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GeoSettings {
+    pub database: String,
+    pub asn_database: Option<String>,
+}
+
+/// CloudFront's geo restriction: which viewer countries are served.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum GeoRestriction {
+    /// Only these countries (ISO 3166-1 alpha-2, upper case) are served.
+    Whitelist(Vec<[u8; 2]>),
+    /// These countries are refused.
+    Blacklist(Vec<[u8; 2]>),
+}
+
+impl GeoRestriction {
+    /// Whether a viewer from `country` is refused; a viewer whose country is not known is served, as
+    /// CloudFront serves viewers it cannot place.
+    pub fn blocks(&self, country: Option<[u8; 2]>) -> bool {
+        match (self, country) {
+            (_, None) => false,
+            (GeoRestriction::Whitelist(items), Some(c)) => !items.contains(&c),
+            (GeoRestriction::Blacklist(items), Some(c)) => items.contains(&c),
+        }
+    }
+}
+
 /// `server.dns`: how origin names are resolved (asynchronously, again when their TTL runs out).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DnsSettings {
@@ -218,6 +249,7 @@ pub struct Distribution {
     pub enabled: bool,
     pub http_version: HttpVersion,
     pub minimum_protocol_version: MinimumProtocolVersion,
+    pub geo_restriction: Option<GeoRestriction>,
     pub origins: Vec<Origin>,
     pub origin_groups: Vec<OriginGroup>,
     /// Ordered: `cache_behaviors` in file order, then the default behavior last.

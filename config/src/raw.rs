@@ -73,6 +73,8 @@ pub struct RawServer {
     pub access_log: Option<RawAccessLog>,
     /// CloudFront's real-time log records (JSON lines) to a file or a Unix socket.
     pub realtime_log: Option<RawRealtimeLog>,
+    /// The viewer-location databases (geo headers, geo restriction).
+    pub geo: Option<RawGeo>,
     pub viewer_idle_timeout: Option<u64>,
     pub max_connections: Option<u64>,
     #[serde(default)]
@@ -175,6 +177,36 @@ pub struct RawDistribution {
     /// CloudFront's HttpVersion: http1.1, http2, http2and3 (HTTP/3 is not served), http3 (refused).
     pub http_version: Option<String>,
     pub viewer_certificate: Option<RawViewerCertificate>,
+    /// CloudFront's Restrictions (geo restriction).
+    pub restrictions: Option<RawRestrictions>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRestrictions {
+    pub geo_restriction: Option<RawGeoRestriction>,
+}
+
+/// CloudFront's GeoRestriction: `restriction_type` (`type` also taken) and ISO 3166-1 alpha-2 `items`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawGeoRestriction {
+    #[serde(alias = "type")]
+    pub restriction_type: String,
+    #[serde(default)]
+    pub items: Vec<String>,
+    /// CloudFront's API carries the count too; checked against `items` when given.
+    pub quantity: Option<u64>,
+}
+
+/// `server.geo`: MaxMind-format databases for the viewer's location.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawGeo {
+    /// A City (or Country) database: GeoIP2 / GeoLite2 / DB-IP in the MaxMind DB format.
+    pub database: String,
+    /// An ASN database (GeoLite2-ASN) for `CloudFront-Viewer-ASN`.
+    pub asn_database: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -17,6 +17,9 @@ fn summary(config: &Config) -> String {
     .unwrap();
     writeln!(s, "id: {} domain: {} aliases: {:?} root: {:?}", d.id, d.domain_name, d.aliases, d.default_root_object)
         .unwrap();
+    if server.geo.is_some() || d.geo_restriction.is_some() {
+        writeln!(s, "geo: {:?} restriction: {:?}", server.geo, d.geo_restriction).unwrap();
+    }
     writeln!(s, "cache: {} bytes, max object {} bytes", server.cache.memory_bytes, server.cache.max_object_bytes)
         .unwrap();
     for o in &d.origins {

@@ -103,6 +103,10 @@ pub fn header_change(call: &Call, side: Side, name: &str, change: Change) -> Res
         _ => {}
     }
     let passes_on = !(side == Side::Response && call.is_request_trigger());
+    // Lambda@Edge: the viewer's country is the edge's to say; a viewer-request function adding it fails.
+    if event == EventType::ViewerRequest && side == Side::Request && name == "cloudfront-viewer-country" {
+        return Err("the function tried to add read-only header, headerName : cloudfront-viewer-country".to_string());
+    }
     if passes_on && read_only(event).contains(&name) {
         return Err(format!("the function tried to {} read-only header, headerName : {name}", change.verb()));
     }
@@ -245,6 +249,15 @@ mod tests {
         let vrsp = Call::new(EventType::ViewerResponse);
         assert!(header_change(&vrsp, Side::Response, "content-length", Change::Delete).is_err());
         assert!(header_change(&vrsp, Side::Request, "x-a", Change::Add).is_err());
+    }
+
+    #[test]
+    fn only_origin_facing_functions_may_add_the_viewer_country() {
+        let viewer = Call::new(EventType::ViewerRequest);
+        assert!(header_change(&viewer, Side::Request, "cloudfront-viewer-country", Change::Add).is_err());
+        assert!(header_change(&viewer, Side::Request, "cloudfront-is-mobile-viewer", Change::Add).is_ok());
+        let origin = Call::new(EventType::OriginRequest);
+        assert!(header_change(&origin, Side::Request, "cloudfront-viewer-country", Change::Modify).is_ok());
     }
 
     #[test]

@@ -10,6 +10,7 @@ mod compression;
 mod dashboard;
 mod dns;
 mod examples;
+mod geo;
 mod hooks;
 mod reload;
 mod response_headers;

@@ -265,7 +265,11 @@ impl VergeProxy {
         let Some((header, body)) = error_pages::fetch(session, ctx, status).await else {
             return FailToProxy { error_code: status, can_reuse_downstream: false };
         };
-        match respond::send(session, ctx, EdgeResponse::ErrorPage { header, body }).await {
+        let cause = match ctx.outcome {
+            Some(Outcome::Error(cause)) => cause,
+            _ => ErrorCause::OriginStatus,
+        };
+        match respond::send(session, ctx, EdgeResponse::ErrorPage { header, body, cause }).await {
             Ok(code) => FailToProxy { error_code: code, can_reuse_downstream: false },
             Err(e) => {
                 tracing::debug!(error = %e, "could not send custom error page");
@@ -276,6 +280,12 @@ impl VergeProxy {
 
     /// Refuses the request with one of verge's error pages.
     async fn reject(&self, session: &mut Session, ctx: &mut RequestContext, error: EdgeError) -> Result<bool> {
+        // CloudFront's custom error responses cover its geo restriction's 403 (docs/cloudfront.md).
+        if error == EdgeError::GeoBlocked && ctx.snapshot.custom_error_page(error.status()).is_some() {
+            ctx.outcome = Some(error.outcome());
+            self.send_custom_error_page(session, ctx, error.status()).await;
+            return Ok(true);
+        }
         respond::send(session, ctx, EdgeResponse::Error(error)).await?;
         Ok(true)
     }
@@ -359,6 +369,15 @@ impl ProxyHttp for VergeProxy {
         }
         ctx.route.viewer_https = self.viewer_used_https(session);
         let forwarded_client = self.forwarded_client(session);
+        // CloudFront's geo restriction, before anything else runs for the request (docs/cloudfront.md).
+        // (A custom error page fetch is verge's own request: never refused.)
+        let restriction = snapshot.dist.geo_restriction.as_ref().filter(|_| !error_pages::is_page_fetch(session));
+        if let (Some(restriction), Some(geo)) = (restriction, &snapshot.geo) {
+            let viewer = forwarded_client.or_else(|| session.client_addr().and_then(|a| a.as_inet()).copied());
+            if restriction.blocks(viewer.and_then(|v| geo.country(v.ip()))) {
+                return self.reject(session, ctx, EdgeError::GeoBlocked).await;
+            }
+        }
         if let Some(client) = forwarded_client {
             // Believed from a trusted proxy: functions, logs and CloudFront-Viewer-Address see it; the
             // origin's X-Forwarded-For still gets the connection's peer appended.
@@ -410,8 +429,8 @@ impl ProxyHttp for VergeProxy {
         let answered = triggers::viewer_request(session, ctx).await?;
         if !answered {
             let https = ctx.route.viewer_https;
-            let behavior = ctx.snapshot.behavior(ctx.route.behavior);
-            connection::add_cloudfront_headers(session, behavior, https, forwarded_client);
+            let wanted = ctx.snapshot.edge_headers[ctx.route.behavior];
+            connection::add_cloudfront_headers(session, wanted, https, forwarded_client, ctx.snapshot.geo.as_deref());
         }
         Ok(answered)
     }

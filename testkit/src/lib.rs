@@ -5,5 +5,6 @@
 pub mod client;
 pub mod dns;
 pub mod guests;
+pub mod mmdb;
 pub mod origin;
 pub mod tls;

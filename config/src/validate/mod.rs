@@ -13,6 +13,7 @@ use crate::pattern::{is_pattern_char, PathPattern};
 use crate::raw::*;
 
 mod functions;
+mod geo;
 mod policies;
 mod response_headers;
 mod tls;
@@ -80,6 +81,7 @@ fn validate_server(raw: Option<RawServer>, p: &mut Problems) -> ServerSettings {
         dns: None,
         access_log: None,
         realtime_log: None,
+        geo: None,
         viewer_idle_timeout: None,
         max_connections: None,
         trusted_proxies: Vec::new(),
@@ -92,6 +94,7 @@ fn validate_server(raw: Option<RawServer>, p: &mut Problems) -> ServerSettings {
     let dns = tls::validate_dns(raw.dns, p);
     let access_log = tls::validate_access_log(raw.access_log, p);
     let realtime_log = tls::validate_realtime_log(raw.realtime_log, p);
+    let geo = geo::validate_geo(raw.geo, p);
     let h2c = raw.h2c.unwrap_or(false);
     let threads = raw.threads.map(|t| p.range("server.threads", Some(t), 1, 256, 1) as usize);
     let viewer_idle_timeout_secs = p.range("server.viewer_idle_timeout", raw.viewer_idle_timeout, 1, 3600, 5);
@@ -112,6 +115,7 @@ fn validate_server(raw: Option<RawServer>, p: &mut Problems) -> ServerSettings {
         dns,
         access_log,
         realtime_log,
+        geo,
         threads,
         viewer_idle_timeout_secs,
         max_connections,
@@ -167,9 +171,11 @@ pub fn validate(raw: RawFile, p: &mut Problems) -> Option<Config> {
         enabled: None,
         http_version: None,
         viewer_certificate: None,
+        restrictions: None,
     });
     let http_version = tls::validate_http_version(dist.http_version.as_deref(), p);
     let minimum_protocol_version = tls::validate_viewer_certificate(dist.viewer_certificate, p);
+    let geo_restriction = geo::validate_restrictions(dist.restrictions, server.geo.is_some(), p);
     let id = match dist.id {
         Some(id) if id.is_empty() || !id.chars().all(|c| c.is_ascii_alphanumeric()) => {
             p.add("distribution.id", "must be letters and digits only");
@@ -267,6 +273,7 @@ pub fn validate(raw: RawFile, p: &mut Problems) -> Option<Config> {
         enabled: dist.enabled.unwrap_or(true),
         http_version,
         minimum_protocol_version,
+        geo_restriction,
         origins,
         origin_groups,
         behaviors: behaviors.into_iter().flatten().collect(),

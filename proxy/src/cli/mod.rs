@@ -150,7 +150,7 @@ fn validate(files: &[PathBuf], config_only: bool) -> ExitCode {
         // What `serve` loads, loaded the same way: a file validate passes, serve starts.
         let base_dir = crate::server::reload::base_dir(Some(file));
         let loaded = crate::server::reload::hook_engine(&config.distribution, &base_dir).and_then(|engine| {
-            crate::snapshot::Snapshot::build(config.distribution, &base_dir, engine.as_ref(), &config.server.dns)
+            crate::snapshot::Snapshot::build(config.distribution, &base_dir, engine.as_ref(), &config.server)
         });
         match loaded {
             Ok(snapshot) => {

@@ -67,7 +67,7 @@ pub fn serve(config: PathBuf, listen: Vec<std::net::SocketAddr>) -> ExitCode {
             }
         };
         // An origin that does not resolve or a function that cannot be loaded is a distribution error.
-        let snapshot = match Snapshot::build(dist, &base_dir, engine.as_ref(), &settings.dns) {
+        let snapshot = match Snapshot::build(dist, &base_dir, engine.as_ref(), &settings) {
             Ok(s) => s,
             Err(e) => {
                 eprintln!("verge: {e}");

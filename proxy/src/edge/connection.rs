@@ -1,7 +1,8 @@
 //! What verge knows of the viewer's connection (scheme, address, HTTP version, TLS) and CloudFront's
 //! connection-level headers made from it (`CloudFront-Forwarded-Proto`, `CloudFront-Viewer-Address`,
 //! `CloudFront-Viewer-HTTP-Version`, `CloudFront-Viewer-TLS`) and the device headers
-//! (`CloudFront-Is-*-Viewer`, from the User-Agent: `device.rs`): added to the request after
+//! (`CloudFront-Is-*-Viewer`, from the User-Agent: `device.rs`) and location (`CloudFront-Viewer-Country`
+//! and the rest, from MaxMind databases: `geo.rs`): added to the request after
 //! viewer-request when the behavior's cache or origin request policy names them, so the cache key,
 //! origin-facing functions and the origin see them. `CloudFront-*` headers a viewer sends are removed
 //! before viewer-request: they are the edge's to set.
@@ -10,8 +11,9 @@ use pingora_http::RequestHeader;
 use pingora_proxy::Session;
 use verge_config::model::{Behavior, HeaderForwarding, Selection};
 
-/// The `CloudFront-*` headers verge can make (connection and device), lower case.
-pub const CONNECTION_HEADERS: [&str; 10] = [
+/// The `CloudFront-*` headers verge can make (connection, device, then location: `geo.rs`), lower case;
+/// a behavior's `EdgeHeaders` mask has bit i for `CLOUDFRONT_HEADERS[i]`.
+pub const CLOUDFRONT_HEADERS: [&str; 21] = [
     "cloudfront-forwarded-proto",
     "cloudfront-viewer-address",
     "cloudfront-viewer-http-version",
@@ -22,7 +24,55 @@ pub const CONNECTION_HEADERS: [&str; 10] = [
     "cloudfront-is-smarttv-viewer",
     "cloudfront-is-ios-viewer",
     "cloudfront-is-android-viewer",
+    "cloudfront-viewer-country",
+    "cloudfront-viewer-country-name",
+    "cloudfront-viewer-country-region",
+    "cloudfront-viewer-country-region-name",
+    "cloudfront-viewer-city",
+    "cloudfront-viewer-postal-code",
+    "cloudfront-viewer-time-zone",
+    "cloudfront-viewer-latitude",
+    "cloudfront-viewer-longitude",
+    "cloudfront-viewer-metro-code",
+    "cloudfront-viewer-asn",
 ];
+
+/// Where the location headers start in `CLOUDFRONT_HEADERS`.
+pub const GEO_FIRST: usize = 10;
+
+/// Which `CloudFront-*` headers a behavior's policies ask for, worked out once per distribution load.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct EdgeHeaders(u32);
+
+impl EdgeHeaders {
+    pub fn of(behavior: &Behavior) -> Self {
+        let mut mask = 0;
+        for (i, header) in CLOUDFRONT_HEADERS.iter().enumerate() {
+            if asked_for(behavior, header) {
+                mask |= 1 << i;
+            }
+        }
+        Self(mask)
+    }
+
+    pub fn is_empty(self) -> bool {
+        self.0 == 0
+    }
+
+    /// Whether a location header (`CloudFront-Viewer-Country`, …) is asked for.
+    pub fn wants_location(self) -> bool {
+        self.geo() != 0
+    }
+
+    fn has(self, i: usize) -> bool {
+        self.0 & (1 << i) != 0
+    }
+
+    /// The location headers asked for, as bits from `GEO_FIRST` on.
+    fn geo(self) -> u16 {
+        (self.0 >> GEO_FIRST) as u16
+    }
+}
 
 /// Whether the viewer's connection to verge is TLS.
 pub fn is_tls(session: &Session) -> bool {
@@ -67,31 +117,36 @@ fn asked_for(behavior: &Behavior, header: &str) -> bool {
     }
 }
 
-/// Adds the connection-level headers the behavior asks for; `https` is the viewer's scheme as verge
-/// believes it (a TLS listener, or a trusted proxy's word), `forwarded_client` the client a trusted
-/// proxy named in `X-Forwarded-For` (else the connection's peer is the viewer).
+/// Adds the `CloudFront-*` headers the behavior asks for (`wanted`); `https` is the viewer's scheme as
+/// verge believes it (a TLS listener, or a trusted proxy's word), `forwarded_client` the client a
+/// trusted proxy named in `X-Forwarded-For` (else the connection's peer is the viewer), `geo` the
+/// location databases (no location headers without them).
 pub fn add_cloudfront_headers(
     session: &mut Session,
-    behavior: &Behavior,
+    wanted: EdgeHeaders,
     https: bool,
     forwarded_client: Option<std::net::SocketAddr>,
+    geo: Option<&super::geo::GeoDatabases>,
 ) {
-    if !CONNECTION_HEADERS.iter().any(|h| asked_for(behavior, h)) {
+    if wanted.is_empty() {
         return;
     }
-    let mut values: Vec<(&'static str, String)> = Vec::with_capacity(4);
+    let viewer = forwarded_client.or_else(|| session.client_addr().and_then(|a| a.as_inet()).copied());
+    let mut values: Vec<(&'static str, http::HeaderValue)> = Vec::with_capacity(4);
     let mut device = None;
-    let flag = |on: bool| if on { "true" } else { "false" }.to_string();
-    for header in CONNECTION_HEADERS {
-        if !asked_for(behavior, header) {
+    let flag = |on: bool| http::HeaderValue::from_static(if on { "true" } else { "false" });
+    for (i, header) in CLOUDFRONT_HEADERS[..GEO_FIRST].iter().enumerate() {
+        if !wanted.has(i) {
             continue;
         }
-        let value = match header {
-            "cloudfront-forwarded-proto" => Some(if https { "https" } else { "http" }.to_string()),
-            "cloudfront-viewer-address" => forwarded_client
-                .or_else(|| session.client_addr().and_then(|a| a.as_inet()).copied())
-                .map(|a| format!("{}:{}", a.ip(), a.port())),
-            "cloudfront-viewer-http-version" => Some(http_version(session.req_header().version).to_string()),
+        let value = match *header {
+            "cloudfront-forwarded-proto" => Some(http::HeaderValue::from_static(if https { "https" } else { "http" })),
+            "cloudfront-viewer-address" => {
+                viewer.and_then(|a| http::HeaderValue::from_str(&format!("{}:{}", a.ip(), a.port())).ok())
+            }
+            "cloudfront-viewer-http-version" => {
+                Some(http::HeaderValue::from_static(http_version(session.req_header().version)))
+            }
             h if h.starts_with("cloudfront-is-") => {
                 let d = *device.get_or_insert_with(|| {
                     let ua = session.req_header().headers.get(http::header::USER_AGENT);
@@ -106,13 +161,19 @@ pub fn add_cloudfront_headers(
                     _ => d.android,
                 }))
             }
-            _ => session.digest().and_then(|d| d.ssl_digest.as_ref()).map(|tls| {
+            _ => session.digest().and_then(|d| d.ssl_digest.as_ref()).and_then(|tls| {
                 // verge cannot see whether rustls resumed the session (pingora does not expose it).
-                format!("{}:{}:fullHandshake", protocol_name(&tls.version), cipher_name(&tls.cipher))
+                let text = format!("{}:{}:fullHandshake", protocol_name(&tls.version), cipher_name(&tls.cipher));
+                http::HeaderValue::from_str(&text).ok()
             }),
         };
         if let Some(value) = value {
             values.push((header, value));
+        }
+    }
+    if let (Some(geo), Some(viewer)) = (geo, viewer) {
+        if wanted.geo() != 0 {
+            values.extend(geo.headers(viewer.ip(), wanted.geo()));
         }
     }
     let req = session.req_header_mut();

@@ -9,6 +9,7 @@ pub mod device;
 pub mod error_pages;
 pub mod forward;
 pub mod generated;
+pub mod geo;
 pub mod header_names;
 pub mod include_body;
 pub mod outcome;

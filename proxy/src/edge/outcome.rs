@@ -75,6 +75,8 @@ pub enum ErrorCause {
     OriginTimeout,
     /// The request was refused at the edge: method, Host, disabled distribution, HTTP on https-only.
     InvalidRequest,
+    /// The distribution's geo restriction refused the viewer's country.
+    GeoBlocked,
     /// A body verge had to buffer (IncludeBody) is larger than it can.
     BodyTooLarge,
     Internal,
@@ -123,6 +125,7 @@ impl Outcome {
             Outcome::Error(ErrorCause::OriginConnect) => "OriginConnectError",
             Outcome::Error(ErrorCause::OriginTimeout) => "OriginReadError",
             Outcome::Error(ErrorCause::InvalidRequest) => "InvalidRequest",
+            Outcome::Error(ErrorCause::GeoBlocked) => "ClientGeoBlocked",
             Outcome::Error(ErrorCause::BodyTooLarge) => "InvalidRequest",
             other => other.result_type().as_str(),
         }

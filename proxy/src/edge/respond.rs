@@ -27,6 +27,8 @@ pub enum EdgeError {
     HostNotServed,
     DistributionDisabled,
     HttpsRequired,
+    /// The viewer's country is refused by the distribution's geo restriction.
+    GeoBlocked,
     OriginUnreachable,
     OriginTimeout,
     /// A body verge had to buffer (IncludeBody) is larger than it can.
@@ -39,7 +41,7 @@ impl EdgeError {
         match self {
             Self::AmbiguousPath | Self::MissingHost => 400,
             Self::HeadersTooLarge => 431,
-            Self::BodyOnGet => 403,
+            Self::BodyOnGet | Self::GeoBlocked => 403,
             Self::MethodNotAllowed | Self::HostNotServed | Self::DistributionDisabled | Self::HttpsRequired => 403,
             Self::OriginUnreachable => 502,
             Self::OriginTimeout => 504,
@@ -58,6 +60,7 @@ impl EdgeError {
             | Self::HostNotServed
             | Self::DistributionDisabled
             | Self::HttpsRequired => ErrorCause::InvalidRequest,
+            Self::GeoBlocked => ErrorCause::GeoBlocked,
             Self::OriginUnreachable => ErrorCause::OriginConnect,
             Self::OriginTimeout => ErrorCause::OriginTimeout,
             Self::BodyTooLarge => ErrorCause::BodyTooLarge,
@@ -81,6 +84,7 @@ impl EdgeError {
             }
             Self::DistributionDisabled => "This distribution is disabled.",
             Self::HttpsRequired => "This distribution only accepts HTTPS requests.",
+            Self::GeoBlocked => "This distribution is configured to block access from your country.",
             Self::OriginUnreachable => "verge was unable to connect to the origin for this request.",
             Self::OriginTimeout => "verge could not get a response from the origin in time.",
             Self::BodyTooLarge => "The request body is larger than this distribution's functions can be given.",
@@ -101,7 +105,8 @@ pub enum EdgeResponse<'a> {
     /// A viewer-request function's answer: never cached, no other trigger runs.
     Generated { header: ResponseHeader, body: Bytes },
     /// A custom error response's page (sent with its configured status), replacing an error.
-    ErrorPage { header: ResponseHeader, body: Bytes },
+    /// `cause` is the error the page replaces (the logs keep it).
+    ErrorPage { header: ResponseHeader, body: Bytes, cause: ErrorCause },
     /// A CORS preflight answered by the response headers policy (its headers are added by `edge_headers`).
     Preflight,
 }
@@ -140,7 +145,7 @@ impl EdgeResponse<'_> {
                 (resp, Bytes::new(), Outcome::Redirect)
             }
             EdgeResponse::Generated { header, body } => (header, body, Outcome::Generated),
-            EdgeResponse::ErrorPage { header, body } => (header, body, Outcome::Error(ErrorCause::OriginStatus)),
+            EdgeResponse::ErrorPage { header, body, cause } => (header, body, Outcome::Error(cause)),
             EdgeResponse::Preflight => {
                 let mut resp = ResponseHeader::build(204, Some(8))?;
                 resp.insert_header(http::header::SERVER, "verge")?;

@@ -11,7 +11,8 @@
 //! `server` section changed is still applied, and the reload names the section as needing a restart.
 //! The one exception is `server.certificates`: certificate files are read again by every reload (a
 //! renewed certificate must not need a restart), and new TLS connections get them, with the
-//! distribution's security policy and HTTP versions; open connections keep theirs.
+//! distribution's security policy and HTTP versions; open connections keep theirs. The same goes for
+//! `server.geo`: its databases are read again (when their files changed) by every reload.
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -130,7 +131,7 @@ impl Reloader {
             None => None,
         };
         let snapshot =
-            Snapshot::build_after(config.distribution, &base_dir, engine.as_ref(), &config.server.dns, Some(&running))?;
+            Snapshot::build_after(config.distribution, &base_dir, engine.as_ref(), &config.server, Some(&running))?;
         Ok((snapshot, acceptor, ignored))
     }
 }

@@ -9,7 +9,11 @@ use std::sync::Arc;
 use arc_swap::ArcSwap;
 use pingora_core::upstreams::peer::HttpPeer;
 use pingora_core::utils::tls::WrappedX509;
-use verge_config::model::{Behavior, Distribution, DnsSettings, Origin, ProtocolPolicy, Target};
+use verge_config::model::{Behavior, Distribution, Origin, ProtocolPolicy, Target};
+use verge_config::ServerSettings;
+
+use crate::edge::connection::EdgeHeaders;
+use crate::edge::geo::GeoDatabases;
 
 pub struct Snapshot {
     pub dist: Distribution,
@@ -23,6 +27,10 @@ pub struct Snapshot {
     pub via_value: http::HeaderValue,
     /// Prebuilt peers per origin, cloned per request (no DNS, no parsing per request).
     pub peers: Vec<OriginPeers>,
+    /// The viewer-location databases (`server.geo`), re-read by every reload.
+    pub geo: Option<Arc<GeoDatabases>>,
+    /// Per behavior: the `CloudFront-*` headers its policies ask for.
+    pub edge_headers: Vec<EdgeHeaders>,
 }
 
 /// An origin's peers: plain, TLS, or both (`match-viewer`), as templates whose address is filled from
@@ -67,9 +75,9 @@ impl Snapshot {
         dist: Distribution,
         base_dir: &std::path::Path,
         engine: Option<&verge_hooks::HookEngine>,
-        dns: &DnsSettings,
+        server: &ServerSettings,
     ) -> Result<Self, String> {
-        Self::build_after(dist, base_dir, engine, dns, None)
+        Self::build_after(dist, base_dir, engine, server, None)
     }
 
     /// `build` for a reload: function versions unchanged since `previous` are reused, warm.
@@ -77,13 +85,13 @@ impl Snapshot {
         dist: Distribution,
         base_dir: &std::path::Path,
         engine: Option<&verge_hooks::HookEngine>,
-        dns: &DnsSettings,
+        server: &ServerSettings,
         previous: Option<&Snapshot>,
     ) -> Result<Self, String> {
         let previous_functions = previous.map(|p| &p.functions);
         let functions = functions::LoadedFunctions::load(&dist, base_dir, engine, previous_functions)?;
         let mut peers = Vec::with_capacity(dist.origins.len());
-        let resolver = crate::dns::OriginDns::get(dns)?;
+        let resolver = crate::dns::OriginDns::get(&server.dns)?;
         for origin in &dist.origins {
             let addrs = resolver.resolve(&origin.domain_name).map_err(|e| format!("origin `{}`: {e}", origin.id))?;
             let ip = addrs.for_attempt(0);
@@ -106,7 +114,15 @@ impl Snapshot {
         let via = format!("1.1 {} (verge)", dist.domain_name);
         let via_value = http::HeaderValue::from_str(&via).map_err(|e| format!("distribution.domain_name: {e}"))?;
         let event_distribution = std::sync::Arc::new([dist.domain_name.clone(), dist.id.clone()]);
-        Ok(Self { dist, event_distribution, functions, via, via_value, peers })
+        let geo = GeoDatabases::load(server.geo.as_ref(), base_dir)?;
+        if geo.is_none() && dist.behaviors.iter().any(|b| EdgeHeaders::of(b).wants_location()) {
+            tracing::warn!(
+                target: "verge::config",
+                "a policy asks for CloudFront-Viewer-* location headers but server.geo names no database: they are not added"
+            );
+        }
+        let edge_headers = dist.behaviors.iter().map(EdgeHeaders::of).collect();
+        Ok(Self { dist, event_distribution, functions, via, via_value, peers, geo, edge_headers })
     }
 
     /// The first behavior whose pattern matches `path` (the default one matches everything).
