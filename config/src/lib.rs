@@ -27,6 +27,26 @@ use locate::LocationIndex;
 
 /// Parses and validates a distribution file; `file` is only used to label errors.
 pub fn parse_str(file: &str, text: &str) -> Result<Config, ConfigErrors> {
+    parse_with(file, text, validate::validate)
+}
+
+/// Parses a file for its `server` section alone (a fleet node's own settings: its distribution comes
+/// from deployments); the rest of the file, if any, is type-checked but not validated.
+pub fn parse_server_str(file: &str, text: &str) -> Result<ServerSettings, ConfigErrors> {
+    parse_with(file, text, |raw, p| Some(validate::validate_server(raw.server, p)))
+}
+
+/// Reads a file for its `server` section alone (`parse_server_str`).
+pub fn server_from_file(path: &Path) -> Result<ServerSettings, ConfigErrors> {
+    let (label, text) = read(path)?;
+    parse_server_str(&label, &text)
+}
+
+fn parse_with<T>(
+    file: &str,
+    text: &str,
+    validate: impl FnOnce(raw::RawFile, &mut validate::Problems) -> Option<T>,
+) -> Result<T, ConfigErrors> {
     if let Err(crossed) = bounds::check(text) {
         let bounds::Crossed { line, column, reason } = crossed;
         return Err(ConfigErrors(vec![ConfigError {
@@ -39,7 +59,7 @@ pub fn parse_str(file: &str, text: &str) -> Result<Config, ConfigErrors> {
     }
     let raw: raw::RawFile = serde_yaml::from_str(text).map_err(|e| yaml_error(file, text, &e))?;
     let mut problems = validate::Problems::default();
-    match validate::validate(raw, &mut problems) {
+    match validate(raw, &mut problems) {
         Some(d) if problems.0.is_empty() => Ok(d),
         _ => {
             let index = LocationIndex::build(text);
@@ -60,6 +80,11 @@ pub fn parse_str(file: &str, text: &str) -> Result<Config, ConfigErrors> {
 
 /// Reads and parses a distribution file.
 pub fn from_file(path: &Path) -> Result<Config, ConfigErrors> {
+    let (label, text) = read(path)?;
+    parse_str(&label, &text)
+}
+
+fn read(path: &Path) -> Result<(String, String), ConfigErrors> {
     let label = path.display().to_string();
     let text = std::fs::read_to_string(path).map_err(|e| {
         ConfigErrors(vec![ConfigError {
@@ -70,7 +95,7 @@ pub fn from_file(path: &Path) -> Result<Config, ConfigErrors> {
             reason: format!("cannot read file: {e}"),
         }])
     })?;
-    parse_str(&label, &text)
+    Ok((label, text))
 }
 
 /// serde_yaml errors read `path.to.key: reason at line L column C`; split that into our fields.

@@ -45,6 +45,40 @@ pub struct ServerSettings {
     pub cache: CacheSettings,
 }
 
+impl ServerSettings {
+    /// Makes every file path of the settings absolute against `dir` (the settings file's directory), so
+    /// they mean the same files whatever file the distribution is read from (a fleet node's deployments
+    /// live in its state directory, its settings beside its own file).
+    pub fn resolve_paths(&mut self, dir: &std::path::Path) {
+        let resolve = |path: &mut String| {
+            if !path.is_empty() && std::path::Path::new(path.as_str()).is_relative() {
+                *path = dir.join(path.as_str()).to_string_lossy().into_owned();
+            }
+        };
+        for c in &mut self.certificates {
+            resolve(&mut c.certificate_file);
+            resolve(&mut c.private_key_file);
+        }
+        if let Some(log) = &mut self.access_log {
+            resolve(&mut log.file);
+        }
+        if let Some(log) = &mut self.realtime_log {
+            match &mut log.target {
+                RealtimeTarget::File(path) | RealtimeTarget::UnixSocket(path) => resolve(path),
+            }
+        }
+        if let Some(geo) = &mut self.geo {
+            resolve(&mut geo.database);
+            if let Some(asn) = &mut geo.asn_database {
+                resolve(asn);
+            }
+        }
+        if let Some(AdminSettings { auth: AdminAuth::TokenFile(path), .. }) = &mut self.admin {
+            resolve(path);
+        }
+    }
+}
+
 /// One viewer listener.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Listener {

@@ -77,6 +77,34 @@ impl FunctionStore {
         Ok(FunctionArn::local(name, version))
     }
 
+    /// The sha256 `name` version `version` was published with, if it is in the store.
+    pub fn published_sha256(&self, name: &str, version: u32) -> Result<Option<String>, String> {
+        Ok(self.read_manifest()?.functions.get(name).and_then(|v| v.get(&version)).cloned())
+    }
+
+    /// Puts `bytes` in as version `version` of `name` (a version published elsewhere and brought here,
+    /// as a fleet node does with a deployment's modules). A version the store already holds with other
+    /// bytes is refused: published versions are immutable.
+    pub fn install(&self, name: &str, version: u32, bytes: &[u8]) -> Result<(), String> {
+        let sha = sha256_hex(bytes);
+        let mut manifest = self.read_manifest()?;
+        let versions = manifest.functions.entry(name.to_string()).or_default();
+        match versions.get(&version) {
+            Some(held) if *held == sha => return Ok(()),
+            Some(held) => {
+                return Err(format!(
+                    "{name}:{version}: published versions are immutable, but this store holds sha256 {held} and the deployment brings {sha}"
+                ))
+            }
+            None => {}
+        }
+        std::fs::create_dir_all(self.root.join(name)).map_err(|e| format!("{}: {e}", self.root.display()))?;
+        let path = self.module_path(name, version);
+        std::fs::write(&path, bytes).map_err(|e| format!("{}: {e}", path.display()))?;
+        versions.insert(version, sha);
+        self.write_manifest(&manifest)
+    }
+
     /// Every published version, oldest first.
     pub fn list(&self) -> Result<Vec<(FunctionArn, String)>, String> {
         let manifest = self.read_manifest()?;

@@ -8,6 +8,7 @@ mod cache;
 mod cli;
 mod dns;
 mod edge;
+mod fleet;
 mod observe;
 mod phases;
 mod server;

@@ -73,7 +73,7 @@ impl Problems {
 
 /// The `server` section. Pure: addresses are IP literals (no name lookup), and a missing thread count
 /// stays `None` for the proxy to size from the machine.
-fn validate_server(raw: Option<RawServer>, p: &mut Problems) -> ServerSettings {
+pub fn validate_server(raw: Option<RawServer>, p: &mut Problems) -> ServerSettings {
     let raw = raw.unwrap_or(RawServer {
         listen: None,
         h2c: None,

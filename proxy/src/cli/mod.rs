@@ -6,6 +6,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod fleet;
 mod invoke;
 mod serve;
 
@@ -38,6 +39,44 @@ enum FunctionsCommand {
     },
 }
 
+/// The id of a distribution whose file names none.
+const DEFAULT_DISTRIBUTION: &str = "EVERGEDEFAULT";
+
+/// `verge serve` as a fleet node.
+#[derive(clap::Args)]
+struct FleetNode {
+    /// Join the fleet at this NATS (e.g. nats://127.0.0.1:4222): serve what `verge deploy` publishes.
+    #[arg(long, requires = "node_id")]
+    nats: Option<String>,
+    /// This node's name in the fleet (letters, digits, `-`, `_`).
+    #[arg(long)]
+    node_id: Option<String>,
+    /// The distribution id to serve.
+    #[arg(long, default_value = DEFAULT_DISTRIBUTION)]
+    distribution: String,
+    /// Where the node keeps its last good deployment (default: `.verge-fleet/NODE` beside the config).
+    #[arg(long)]
+    state_dir: Option<PathBuf>,
+}
+
+#[derive(Subcommand)]
+enum FleetCommand {
+    /// List the live nodes.
+    Status {
+        #[arg(long)]
+        nats: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum InvalidationsCommand {
+    /// List the fleet's invalidations, newest first, with their status.
+    List {
+        #[arg(long)]
+        nats: String,
+    },
+}
+
 #[derive(Subcommand)]
 enum Command {
     /// Serve a distribution file (the demo: `verge-demo`, see scripts/demo).
@@ -49,6 +88,32 @@ enum Command {
         /// port 0 picks a free port); the file's TLS and PROXY protocol listeners are kept.
         #[arg(long)]
         listen: Vec<std::net::SocketAddr>,
+        #[command(flatten)]
+        fleet: FleetNode,
+    },
+    /// Validate a distribution file as `verge validate` does, upload its function versions and publish
+    /// it to every fleet node; waits until each live node serves it or one refuses.
+    Deploy {
+        /// NATS, e.g. nats://127.0.0.1:4222.
+        #[arg(long)]
+        nats: String,
+        /// Check the file alone here (no origin lookups, no compiling): the nodes load it fully.
+        #[arg(long)]
+        config_only: bool,
+        /// How long to wait for the fleet (seconds).
+        #[arg(long, default_value_t = 30)]
+        wait: u64,
+        file: PathBuf,
+    },
+    /// The fleet's nodes: what each serves, when it was last seen, what it refused.
+    Fleet {
+        #[command(subcommand)]
+        command: FleetCommand,
+    },
+    /// The fleet's invalidations and their status.
+    Invalidations {
+        #[command(subcommand)]
+        command: InvalidationsCommand,
     },
     /// Manage the function store: publish immutable versions, list them.
     Functions {
@@ -77,11 +142,17 @@ enum Command {
         #[arg(long)]
         memory_mb: Option<u64>,
     },
-    /// Invalidate cached objects through a running verge's admin API (`server.admin.listen`).
+    /// Invalidate cached objects: on every fleet node (`--nats`), or through one verge's admin API.
     Invalidate {
         /// The admin address, e.g. 127.0.0.1:9180.
+        #[arg(long, required_unless_present = "nats", conflicts_with = "nats")]
+        admin: Option<std::net::SocketAddr>,
+        /// The fleet's NATS: the invalidation reaches every node; waits until it is Completed.
         #[arg(long)]
-        admin: std::net::SocketAddr,
+        nats: Option<String>,
+        /// The distribution id (fleet invalidations).
+        #[arg(long, default_value = DEFAULT_DISTRIBUTION)]
+        distribution: String,
         /// The file holding the admin API's bearer token (`server.admin.token_file`).
         #[arg(long)]
         token_file: Option<PathBuf>,
@@ -116,10 +187,35 @@ pub fn run() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Validate { config_only, files } => validate(&files, config_only),
-        Command::Serve { config, listen } => serve::serve(config, listen),
-        Command::Invalidate { admin, token_file, paths } => {
-            admin_post(admin, token_file, "/invalidations", &paths.join("\n"), "invalidation refused")
+        Command::Serve { config, listen, fleet } => {
+            let node = match fleet.nats {
+                Some(url) => {
+                    let node = fleet.node_id.unwrap_or_default();
+                    if node.is_empty() || !node.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
+                        eprintln!("verge: --node-id `{node}`: letters, digits, `-` and `_` only");
+                        return ExitCode::from(EXIT_CONFIG);
+                    }
+                    let state_dir = fleet.state_dir.unwrap_or_else(|| {
+                        crate::server::reload::base_dir(Some(&config)).join(".verge-fleet").join(&node)
+                    });
+                    Some(serve::Node { url, node, distribution: fleet.distribution, state_dir })
+                }
+                None => None,
+            };
+            serve::serve(config, listen, node)
         }
+        Command::Deploy { nats, config_only, wait, file } => {
+            fleet::deploy(&nats, &file, config_only, std::time::Duration::from_secs(wait))
+        }
+        Command::Fleet { command: FleetCommand::Status { nats } } => fleet::status(&nats),
+        Command::Invalidations { command: InvalidationsCommand::List { nats } } => fleet::list_invalidations(&nats),
+        Command::Invalidate { admin, nats, distribution, token_file, paths } => match (admin, nats) {
+            (_, Some(url)) => fleet::invalidate(&url, &distribution, &paths, std::time::Duration::from_secs(60)),
+            (Some(admin), None) => {
+                admin_post(admin, token_file, "/invalidations", &paths.join("\n"), "invalidation refused")
+            }
+            (None, None) => unreachable!("clap requires one of --admin and --nats"),
+        },
         Command::Reload { admin, token_file } => {
             admin_post(admin, token_file, "/reload", "", "reload refused, the running distribution keeps serving")
         }
@@ -130,35 +226,33 @@ pub fn run() -> ExitCode {
     }
 }
 
+/// Checks a file as `serve` would load it (the file, then its function versions and origins unless
+/// `config_only`); the config and a one-line summary, or every problem.
+fn check_file(file: &std::path::Path, config_only: bool) -> Result<(verge_config::Config, String), String> {
+    let config = verge_config::from_file(file).map_err(|e| e.to_string())?;
+    let d = &config.distribution;
+    let summary = format!("{} origins, {} behaviors", d.origins.len(), d.behaviors.len());
+    if config_only {
+        return Ok((config, format!("{summary}; file only")));
+    }
+    // What `serve` loads, loaded the same way: a file validate passes, serve starts.
+    let base_dir = crate::server::reload::base_dir(Some(file));
+    let engine = crate::server::reload::hook_engine(&config.distribution, &base_dir)
+        .map_err(|e| format!("{}: {e}", file.display()))?;
+    let snapshot =
+        crate::snapshot::Snapshot::build(config.distribution.clone(), &base_dir, engine.as_ref(), &config.server)
+            .map_err(|e| format!("{}: {e}", file.display()))?;
+    let functions = snapshot.functions.versions().len();
+    Ok((config, format!("{summary}, {functions} function versions loaded")))
+}
+
 fn validate(files: &[PathBuf], config_only: bool) -> ExitCode {
     let mut ok = true;
     for file in files {
-        let config = match verge_config::from_file(file) {
-            Ok(config) => config,
+        match check_file(file, config_only) {
+            Ok((_, summary)) => println!("{}: ok ({summary})", file.display()),
             Err(e) => {
                 eprintln!("{e}");
-                ok = false;
-                continue;
-            }
-        };
-        let d = &config.distribution;
-        let summary = format!("{} origins, {} behaviors", d.origins.len(), d.behaviors.len());
-        if config_only {
-            println!("{}: ok ({summary}; file only)", file.display());
-            continue;
-        }
-        // What `serve` loads, loaded the same way: a file validate passes, serve starts.
-        let base_dir = crate::server::reload::base_dir(Some(file));
-        let loaded = crate::server::reload::hook_engine(&config.distribution, &base_dir).and_then(|engine| {
-            crate::snapshot::Snapshot::build(config.distribution, &base_dir, engine.as_ref(), &config.server)
-        });
-        match loaded {
-            Ok(snapshot) => {
-                let functions = snapshot.functions.versions().len();
-                println!("{}: ok ({summary}, {functions} function versions loaded)", file.display())
-            }
-            Err(e) => {
-                eprintln!("{}: {e}", file.display());
                 ok = false;
             }
         }

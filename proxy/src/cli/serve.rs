@@ -1,5 +1,6 @@
 //! `verge serve --config FILE`: reads the file, starts the hook engine if functions are associated,
-//! builds the first snapshot, binds the listeners and serves until SIGTERM/SIGINT (SIGHUP reloads).
+//! builds the first snapshot, binds the listeners and serves until SIGTERM/SIGINT (SIGHUP reloads). With
+//! `--nats`, a fleet node: its file gives its `server` settings, deployments its distribution (`fleet/`).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -33,10 +34,50 @@ fn admin_token(settings: &verge_config::ServerSettings, base_dir: &std::path::Pa
     Ok(Some(token.to_string()))
 }
 
-pub fn serve(config: PathBuf, listen: Vec<std::net::SocketAddr>) -> ExitCode {
+/// A fleet node's options (`verge serve --nats`).
+pub struct Node {
+    pub url: String,
+    pub node: String,
+    pub distribution: String,
+    pub state_dir: PathBuf,
+}
+
+/// The distribution a process starts on: the file, its deployment revision (0: not a deployment), the
+/// snapshot built from it and the hook engine it needed.
+struct FirstLoad {
+    path: PathBuf,
+    revision: u64,
+    snapshot: Snapshot,
+    engine: Option<verge_hooks::HookEngine>,
+}
+
+/// Builds the first snapshot from the first of `candidates` (file, revision) that loads.
+fn first_load(candidates: &[(PathBuf, u64)], settings: &verge_config::ServerSettings) -> Result<FirstLoad, String> {
+    let mut reasons = Vec::new();
+    for (path, revision) in candidates {
+        let built = verge_config::from_file(path).map_err(|e| e.to_string()).and_then(|config| {
+            let base_dir = reload::base_dir(Some(path));
+            let engine = reload::hook_engine(&config.distribution, &base_dir)?;
+            let snapshot = Snapshot::build(config.distribution, &base_dir, engine.as_ref(), settings)?;
+            Ok(FirstLoad { path: path.clone(), revision: *revision, snapshot, engine })
+        });
+        match built {
+            Ok(load) => return Ok(load),
+            Err(e) => reasons.push(format!("{}: {e}", path.display())),
+        }
+    }
+    Err(reasons.join("\n"))
+}
+
+pub fn serve(config: PathBuf, listen: Vec<std::net::SocketAddr>, node: Option<Node>) -> ExitCode {
     init_logging();
-    let (file_settings, dist) = match verge_config::from_file(&config) {
-        Ok(config) => (config.server, config.distribution),
+    // A fleet node takes its `server` section from its file and its distribution from deployments.
+    let file_settings = match &node {
+        None => verge_config::from_file(&config).map(|c| c.server).map_err(|e| e.to_string()),
+        Some(_) => reload::node_settings(&config),
+    };
+    let file_settings = match file_settings {
+        Ok(settings) => settings,
         Err(e) => {
             eprintln!("{e}");
             return ExitCode::from(EXIT_CONFIG);
@@ -58,37 +99,83 @@ pub fn serve(config: PathBuf, listen: Vec<std::net::SocketAddr>) -> ExitCode {
         }
     };
     runtime.block_on(async move {
-        let base_dir = reload::base_dir(Some(&config));
-        let engine = match reload::hook_engine(&dist, &base_dir) {
-            Ok(engine) => engine,
-            Err(e) => {
-                eprintln!("verge: {e}");
-                return ExitCode::FAILURE;
+        let mut candidates = Vec::new();
+        let mut fleet = None;
+        if let Some(node) = node {
+            let state = match crate::fleet::state::State::open(&node.state_dir) {
+                Ok(state) => std::sync::Arc::new(state),
+                Err(e) => {
+                    eprintln!("verge: {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            let options = crate::fleet::agent::NodeOptions {
+                url: node.url,
+                node: node.node,
+                distribution: node.distribution,
+                state: state.clone(),
+            };
+            // The newest deployment first, then the last one served here, then the node's own file.
+            match crate::fleet::agent::bootstrap(&options, std::time::Duration::from_secs(3)).await {
+                Ok(Some(revision)) => candidates.push((state.incoming(), revision)),
+                Ok(None) => {}
+                Err(e) => tracing::warn!(target: "verge::fleet", "starting without NATS: {e}"),
             }
-        };
+            if state.current().exists() {
+                candidates.push((state.current(), state.revision()));
+            }
+            fleet = Some((options, state));
+        }
+        candidates.push((config.clone(), 0));
         // An origin that does not resolve or a function that cannot be loaded is a distribution error.
-        let snapshot = match Snapshot::build(dist, &base_dir, engine.as_ref(), &settings) {
-            Ok(s) => s,
+        let first = match first_load(&candidates, &settings) {
+            Ok(first) => first,
             Err(e) => {
                 eprintln!("verge: {e}");
                 return ExitCode::from(EXIT_CONFIG);
             }
         };
-        let admin_token = match admin_token(&settings, &base_dir) {
+        let mut path = first.path.clone();
+        if let Some((_, state)) = &fleet {
+            if path == state.incoming() {
+                if let Err(e) = state.promote(first.revision) {
+                    eprintln!("verge: {e}");
+                    return ExitCode::FAILURE;
+                }
+                path = state.current();
+            }
+        }
+        let admin_token = match admin_token(&settings, &reload::base_dir(Some(&config))) {
             Ok(token) => token,
             Err(e) => {
                 eprintln!("verge: {e}");
                 return ExitCode::from(EXIT_CONFIG);
             }
         };
-        let source = reload::Source { path: config, server: file_settings };
-        let started = match server::start(&settings, snapshot, source, engine, admin_token).await {
+        let settings_file = fleet.as_ref().map(|_| config.clone());
+        let source = reload::Source { path, server: file_settings, settings_file };
+        let started = match server::start(&settings, first.snapshot, source, first.engine, admin_token).await {
             Ok(s) => s,
             Err(e) => {
                 eprintln!("verge: {e}");
                 return ExitCode::FAILURE;
             }
         };
+        if let Some((options, _)) = fleet {
+            let listen = started
+                .listeners
+                .iter()
+                .map(|l| format!("{}://{}", if l.tls { "https" } else { "http" }, l.addr))
+                .collect();
+            let agent = crate::fleet::agent::Agent::new(
+                options,
+                started.reloader.clone(),
+                started.store,
+                first.revision,
+                listen,
+            );
+            tokio::spawn(agent.run());
+        }
         // The admin line comes first: a reader that saw `listening on` has seen everything.
         if let Some(addr) = started.admin_addr {
             println!("verge: admin API on http://{addr}");

@@ -49,7 +49,7 @@ impl AdminApp {
 }
 
 /// Validates every path first: a batch with one bad path removes nothing.
-fn invalidate(store: &ObjectStore, body: &str) -> Result<(usize, usize), String> {
+pub(crate) fn invalidate(store: &ObjectStore, body: &str) -> Result<(usize, usize), String> {
     let paths: Vec<InvalidationPath> =
         body.lines().map(str::trim).filter(|l| !l.is_empty()).map(InvalidationPath::parse).collect::<Result<_, _>>()?;
     if paths.is_empty() {

@@ -25,7 +25,7 @@ use pingora_core::apps::http_app::HttpServer;
 use reload::{Reloader, Source};
 use verge_config::ServerSettings;
 
-mod admin;
+pub(crate) mod admin;
 pub mod reload;
 pub mod tls;
 mod viewer;
@@ -47,6 +47,8 @@ pub struct Started {
     pub admin_addr: Option<SocketAddr>,
     /// Reloads the distribution file (none for the embedded demo).
     pub reloader: Arc<Reloader>,
+    /// The cache (a fleet node's invalidations go straight to it).
+    pub store: &'static ObjectStore,
     shutdown: watch::Sender<bool>,
     /// Requests being processed (drained on shutdown).
     in_flight: Arc<AtomicUsize>,
@@ -173,7 +175,7 @@ pub async fn start(
         let (fds, watch) = (fds.clone(), watch.clone());
         tokio::spawn(async move { service.start_service(Some(fds), watch, 1).await });
     }
-    Ok(Started { listeners: listeners.clone(), admin_addr, reloader, shutdown, in_flight })
+    Ok(Started { listeners: listeners.clone(), admin_addr, reloader, store, shutdown, in_flight })
 }
 
 /// Reloads on SIGHUP; on SIGTERM or SIGINT stops accepting and gives in-flight requests `GRACE` to

@@ -28,11 +28,16 @@ pub struct Source {
     pub path: PathBuf,
     /// The `server` section as the file had it at start (before command-line overrides).
     pub server: ServerSettings,
+    /// A fleet node: its own settings file, whose `server` section applies to every deployment it
+    /// serves (a deployment's own `server` section is not used). `None`: `path` holds both.
+    pub settings_file: Option<PathBuf>,
 }
 
 /// Reloads one distribution file into the live snapshot, one reload at a time.
 pub struct Reloader {
     source: Source,
+    /// The distribution file a plain reload reads (`source.path`, or a fleet node's last deployment).
+    current: Mutex<PathBuf>,
     shared: SharedSnapshot,
     /// The wasm engine, kept across reloads (started by the first distribution that needs it).
     engine: Mutex<Option<verge_hooks::HookEngine>>,
@@ -75,15 +80,23 @@ impl Reloader {
         engine: Option<verge_hooks::HookEngine>,
         tls: Option<Arc<ViewerTls>>,
     ) -> Self {
-        Self { source, shared, engine: Mutex::new(engine), tls, generation: Mutex::new(1) }
+        let current = Mutex::new(source.path.clone());
+        Self { source, current, shared, engine: Mutex::new(engine), tls, generation: Mutex::new(1) }
     }
 
     /// Reads, validates and loads the file, then swaps it in; blocking (compiling functions takes time),
     /// so call it off the async workers.
     pub fn reload(&self) -> Result<Reloaded, String> {
+        let path = self.current.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        self.reload_from(&path)
+    }
+
+    /// Reloads from `path` instead of the current file (a fleet node's staged deployment); the current
+    /// file does not change (`set_current` once the caller has kept `path`).
+    pub fn reload_from(&self, path: &Path) -> Result<Reloaded, String> {
         let started = Instant::now();
         let mut generation = self.generation.lock().unwrap_or_else(|e| e.into_inner());
-        let result = self.build();
+        let result = self.build(path);
         match result {
             Ok((snapshot, acceptor, ignored)) => {
                 self.shared.store(Arc::new(snapshot));
@@ -110,12 +123,23 @@ impl Reloader {
         }
     }
 
+    /// The file later plain reloads (SIGHUP, `POST /reload`) read.
+    pub fn set_current(&self, path: PathBuf) {
+        *self.current.lock().unwrap_or_else(|e| e.into_inner()) = path;
+    }
+
     #[allow(clippy::type_complexity)]
-    fn build(&self) -> Result<(Snapshot, Option<pingora_core::listeners::tls::Acceptor>, Vec<&'static str>), String> {
-        let config = verge_config::from_file(&self.source.path).map_err(|e| e.to_string())?;
+    fn build(
+        &self,
+        path: &Path,
+    ) -> Result<(Snapshot, Option<pingora_core::listeners::tls::Acceptor>, Vec<&'static str>), String> {
+        let mut config = verge_config::from_file(path).map_err(|e| e.to_string())?;
+        if let Some(settings_file) = &self.source.settings_file {
+            config.server = node_settings(settings_file)?;
+        }
         let ignored = changed_server_settings(&config.server, &self.source.server);
         let running = self.shared.load_full();
-        let base_dir = base_dir(Some(&self.source.path));
+        let base_dir = base_dir(Some(path));
         let mut engine = self.engine.lock().unwrap_or_else(|e| e.into_inner());
         if engine.is_none() {
             *engine = hook_engine(&config.distribution, &base_dir)?;
@@ -134,6 +158,14 @@ impl Reloader {
             Snapshot::build_after(config.distribution, &base_dir, engine.as_ref(), &config.server, Some(&running))?;
         Ok((snapshot, acceptor, ignored))
     }
+}
+
+/// A fleet node's own settings (the `server` section of its file), every path made absolute so it
+/// means the same file whatever directory the deployment is read from.
+pub fn node_settings(settings_file: &Path) -> Result<ServerSettings, String> {
+    let mut server = verge_config::server_from_file(settings_file).map_err(|e| e.to_string())?;
+    server.resolve_paths(&base_dir(Some(settings_file)));
+    Ok(server)
 }
 
 /// The process settings that differ between the file now and at start (named as the file names them).
