@@ -10,6 +10,7 @@ mod compression;
 mod dashboard;
 mod dns;
 mod examples;
+mod fleet;
 mod geo;
 mod hooks;
 mod reload;

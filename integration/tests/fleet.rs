@@ -1,0 +1,181 @@
+//! The fleet end to end: a real `nats-server -js`, several real verge nodes (`serve --nats`), the real
+//! `verge deploy`, `fleet status`, `invalidate --nats` and `invalidations list`, all on loopback.
+
+use std::time::{Duration, Instant};
+
+use crate::harness::*;
+
+/// A node's own file: its settings and the distribution it serves until the first deployment.
+fn node_yaml(origin: u16) -> String {
+    format!(
+        "server:\n  admin: {{listen: 127.0.0.1:0, unauthenticated: true}}\n\
+origins:\n  - {{id: app, domain_name: 127.0.0.1, http_port: {origin}}}\n\
+default_cache_behavior: {{target_origin_id: app}}\n"
+    )
+}
+
+/// A deployment: the origin gets `X-Rev: rev`; `cache_policy` as given.
+fn deployment(origin: u16, rev: &str, cache_policy: &str) -> String {
+    format!(
+        "origins:\n  - {{id: app, domain_name: 127.0.0.1, http_port: {origin}, custom_headers: {{X-Rev: '{rev}'}}}}\n\
+default_cache_behavior: {{target_origin_id: app, cache_policy: {cache_policy}}}\n"
+    )
+}
+
+fn rev_origin() -> Origin {
+    Origin::start(|req| {
+        OriginResponse::new(200, format!("rev={}", req.header("x-rev").unwrap_or("none")))
+            .header("cache-control", "max-age=600")
+    })
+}
+
+/// Polls `done` until it holds (a condition, not a fixed sleep), failing after the harness timeout.
+fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
+    let started = Instant::now();
+    while !done() {
+        assert!(started.elapsed() < TIMEOUT, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn live_nodes(nats: &Nats) -> String {
+    run_verge(&["fleet", "status", "--nats", &nats.url()]).1
+}
+
+fn wait_live(nats: &Nats, count: usize) {
+    wait_until(&format!("{count} live nodes"), || live_nodes(nats).contains(&format!("\n{count} live nodes")));
+}
+
+fn deploy(nats: &Nats, dir: &TempDir, yaml: &str, extra: &[&str]) -> (i32, String, String) {
+    let file = dir.path.join("distribution.yaml");
+    std::fs::write(&file, yaml).unwrap();
+    let url = nats.url();
+    let mut args = vec!["deploy", "--nats", url.as_str()];
+    args.extend_from_slice(extra);
+    args.push(file.to_str().unwrap());
+    run_verge(&args)
+}
+
+/// `… served by 3/3 live nodes in 41 ms: …` → 41.
+fn deploy_millis(out: &str) -> u64 {
+    let after = out.split(" live nodes in ").nth(1).expect("a deploy summary");
+    after.split(" ms").next().unwrap().parse().unwrap()
+}
+
+fn percentile(sorted: &[u64], p: f64) -> u64 {
+    sorted[((sorted.len() as f64 * p).ceil() as usize).clamp(1, sorted.len()) - 1]
+}
+
+#[test]
+fn a_deploy_reaches_every_node_and_one_that_does_not_load_is_refused_everywhere() {
+    let nats = Nats::start();
+    let origin = rev_origin();
+    let nodes: Vec<Verge> = ["edge-1", "edge-2", "edge-3"]
+        .iter()
+        .map(|id| Verge::start_node(TempDir::new(), &node_yaml(origin.port()), &nats.url(), id))
+        .collect();
+    wait_live(&nats, 3);
+    assert_eq!(nodes[0].get("/x").text(), "rev=none", "the node's own file serves before any deployment");
+
+    let dir = TempDir::new();
+    let mut millis = Vec::new();
+    for rev in 1..=20 {
+        let (code, out, err) =
+            deploy(&nats, &dir, &deployment(origin.port(), &rev.to_string(), "CachingDisabled"), &[]);
+        assert_eq!(code, 0, "{out}{err}");
+        assert!(out.contains("served by 3/3 live nodes"), "{out}{err}");
+        millis.push(deploy_millis(&out));
+    }
+    millis.sort_unstable();
+    println!(
+        "deploy to 3 nodes over 20 deploys: p50 {} ms, p99 {} ms, max {} ms",
+        percentile(&millis, 0.5),
+        percentile(&millis, 0.99),
+        millis[millis.len() - 1]
+    );
+    for node in &nodes {
+        assert_eq!(node.get("/x").text(), "rev=20", "{}", node.output());
+    }
+
+    // Valid here, but no node can load it (its origin does not resolve): every node refuses, says why,
+    // and keeps serving revision 20.
+    let bad =
+        deployment(origin.port(), "21", "CachingDisabled").replace("domain_name: 127.0.0.1", "domain_name: nx.invalid");
+    let (code, out, err) = deploy(&nats, &dir, &bad, &["--config-only", "--wait", "20"]);
+    assert_eq!(code, 1, "{out}{err}");
+    for id in ["edge-1", "edge-2", "edge-3"] {
+        assert!(err.contains(&format!("node {id} refused revision")), "{err}");
+    }
+    assert!(err.contains("nx.invalid"), "the reason is given: {err}");
+    for node in &nodes {
+        assert_eq!(node.get("/x").text(), "rev=20");
+    }
+    let status = live_nodes(&nats);
+    assert!(status.contains("refused") && status.contains("nx.invalid"), "{status}");
+
+    // A file that does not validate is never published.
+    let (code, _, err) = deploy(&nats, &dir, "origins: [", &[]);
+    assert_eq!(code, 64, "{err}");
+    assert!(err.contains("nothing was published"), "{err}");
+}
+
+#[test]
+fn an_invalidation_reaches_every_node_and_a_node_that_was_down_applies_it_when_it_returns() {
+    let nats = Nats::start();
+    let origin = rev_origin();
+    let mut nodes: Vec<Option<Verge>> = ["a", "b", "c"]
+        .iter()
+        .map(|id| Some(Verge::start_node(TempDir::new(), &node_yaml(origin.port()), &nats.url(), id)))
+        .collect();
+    wait_live(&nats, 3);
+    for node in nodes.iter().flatten() {
+        node.get("/x");
+        assert_eq!(node.get("/x").x_cache(), "Hit from verge");
+    }
+    assert_eq!(origin.count(), 3);
+
+    // Node c dies: the invalidation completes once c's status has expired and a and b acked.
+    let c_dir = nodes[2].take().unwrap().kill();
+    let (code, out, err) = run_verge(&["invalidate", "--nats", &nats.url(), "/x"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("Completed in"), "{out}");
+    let id = out.split_whitespace().nth(2).unwrap().to_string();
+    for node in nodes.iter().flatten() {
+        assert_eq!(node.get("/x").x_cache(), "Miss from verge", "{}", node.output());
+    }
+    let listed = run_verge(&["invalidations", "list", "--nats", &nats.url()]).1;
+    assert!(listed.contains(&id) && listed.contains("Completed"), "{listed}");
+
+    // c comes back as the same node: its durable consumer hands it what it missed.
+    let c = Verge::start_node(c_dir, &node_yaml(origin.port()), &nats.url(), "c");
+    assert!(c.wait_for_output(&format!("invalidation applied id={id}")), "{}", c.output());
+}
+
+#[test]
+fn with_nats_down_nodes_keep_serving_reload_and_restart_from_disk_then_catch_up() {
+    let mut nats = Nats::start();
+    let origin = rev_origin();
+    let node_a = Verge::start_node(TempDir::new(), &node_yaml(origin.port()), &nats.url(), "a");
+    let node_b = Verge::start_node(TempDir::new(), &node_yaml(origin.port()), &nats.url(), "b");
+    wait_live(&nats, 2);
+    let dir = TempDir::new();
+    let (code, out, err) = deploy(&nats, &dir, &deployment(origin.port(), "one", "CachingDisabled"), &[]);
+    assert_eq!(code, 0, "{out}{err}");
+
+    nats.stop();
+    assert_eq!(node_a.get("/x").text(), "rev=one");
+    let reloaded = http_request(node_b.admin.unwrap(), "POST", "/reload", &[], b"");
+    assert_eq!(reloaded.status, 200, "a local reload works without NATS: {}", reloaded.text());
+    assert_eq!(node_b.get("/x").text(), "rev=one", "the reload re-read the deployment, not the node's file");
+    // A node that restarts while NATS is down starts from its last deployment on disk.
+    let a_dir = node_a.kill();
+    let node_a = Verge::start_node(a_dir, &node_yaml(origin.port()), &nats.url(), "a");
+    assert_eq!(node_a.get("/x").text(), "rev=one", "{}", node_a.output());
+
+    nats.restart();
+    wait_live(&nats, 2);
+    let (code, out, err) = deploy(&nats, &dir, &deployment(origin.port(), "two", "CachingDisabled"), &[]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert_eq!(node_a.get("/x").text(), "rev=two");
+    assert_eq!(node_b.get("/x").text(), "rev=two");
+}
