@@ -1,6 +1,7 @@
 //! The fleet's commands: `verge deploy`, `verge fleet status`, `verge invalidate --nats` and
 //! `verge invalidations list` (the fleet itself: `fleet/`).
 
+use std::fmt::Write as _;
 use std::path::Path;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
@@ -69,7 +70,9 @@ pub fn status(url: &str) -> ExitCode {
         let buckets = buckets(url).await?;
         let nodes = buckets.live_nodes().await?;
         let now = fleet::now_ms();
-        println!(
+        let mut out = String::new();
+        let _ = writeln!(
+            out,
             "{:<16} {:<6} {:<16} {:>8}  {:<8} {:<28} refused",
             "NODE", "ROLE", "DISTRIBUTION", "REVISION", "SEEN", "LISTEN"
         );
@@ -78,7 +81,8 @@ pub fn status(url: &str) -> ExitCode {
             let behind = if n.revision < latest { format!(" (latest {latest})") } else { String::new() };
             let refused =
                 n.refused.as_ref().map_or("-".to_string(), |r| format!("revision {}: {}", r.revision, r.reason));
-            println!(
+            let _ = writeln!(
+                out,
                 "{:<16} {:<6} {:<16} {:>8}  {:<8} {:<28} {refused}{behind}",
                 n.node,
                 n.role,
@@ -88,7 +92,8 @@ pub fn status(url: &str) -> ExitCode {
                 n.listen.join(","),
             );
         }
-        println!("{} live nodes", nodes.len());
+        let _ = writeln!(out, "{} live nodes", nodes.len());
+        print_all(&out);
         Ok::<(), String>(())
     });
     exit(result)
@@ -122,10 +127,16 @@ pub fn invalidate(url: &str, distribution: &str, paths: &[String], wait: Duratio
 pub fn list_invalidations(url: &str) -> ExitCode {
     let result = block_on(async {
         let buckets = buckets(url).await?;
-        println!("{:<15} {:<11} {:<21} {:>8}  {:<12} paths", "ID", "STATUS", "CREATED", "MILLIS", "DISTRIBUTION");
+        let mut out = String::new();
+        let _ = writeln!(
+            out,
+            "{:<15} {:<11} {:<21} {:>8}  {:<12} paths",
+            "ID", "STATUS", "CREATED", "MILLIS", "DISTRIBUTION"
+        );
         for r in invalidations::list(&buckets).await? {
             let millis = r.completed_ms.map_or("-".to_string(), |c| c.saturating_sub(r.created_ms).to_string());
-            println!(
+            let _ = writeln!(
+                out,
                 "{:<15} {:<11} {:<21} {:>8}  {:<12} {}",
                 r.id,
                 r.status(),
@@ -135,9 +146,16 @@ pub fn list_invalidations(url: &str) -> ExitCode {
                 r.paths.join(" ")
             );
         }
+        print_all(&out);
         Ok::<(), String>(())
     });
     exit(result)
+}
+
+/// Writes a listing to stdout; a reader that went away (`| head`, `| grep -q`) is not an error.
+fn print_all(text: &str) {
+    use std::io::Write;
+    let _ = std::io::stdout().lock().write_all(text.as_bytes());
 }
 
 fn exit(result: Result<(), String>) -> ExitCode {

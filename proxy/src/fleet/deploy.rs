@@ -67,12 +67,20 @@ pub async fn deploy(url: &str, file: &Path, config: &Config, wait: Duration) -> 
         deployed_by: deployer(),
     };
     let value = serde_json::to_vec(&manifest).map_err(|e| e.to_string())?;
+    // The nodes to wait for: those live now, and any seen live while waiting (see `node_names`).
+    let mut known = buckets.node_names().await?;
     let started = Instant::now();
     let key = &config.distribution.id;
     let revision = buckets.deployments.put(key, value.into()).await.map_err(|e| format!("{key}: {e}"))?;
     println!("verge: deployment {key} revision {revision} published ({} function versions)", manifest.functions.len());
     loop {
-        let nodes = buckets.live_nodes().await?;
+        known.extend(buckets.node_names().await?);
+        let mut nodes = Vec::new();
+        for name in &known {
+            if let Some(status) = buckets.node_status(name).await? {
+                nodes.push(status);
+            }
+        }
         let mut outcome = Outcome { revision, served: vec![], refused: vec![], waiting: vec![], millis: 0 };
         for node in nodes.into_iter().filter(|n| n.distribution == *key) {
             match &node.refused {

@@ -121,20 +121,35 @@ impl Buckets {
         }
     }
 
-    /// Every live node's status (a node whose status expired is gone).
-    pub async fn live_nodes(&self) -> Result<Vec<NodeStatus>, String> {
+    /// The names of the live nodes. A listing can miss a key rewritten while it runs (the bucket keeps one
+    /// value per key, so the old message is gone and the new one lands after the listing's end): callers
+    /// that wait on nodes list again and keep the union.
+    pub async fn node_names(&self) -> Result<std::collections::BTreeSet<String>, String> {
         use futures::StreamExt;
         let mut keys = self.nodes.keys().await.map_err(|e| format!("{NODES}: {e}"))?;
-        let mut out = Vec::new();
+        let mut out = std::collections::BTreeSet::new();
         while let Some(key) = keys.next().await {
-            let Ok(key) = key else { continue };
-            if let Ok(Some(value)) = self.nodes.get(&key).await {
-                if let Ok(status) = serde_json::from_slice::<NodeStatus>(&value) {
-                    out.push(status);
-                }
+            if let Ok(key) = key {
+                out.insert(key);
             }
         }
-        out.sort_by(|a, b| a.node.cmp(&b.node));
+        Ok(out)
+    }
+
+    /// A node's status, read directly (`None` once it expired).
+    pub async fn node_status(&self, node: &str) -> Result<Option<NodeStatus>, String> {
+        let value = self.nodes.get(node).await.map_err(|e| format!("{NODES}: {e}"))?;
+        Ok(value.and_then(|v| serde_json::from_slice(&v).ok()))
+    }
+
+    /// Every live node's status, by name.
+    pub async fn live_nodes(&self) -> Result<Vec<NodeStatus>, String> {
+        let mut out = Vec::new();
+        for name in self.node_names().await? {
+            if let Some(status) = self.node_status(&name).await? {
+                out.push(status);
+            }
+        }
         Ok(out)
     }
 }
