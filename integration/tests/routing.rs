@@ -440,3 +440,41 @@ cache_behaviors:\n  - {path_pattern: /secure/*, target_origin_id: app, viewer_pr
     assert_eq!(untrusted.request("GET", "/secure/a", &https, b"").status, 403);
     assert_eq!(untrusted.request("GET", "/page", &https, b"").status, 301);
 }
+
+#[test]
+fn an_http_1_0_origin_is_answered_to_viewers_as_http_1_1_with_keep_alive() {
+    use std::io::{Read, Write};
+    let origin = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = origin.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for stream in origin.incoming() {
+            let Ok(mut stream) = stream else { break };
+            let mut buf = [0u8; 4096];
+            let _ = stream.read(&mut buf);
+            let _ = stream.write_all(b"HTTP/1.0 200 OK\r\nContent-Length: 2\r\nCache-Control: max-age=60\r\n\r\nok");
+        }
+    });
+    let verge = Verge::start(&one_origin(port, "default_cache_behavior:\n  target_origin_id: app\n"));
+    let mut viewer = std::net::TcpStream::connect(verge.addr).unwrap();
+    viewer.set_read_timeout(Some(TIMEOUT)).unwrap();
+    for expected in ["Miss from verge", "Hit from verge"] {
+        viewer.write_all(b"GET /old HTTP/1.1\r\nHost: example.com\r\n\r\n").unwrap();
+        let mut head = Vec::new();
+        let mut byte = [0u8; 1];
+        while !head.ends_with(b"\r\n\r\n") {
+            assert_eq!(
+                viewer.read(&mut byte).unwrap(),
+                1,
+                "the connection stays open: {}",
+                String::from_utf8_lossy(&head)
+            );
+            head.push(byte[0]);
+        }
+        let head = String::from_utf8_lossy(&head).to_ascii_lowercase();
+        assert!(head.starts_with("http/1.1 200"), "{head}");
+        assert!(head.contains(&expected.to_ascii_lowercase()), "{head}");
+        let mut body = [0u8; 2];
+        viewer.read_exact(&mut body).unwrap();
+        assert_eq!(&body, b"ok");
+    }
+}

@@ -538,6 +538,11 @@ impl ProxyHttp for VergeProxy {
         if ctx.is_generated_by_origin_request() {
             return Ok(());
         }
+        // The viewer gets verge's HTTP version, not the origin's: an HTTP/1.0 origin's status line passed
+        // on to an HTTP/1.1 viewer would take its keep-alive away (and it would be stored that way).
+        if resp.version != http::Version::HTTP_11 {
+            resp.set_version(http::Version::HTTP_11);
+        }
         ctx.origin_millis = Some(ctx.started.elapsed().as_millis() as u64);
         // origin-response runs for every origin answer, the primary's too when it then fails over.
         let origin_status = resp.status.as_u16();
