@@ -424,6 +424,9 @@ pub struct Origin {
     pub protocol_policy: ProtocolPolicy,
     /// A PEM CA bundle (relative to the file) that replaces the system roots for this origin.
     pub ca_bundle_file: Option<String>,
+    /// Misses go through the fleet's shield tier (CloudFront's OriginShield; a node outside a fleet, or
+    /// a fleet without shields, goes to the origin).
+    pub origin_shield: bool,
     /// Empty, or a prefix that starts with `/` and does not end with one.
     pub origin_path: String,
     /// Header name (as written) and value, added to every origin request.

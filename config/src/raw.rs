@@ -211,6 +211,15 @@ pub struct RawGeo {
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
+pub struct RawOriginShield {
+    pub enabled: bool,
+    /// CloudFront's OriginShieldRegion: taken and shown, not used (verge's shields are the fleet's
+    /// nodes with the shield role).
+    pub origin_shield_region: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct RawCache {
     pub memory_mb: Option<u64>,
     pub max_object_mb: Option<u64>,
@@ -230,6 +239,8 @@ pub struct RawOrigin {
     /// verge's own: a PEM bundle of the CAs this origin's certificate is checked against instead of the
     /// system roots (a private CA).
     pub ca_bundle_file: Option<String>,
+    /// CloudFront's OriginShield: misses go through the fleet's shield tier.
+    pub origin_shield: Option<RawOriginShield>,
     pub origin_path: Option<String>,
     #[serde(default)]
     pub custom_headers: BTreeMap<String, String>,

@@ -179,3 +179,70 @@ fn with_nats_down_nodes_keep_serving_reload_and_restart_from_disk_then_catch_up(
     assert_eq!(node_a.get("/x").text(), "rev=two");
     assert_eq!(node_b.get("/x").text(), "rev=two");
 }
+
+/// A deployment whose origin is shielded; objects cached for 10 minutes.
+fn shielded(origin: u16) -> String {
+    format!(
+        "origins:\n  - {{id: app, domain_name: 127.0.0.1, http_port: {origin}, origin_shield: {{enabled: true, origin_shield_region: us-east-1}}}}\n\
+default_cache_behavior: {{target_origin_id: app, cache_policy: CachingOptimized}}\n"
+    )
+}
+
+#[test]
+fn the_shield_tier_fetches_each_object_once_for_the_fleet_and_a_dead_shield_fails_no_request() {
+    let nats = Nats::start();
+    let origin = Origin::start(|req| {
+        OriginResponse::new(200, format!("object {}", req.path())).header("cache-control", "max-age=600")
+    });
+    let yaml = node_yaml(origin.port());
+    let shields: Vec<Verge> = ["shield-1", "shield-2"]
+        .iter()
+        .map(|id| Verge::start_node_as(TempDir::new(), &yaml, &nats.url(), id, "shield"))
+        .collect();
+    let edges: Vec<Verge> = ["edge-1", "edge-2", "edge-3"]
+        .iter()
+        .map(|id| Verge::start_node(TempDir::new(), &yaml, &nats.url(), id))
+        .collect();
+    wait_live(&nats, 5);
+    let dir = TempDir::new();
+    let (code, out, err) = deploy(&nats, &dir, &shielded(origin.port()), &[]);
+    assert_eq!(code, 0, "{out}{err}");
+    for edge in &edges {
+        assert!(edge.wait_for_output("shields=2"), "{}", edge.output());
+    }
+
+    // 100 concurrent requests for one cold object over three edges: one origin fetch for the fleet.
+    std::thread::scope(|scope| {
+        for i in 0..100 {
+            let edge = &edges[i % 3];
+            scope.spawn(move || {
+                let response = edge.get("/cold");
+                assert_eq!((response.status, response.text()), (200, "object /cold".to_string()));
+            });
+        }
+    });
+    assert_eq!(origin.count(), 1, "the origin saw one request for the whole fleet");
+
+    // Fetched through edge-1, then missed at edge-2: the shield had it.
+    edges[0].get("/warm");
+    assert_eq!(edges[1].get("/warm").x_cache(), "Miss from verge");
+    assert!(edges[1].wait_for_output("detailed_result=\"OriginShieldHit\""), "{}", edges[1].output());
+    assert_eq!(origin.count(), 2);
+
+    // A shield dies: no request fails (its keys go to the origin until the ring drops it, then to the
+    // other shield), and once the ring has one shield, each new object is fetched once.
+    let mut shields = shields.into_iter();
+    let _dead = shields.next().unwrap().kill();
+    for i in 0..30 {
+        let response = edges[i % 3].get(&format!("/after-{i}"));
+        assert_eq!(response.status, 200, "{}", edges[i % 3].output());
+    }
+    for edge in &edges {
+        assert!(edge.wait_for_output("shields=1"), "{}", edge.output());
+    }
+    let before = origin.count();
+    for i in 0..30 {
+        assert_eq!(edges[i % 3].get(&format!("/settled-{}", i / 3)).status, 200);
+    }
+    assert_eq!(origin.count(), before + 10, "ten objects, each fetched once through the one shield");
+}

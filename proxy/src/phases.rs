@@ -29,6 +29,7 @@ use crate::edge::outcome::{ErrorCause, LoggedResult, Outcome};
 use crate::edge::request_id::new_request_id;
 use crate::edge::respond::{self, EdgeError, EdgeResponse};
 use crate::edge::response_policy::PolicyRequest;
+use crate::fleet::shield;
 use crate::observe::{access_log, metrics};
 use crate::observe::{cloudfront_log, realtime_log};
 use crate::snapshot::SharedSnapshot;
@@ -254,7 +255,37 @@ fn proxied_outcome(session: &Session, ctx: &RequestContext, status: u16) -> Outc
     }
 }
 
+/// The shield a miss goes through: an edge node's miss (not a shield's, not a request a shield already
+/// failed), cacheable, for an origin with `origin_shield`, when the fleet has shields.
+fn shield_for(session: &Session, ctx: &RequestContext) -> Option<std::net::SocketAddr> {
+    if ctx.from_edge || ctx.route.shield_skipped || !session.cache.enabled() {
+        return None;
+    }
+    if !ctx.snapshot.dist.origins[ctx.route.origin].origin_shield {
+        return None;
+    }
+    let ring = shield::ring()?;
+    ring.owner(&pingora_cache::key::CacheHashKey::primary_bin(session.cache.cache_key()))
+}
+
 impl VergeProxy {
+    /// A request from an edge node of the fleet (its hop header carries the fleet's secret): marks the
+    /// context and gives the viewer (address, came over HTTPS) the edge names. The hop headers are
+    /// removed from every request, believed or not: they never reach an origin or a function.
+    fn shield_hop(&self, session: &mut Session, ctx: &mut RequestContext) -> Option<(std::net::IpAddr, bool)> {
+        let req = session.req_header();
+        let hop = req.headers.get(shield::HOP_HEADER)?;
+        ctx.from_edge = shield::is_hop(Some(hop));
+        let viewer = req.headers.get(shield::VIEWER_HEADER).and_then(|v| v.to_str().ok()).and_then(|v| {
+            let (ip, scheme) = v.split_once(' ')?;
+            Some((ip.parse().ok()?, scheme == "https"))
+        });
+        let req = session.req_header_mut();
+        req.remove_header(shield::HOP_HEADER);
+        req.remove_header(shield::VIEWER_HEADER);
+        viewer.filter(|_| ctx.from_edge)
+    }
+
     /// Sends a custom error page in place of an error verge raised (or a body-less origin error).
     async fn send_custom_error_page(
         &self,
@@ -346,6 +377,7 @@ impl ProxyHttp for VergeProxy {
             }
             Err(_) => return self.reject(session, ctx, EdgeError::AmbiguousPath).await,
         }
+        let edge_viewer = self.shield_hop(session, ctx);
         let snapshot = ctx.snapshot.clone();
         if !snapshot.dist.enabled {
             return self.reject(session, ctx, EdgeError::DistributionDisabled).await;
@@ -364,6 +396,18 @@ impl ProxyHttp for VergeProxy {
         }
         ctx.route.behavior = snapshot.behavior_for(req.uri.path());
         let behavior = snapshot.behavior(ctx.route.behavior);
+        if ctx.from_edge {
+            // The edge node that sent this miss did the viewer-facing part already.
+            ctx.route.viewer_https = edge_viewer.is_some_and(|(_, https)| https);
+            if let Some((viewer, _)) = edge_viewer {
+                ctx.client_ip = viewer.to_string();
+            }
+            if !behavior.allowed_methods.contains(req.method.as_str()) {
+                return self.reject(session, ctx, EdgeError::MethodNotAllowed).await;
+            }
+            ctx.route.origin = snapshot.primary_origin(behavior.target);
+            return Ok(false);
+        }
         if let Some(policy) = &behavior.response_headers_policy {
             ctx.response_policy = Some(PolicyRequest::new(policy, session.req_header()));
         }
@@ -498,6 +542,15 @@ impl ProxyHttp for VergeProxy {
 
     /// origin-request runs here: once per origin tried (failover calls this again), before connecting.
     async fn upstream_peer(&self, session: &mut Session, ctx: &mut RequestContext) -> Result<Box<HttpPeer>> {
+        // A shielded origin's miss goes to the shield that owns its key; origin-request runs there.
+        if let Some(shield) = shield_for(session, ctx) {
+            ctx.route.shield = Some(shield);
+            let origin = &ctx.snapshot.dist.origins[ctx.route.origin];
+            let mut peer = HttpPeer::new(shield, false, String::new());
+            peer.options.connection_timeout = Some(Duration::from_secs(2));
+            peer.options.read_timeout = Some(Duration::from_secs(origin.read_timeout_secs + 5));
+            return Ok(Box::new(peer));
+        }
         triggers::origin_request(session, ctx).await?;
         Ok(Box::new(triggers::peer(ctx)))
     }
@@ -524,6 +577,15 @@ impl ProxyHttp for VergeProxy {
         ctx: &mut RequestContext,
     ) -> Result<()> {
         ctx.ensure_client_ip(session);
+        if ctx.route.shield.is_some() {
+            // To the shield: the viewer's request as viewer-request left it, marked as the fleet's hop.
+            let secret = shield::secret()
+                .ok_or_else(|| Error::explain(pingora_error::ErrorType::InternalError, "no fleet secret"))?;
+            req.insert_header(shield::HOP_HEADER, secret.as_str())?;
+            let scheme = if ctx.route.viewer_https { "https" } else { "http" };
+            req.insert_header(shield::VIEWER_HEADER, format!("{} {scheme}", ctx.client_ip))?;
+            return Ok(());
+        }
         triggers::prepare_origin_request(req, ctx)
     }
 
@@ -544,6 +606,11 @@ impl ProxyHttp for VergeProxy {
             resp.set_version(http::Version::HTTP_11);
         }
         ctx.origin_millis = Some(ctx.started.elapsed().as_millis() as u64);
+        if ctx.route.shield.is_some() {
+            // origin-response ran at the shield; its X-Cache says whether it had the object.
+            ctx.shield_hit = resp.headers.get("x-cache").is_some_and(|v| v.as_bytes().starts_with(b"Hit"));
+            return Ok(());
+        }
         // origin-response runs for every origin answer, the primary's too when it then fails over.
         let origin_status = resp.status.as_u16();
         triggers::origin_response(resp, ctx).await?;
@@ -661,6 +728,13 @@ impl ProxyHttp for VergeProxy {
         ctx: &mut RequestContext,
     ) -> Result<()> {
         let status = resp.status.as_u16();
+        if ctx.from_edge {
+            // The edge runs viewer-response and error pages for its viewer.
+            let outcome = proxied_outcome(session, ctx, status);
+            ctx.outcome = Some(outcome);
+            ctx.response_started = Some(ctx.started.elapsed());
+            return respond::edge_headers(resp, outcome, ctx);
+        }
         if status >= 400 && !error_pages::is_page_fetch(session) && ctx.snapshot.custom_error_page(status).is_some() {
             if let Some((page, body)) = error_pages::fetch(session, ctx, status).await {
                 // The page replaces the error; viewer-response does not run for it.
@@ -708,6 +782,13 @@ impl ProxyHttp for VergeProxy {
         ctx: &mut RequestContext,
         mut e: Box<Error>,
     ) -> Box<Error> {
+        if let Some(shield) = ctx.route.shield.take() {
+            // A shield that cannot be reached is skipped: the request goes to the origin itself.
+            tracing::warn!(target: "verge::fleet", %shield, request_id = %ctx.request_id, "shield unreachable, going to the origin: {e}");
+            ctx.route.shield_skipped = true;
+            e.set_retry(true);
+            return e;
+        }
         ctx.route.attempts += 1;
         let origin = &ctx.snapshot.dist.origins[ctx.route.origin];
         // Names the origin and the reason (refused, timed out, a TLS handshake or certificate failure).
@@ -812,7 +893,11 @@ impl ProxyHttp for VergeProxy {
         let status = session.response_written().map_or(0, |r| r.status.as_u16());
         let hung_up = e.is_some_and(|e| e.esource() == &pingora_error::ErrorSource::Downstream);
         let outcome = ctx.outcome.unwrap_or(Outcome::Error(ErrorCause::Internal));
-        let result = LoggedResult::of(outcome, hung_up);
+        let mut result = LoggedResult::of(outcome, hung_up);
+        if ctx.shield_hit && outcome == Outcome::Miss && !hung_up {
+            // CloudFront's name for a miss the shield tier had.
+            result.detailed = "OriginShieldHit";
+        }
         let elapsed = ctx.started.elapsed();
         let req = session.req_header();
         metrics::request(&metrics::Counted {

@@ -381,6 +381,7 @@ fn validate_origins(raw: &[RawOrigin], p: &mut Problems) -> Vec<Origin> {
             https_port: check_port(&format!("{key}.https_port"), o.https_port, 443, p),
             protocol_policy,
             ca_bundle_file: o.ca_bundle_file.clone(),
+            origin_shield: o.origin_shield.as_ref().is_some_and(|s| s.enabled),
             origin_path,
             custom_headers,
             connection_attempts: p.range(&format!("{key}.connection_attempts"), o.connection_attempts, 1, 3, 3) as u8,

@@ -162,10 +162,27 @@ impl Verge {
     /// A fleet node: `verge serve --config DIR/node.yaml --nats URL --node-id ID` (its state directory is
     /// under `dir`, so a node started again in the same directory is the same node).
     pub fn start_node(dir: TempDir, yaml: &str, nats: &str, node: &str) -> Self {
+        Self::start_node_as(dir, yaml, nats, node, "edge")
+    }
+
+    /// `start_node` with a role (`edge`, `shield`).
+    pub fn start_node_as(dir: TempDir, yaml: &str, nats: &str, node: &str, role: &str) -> Self {
         let path = dir.path.join("node.yaml");
         std::fs::write(&path, yaml).unwrap();
         let config = path.to_str().unwrap().to_string();
-        let args = ["serve", "--config", &config, "--listen", "127.0.0.1:0", "--nats", nats, "--node-id", node];
+        let args = [
+            "serve",
+            "--config",
+            &config,
+            "--listen",
+            "127.0.0.1:0",
+            "--nats",
+            nats,
+            "--node-id",
+            node,
+            "--role",
+            role,
+        ];
         Self::spawn(dir, &args)
     }
 

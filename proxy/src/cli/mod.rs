@@ -54,6 +54,9 @@ struct FleetNode {
     /// The distribution id to serve.
     #[arg(long, default_value = DEFAULT_DISTRIBUTION)]
     distribution: String,
+    /// `edge` (serves viewers; misses of origins with `origin_shield` go to the shield tier) or `shield`.
+    #[arg(long, default_value = "edge", value_parser = ["edge", "shield"])]
+    role: String,
     /// Where the node keeps its last good deployment (default: `.verge-fleet/NODE` beside the config).
     #[arg(long)]
     state_dir: Option<PathBuf>,
@@ -198,7 +201,7 @@ pub fn run() -> ExitCode {
                     let state_dir = fleet.state_dir.unwrap_or_else(|| {
                         crate::server::reload::base_dir(Some(&config)).join(".verge-fleet").join(&node)
                     });
-                    Some(serve::Node { url, node, distribution: fleet.distribution, state_dir })
+                    Some(serve::Node { url, node, role: fleet.role, distribution: fleet.distribution, state_dir })
                 }
                 None => None,
             };

@@ -38,6 +38,7 @@ fn admin_token(settings: &verge_config::ServerSettings, base_dir: &std::path::Pa
 pub struct Node {
     pub url: String,
     pub node: String,
+    pub role: String,
     pub distribution: String,
     pub state_dir: PathBuf,
 }
@@ -112,6 +113,7 @@ pub fn serve(config: PathBuf, listen: Vec<std::net::SocketAddr>, node: Option<No
             let options = crate::fleet::agent::NodeOptions {
                 url: node.url,
                 node: node.node,
+                role: node.role,
                 distribution: node.distribution,
                 state: state.clone(),
             };

@@ -42,6 +42,11 @@ pub struct RequestContext {
     pub response_started: Option<std::time::Duration>,
     /// Compressing the origin's body on its way to the cache (`edge/compress.rs`).
     pub compressor: Option<super::compress::Compressor>,
+    /// This request is an edge node's miss forwarded to this node as the fleet's shield: the edge ran the
+    /// viewer-facing part (viewer triggers, policies, redirects, error pages), this node runs the rest.
+    pub from_edge: bool,
+    /// A miss fetched through a shield that had the object (`OriginShieldHit`).
+    pub shield_hit: bool,
 }
 
 /// Where the request goes.
@@ -57,6 +62,10 @@ pub struct Route {
     /// The viewer came over HTTPS (a TLS listener or a trusted proxy's word): `match-viewer` origins
     /// are then reached over TLS.
     pub viewer_https: bool,
+    /// The fleet's shield this miss is fetched through (`fleet/shield.rs`), instead of the origin.
+    pub shield: Option<std::net::SocketAddr>,
+    /// The shield could not be reached: this request goes to the origin itself.
+    pub shield_skipped: bool,
 }
 
 /// What the origin-request function did (it runs once per origin tried, before connecting).
@@ -139,6 +148,8 @@ impl RequestContext {
                 attempts: 0,
                 origin_override: None,
                 viewer_https: false,
+                shield: None,
+                shield_skipped: false,
             },
             origin_request: OriginRequestState::NotRun,
             bodies: Bodies::default(),
@@ -150,6 +161,8 @@ impl RequestContext {
             response_started: None,
             compressor: None,
             outcome: None,
+            from_edge: false,
+            shield_hit: false,
         }
     }
 

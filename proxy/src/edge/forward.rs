@@ -185,6 +185,7 @@ mod tests {
             https_port,
             protocol_policy: verge_config::model::ProtocolPolicy::HttpOnly,
             ca_bundle_file: None,
+            origin_shield: false,
             origin_path: String::new(),
             custom_headers: Vec::new(),
             connection_attempts: 1,

@@ -162,7 +162,7 @@ pub fn edge_headers(resp: &mut ResponseHeader, outcome: Outcome, ctx: &RequestCo
     resp.insert_header("via", ctx.snapshot.via_value.clone())?;
     resp.insert_header("x-amz-cf-id", ctx.request_id.as_str())?;
     if let Some(policy) = &ctx.response_policy {
-        super::response_policy::apply(resp, policy, outcome, &ctx.request_id, ctx.origin_millis)?;
+        super::response_policy::apply(resp, policy, outcome, &ctx.request_id, ctx.origin_millis, ctx.shield_hit)?;
     }
     Ok(())
 }

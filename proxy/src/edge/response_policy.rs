@@ -73,6 +73,7 @@ pub fn apply(
     outcome: Outcome,
     request_id: &str,
     origin_millis: Option<u64>,
+    shield_hit: bool,
 ) -> Result<()> {
     let policy = &request.policy;
     for name in &policy.remove {
@@ -114,14 +115,19 @@ pub fn apply(
         }
     }
     if request.server_timing {
+        let from_shield = shield_hit && outcome == Outcome::Miss;
         let cache = match outcome.result_type() {
             ResultType::Hit => "cdn-cache-hit",
             ResultType::RefreshHit => "cdn-cache-refresh",
+            _ if from_shield => "cdn-cache-hit",
             _ => "cdn-cache-miss",
         };
         let mut value = format!("{cache},cdn-pop;desc=\"verge\",cdn-rid;desc=\"{request_id}\"");
         if matches!(outcome, Outcome::Hit | Outcome::RefreshHit) {
             value.push_str(",cdn-hit-layer;desc=\"EDGE\"");
+        } else if from_shield {
+            // The edge missed and the fleet's shield had it (CloudFront's layer name).
+            value.push_str(",cdn-hit-layer;desc=\"Origin Shield\"");
         }
         if let Some(ms) = origin_millis {
             value.push_str(&format!(",cdn-upstream-fbl;dur={ms}"));

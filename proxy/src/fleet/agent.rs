@@ -11,6 +11,7 @@ use std::time::Duration;
 use async_nats::jetstream;
 use futures::StreamExt;
 
+use super::shield::{self, ShieldRing};
 use super::state::State;
 use super::{invalidations, now_ms, Buckets, Manifest, NodeStatus, Refusal, HEARTBEAT};
 use crate::cache::storage::ObjectStore;
@@ -20,6 +21,8 @@ use crate::server::reload::Reloader;
 pub struct NodeOptions {
     pub url: String,
     pub node: String,
+    /// `edge` (forwards misses of shielded origins to the shield tier) or `shield`.
+    pub role: String,
     pub distribution: String,
     pub state: Arc<State>,
 }
@@ -40,6 +43,14 @@ pub async fn bootstrap(options: &NodeOptions, timeout: Duration) -> Result<Optio
     Ok(Some(entry.revision))
 }
 
+/// The fleet's hop secret: made by the first node that needs it (a KV create either wins or finds it).
+async fn hop_secret(buckets: &Buckets) -> Result<String, String> {
+    const KEY: &str = "fleet.hop-secret";
+    let _ = buckets.deployments.create(KEY, shield::new_secret()?.into()).await;
+    let value = buckets.deployments.get(KEY).await.map_err(|e| format!("{KEY}: {e}"))?;
+    value.map(|v| String::from_utf8_lossy(&v).into_owned()).ok_or_else(|| format!("{KEY} is missing"))
+}
+
 pub struct Agent {
     options: NodeOptions,
     reloader: Arc<Reloader>,
@@ -57,7 +68,7 @@ impl Agent {
     ) -> Arc<Self> {
         let status = NodeStatus {
             node: options.node.clone(),
-            role: "edge".to_string(),
+            role: options.role.clone(),
             distribution: options.distribution.clone(),
             revision,
             refused: None,
@@ -85,7 +96,9 @@ impl Agent {
         let client = super::connect(&self.options.url, Duration::from_secs(5)).await?;
         let buckets = Arc::new(Buckets::open(client.clone()).await?);
         tracing::info!(target: "verge::fleet", node = %self.options.node, url = %self.options.url, "connected to the fleet");
+        shield::set_secret(hop_secret(&buckets).await?);
         self.publish_status(&buckets).await?;
+        self.refresh_ring(&buckets).await;
         let heartbeat = {
             let (agent, buckets) = (self.clone(), buckets.clone());
             tokio::spawn(async move {
@@ -94,6 +107,7 @@ impl Agent {
                     if agent.publish_status(&buckets).await.is_err() {
                         break;
                     }
+                    agent.refresh_ring(&buckets).await;
                 }
             })
         };
@@ -105,6 +119,25 @@ impl Agent {
         heartbeat.abort();
         consumer.abort();
         watched
+    }
+
+    /// An edge's ring: the live shields serving its distribution (a shield forwards to no one).
+    async fn refresh_ring(&self, buckets: &Buckets) {
+        if self.options.role != "edge" {
+            return;
+        }
+        let Ok(nodes) = buckets.live_nodes().await else { return };
+        let shields: Vec<std::net::SocketAddr> = nodes
+            .iter()
+            .filter(|n| {
+                n.role == "shield" && n.distribution == self.options.distribution && n.node != self.options.node
+            })
+            .filter_map(|n| n.listen.iter().find_map(|l| l.strip_prefix("http://")?.parse().ok()))
+            .collect();
+        let count = shields.len();
+        if shield::install(ShieldRing::new(shields)) {
+            tracing::info!(target: "verge::fleet", shields = count, "shield ring changed");
+        }
     }
 
     async fn publish_status(&self, buckets: &Buckets) -> Result<(), String> {

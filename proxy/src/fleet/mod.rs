@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 pub mod agent;
 pub mod deploy;
 pub mod invalidations;
+pub mod shield;
 pub mod state;
 
 pub const DEPLOYMENTS: &str = "verge_deployments";
