@@ -149,6 +149,16 @@ fn an_invalidation_reaches_every_node_and_a_node_that_was_down_applies_it_when_i
     // c comes back as the same node: its durable consumer hands it what it missed.
     let c = Verge::start_node(c_dir, &node_yaml(origin.port()), &nats.url(), "c");
     assert!(c.wait_for_output(&format!("invalidation applied id={id}")), "{}", c.output());
+
+    // A fleet node's admin API publishes to the fleet: every node applies it.
+    let a = nodes[0].as_ref().unwrap();
+    let answer = http_request(a.admin.unwrap(), "POST", "/invalidations", &[], b"/y\n");
+    assert_eq!(answer.status, 202, "{}", answer.text());
+    let text = answer.text();
+    let id = text.split("\"id\":\"").nth(1).and_then(|t| t.split('"').next()).expect("an id").to_string();
+    for node in [a, nodes[1].as_ref().unwrap(), &c] {
+        assert!(node.wait_for_output(&format!("invalidation applied id={id}")), "{}", node.output());
+    }
 }
 
 #[test]

@@ -57,6 +57,10 @@ struct FleetNode {
     /// `edge` (serves viewers; misses of origins with `origin_shield` go to the shield tier) or `shield`.
     #[arg(long, default_value = "edge", value_parser = ["edge", "shield"])]
     role: String,
+    /// The address other nodes reach this node's plain HTTP listener at (shields: edges send misses
+    /// there); default the listener's own address (which must then not be 0.0.0.0).
+    #[arg(long)]
+    advertise: Option<std::net::SocketAddr>,
     /// Where the node keeps its last good deployment (default: `.verge-fleet/NODE` beside the config).
     #[arg(long)]
     state_dir: Option<PathBuf>,
@@ -201,7 +205,14 @@ pub fn run() -> ExitCode {
                     let state_dir = fleet.state_dir.unwrap_or_else(|| {
                         crate::server::reload::base_dir(Some(&config)).join(".verge-fleet").join(&node)
                     });
-                    Some(serve::Node { url, node, role: fleet.role, distribution: fleet.distribution, state_dir })
+                    Some(serve::Node {
+                        url,
+                        node,
+                        role: fleet.role,
+                        distribution: fleet.distribution,
+                        state_dir,
+                        advertise: fleet.advertise,
+                    })
                 }
                 None => None,
             };

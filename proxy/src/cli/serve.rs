@@ -39,6 +39,7 @@ pub struct Node {
     pub url: String,
     pub node: String,
     pub role: String,
+    pub advertise: Option<std::net::SocketAddr>,
     pub distribution: String,
     pub state_dir: PathBuf,
 }
@@ -102,6 +103,7 @@ pub fn serve(config: PathBuf, listen: Vec<std::net::SocketAddr>, node: Option<No
     runtime.block_on(async move {
         let mut candidates = Vec::new();
         let mut fleet = None;
+        let advertise = node.as_ref().and_then(|n| n.advertise);
         if let Some(node) = node {
             let state = match crate::fleet::state::State::open(&node.state_dir) {
                 Ok(state) => std::sync::Arc::new(state),
@@ -126,6 +128,10 @@ pub fn serve(config: PathBuf, listen: Vec<std::net::SocketAddr>, node: Option<No
             if state.current().exists() {
                 candidates.push((state.current(), state.revision()));
             }
+            crate::fleet::set_link(crate::fleet::Link {
+                url: options.url.clone(),
+                distribution: options.distribution.clone(),
+            });
             fleet = Some((options, state));
         }
         candidates.push((config.clone(), 0));
@@ -164,11 +170,14 @@ pub fn serve(config: PathBuf, listen: Vec<std::net::SocketAddr>, node: Option<No
             }
         };
         if let Some((options, _)) = fleet {
-            let listen = started
-                .listeners
-                .iter()
-                .map(|l| format!("{}://{}", if l.tls { "https" } else { "http" }, l.addr))
-                .collect();
+            let listen = match advertise {
+                Some(addr) => vec![format!("http://{addr}")],
+                None => started
+                    .listeners
+                    .iter()
+                    .map(|l| format!("{}://{}", if l.tls { "https" } else { "http" }, l.addr))
+                    .collect(),
+            };
             let agent = crate::fleet::agent::Agent::new(
                 options,
                 started.reloader.clone(),

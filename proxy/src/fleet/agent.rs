@@ -133,6 +133,8 @@ impl Agent {
                 n.role == "shield" && n.distribution == self.options.distribution && n.node != self.options.node
             })
             .filter_map(|n| n.listen.iter().find_map(|l| l.strip_prefix("http://")?.parse().ok()))
+            // A shield bound to 0.0.0.0 without --advertise cannot be reached by that address.
+            .filter(|addr: &std::net::SocketAddr| !addr.ip().is_unspecified())
             .collect();
         let count = shields.len();
         if shield::install(ShieldRing::new(shields)) {

@@ -69,6 +69,23 @@ pub struct Refusal {
     pub reason: String,
 }
 
+/// A fleet node's NATS and distribution, for the admin API (its invalidations are the fleet's).
+pub struct Link {
+    pub url: String,
+    pub distribution: String,
+}
+
+static LINK: std::sync::OnceLock<Link> = std::sync::OnceLock::new();
+
+/// Set once by a node that joins a fleet.
+pub fn set_link(link: Link) {
+    let _ = LINK.set(link);
+}
+
+pub fn link() -> Option<&'static Link> {
+    LINK.get()
+}
+
 /// Milliseconds since the Unix epoch.
 pub fn now_ms() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)

@@ -48,6 +48,29 @@ impl AdminApp {
     }
 }
 
+/// On a fleet node an invalidation is the fleet's: published for every node (this one included, through
+/// its own consumer), answered with its id while InProgress (`verge invalidations list` follows it).
+async fn fleet_invalidation(body: &str) -> Response<Vec<u8>> {
+    let Some(link) = crate::fleet::link() else { unreachable!("checked by the caller") };
+    let paths: Vec<String> = body.lines().map(str::trim).filter(|l| !l.is_empty()).map(str::to_string).collect();
+    let published = async {
+        let client = crate::fleet::connect(&link.url, std::time::Duration::from_secs(5)).await?;
+        let buckets = crate::fleet::Buckets::open(client).await?;
+        crate::fleet::invalidations::publish(&buckets, &link.distribution, &paths).await
+    };
+    match published.await {
+        Ok(record) => json_answer(
+            StatusCode::ACCEPTED,
+            json!({ "id": record.id, "status": record.status(), "paths": record.paths.len(), "fleet": true }),
+        ),
+        Err(reason) if reason.starts_with("cannot connect") => json_answer(
+            StatusCode::SERVICE_UNAVAILABLE,
+            json!({ "error": format!("{reason}: nothing was invalidated (a fleet's invalidations go to every node)") }),
+        ),
+        Err(reason) => json_answer(StatusCode::BAD_REQUEST, json!({ "error": reason })),
+    }
+}
+
 /// Validates every path first: a batch with one bad path removes nothing.
 pub(crate) fn invalidate(store: &ObjectStore, body: &str) -> Result<(usize, usize), String> {
     let paths: Vec<InvalidationPath> =
@@ -161,6 +184,9 @@ impl ServeHttp for AdminApp {
                 crate::observe::metrics::render(self.store, &self.snapshot.load()).into_bytes(),
             ),
             ("POST", "/reload") => self.reload().await,
+            ("POST", "/invalidations") if crate::fleet::link().is_some() => {
+                fleet_invalidation(&String::from_utf8_lossy(&body)).await
+            }
             ("POST", "/invalidations") => match invalidate(self.store, &String::from_utf8_lossy(&body)) {
                 Ok((paths, removed)) => {
                     tracing::info!(paths, removed, "invalidation");
