@@ -55,6 +55,45 @@ for nodes in 3 5; do
   until ! $V fleet status --nats "$NATS" | grep -q "^n$nodes-"; do sleep 0.2; done
 done
 
+# Origin requests per object: 3 edges (+ 1 shield), 50 objects each asked of every edge at once, without
+# and with origin_shield; the origin (its own nginx) counts the requests in its access log.
+COUNTED=$(free_port)
+cat > "$WORK/counted.conf" <<CONF
+worker_processes 1; daemon off; pid $WORK/counted.pid; error_log $WORK/counted-error.log warn;
+events { worker_connections 1024; }
+http { access_log $WORK/counted.log; server { listen 127.0.0.1:$COUNTED; root $WORK/www; add_header Cache-Control "max-age=3600"; } }
+CONF
+for i in $(seq 1 50); do cp "$WORK/www/1k.bin" "$WORK/www/false-$i.bin"; cp "$WORK/www/1k.bin" "$WORK/www/true-$i.bin"; done
+nginx -c "$WORK/counted.conf" -p "$WORK" &
+wait_port "$COUNTED"
+pids=()
+for node in shield-1 edge-1 edge-2 edge-3; do
+  mkdir -p "$WORK/$node"
+  verge_hit_config 0 "$COUNTED" "$WORK/$node/node.yaml"
+  sed -i 's/listen: \["127.0.0.1:0"\], //' "$WORK/$node/node.yaml"
+  role=edge; [ "${node%%-*}" = shield ] && role=shield
+  VERGE_LOG=warn,verge::fleet=info $V serve --config "$WORK/$node/node.yaml" --listen 127.0.0.1:0 --nats "$NATS" --node-id "$node" --role "$role" --distribution ESHIELD > "$WORK/$node.log" 2>&1 &
+  pids+=($!)
+done
+until [ "$($V fleet status --nats "$NATS" | grep -c ' ESHIELD ')" = 4 ]; do sleep 0.1; done
+edge_ports=$(for node in edge-1 edge-2 edge-3; do sed -n 's/.*listening on http:\/\/127.0.0.1:\([0-9]*\).*/\1/p' "$WORK/$node.log"; done)
+for shielded in false true; do
+  sed "s/http_port: $COUNTED }/http_port: $COUNTED, origin_shield: { enabled: $shielded } }/; 1a distribution: { id: ESHIELD }" "$WORK/edge-1/node.yaml" | sed '/^server:/d' > "$WORK/shield-deploy.yaml"
+  $V deploy --nats "$NATS" "$WORK/shield-deploy.yaml" > /dev/null
+  if [ "$shielded" = true ]; then
+    until [ "$(grep -l 'shields=1' "$WORK"/edge-*.log 2>/dev/null | wc -l)" = 3 ]; do sleep 0.1; done
+  fi
+  before=$(wc -l < "$WORK/counted.log")
+  for i in $(seq 1 50); do
+    curls=()
+    for port in $edge_ports; do curl -s -o /dev/null "http://127.0.0.1:$port/$shielded-$i.bin" & curls+=($!); done
+    wait "${curls[@]}"
+  done
+  after=$(wc -l < "$WORK/counted.log")
+  echo "3 edges, origin_shield $shielded: $(( after - before )) origin requests for 50 objects ($(echo "scale=2; ($after - $before) / 50" | bc) per object)"
+done
+kill "${pids[@]}"; wait "${pids[@]}" 2>/dev/null || true
+
 # Hit throughput: the same one-worker hit config, standalone vs as a fleet node (agent connected).
 PLAIN=$(free_port); NODE=$(free_port)
 verge_hit_config "$PLAIN" "$ORIGIN" "$WORK/plain.yaml"
