@@ -256,3 +256,46 @@ fn the_shield_tier_fetches_each_object_once_for_the_fleet_and_a_dead_shield_fail
     }
     assert_eq!(origin.count(), before + 10, "ten objects, each fetched once through the one shield");
 }
+
+/// A fast-ABI viewer-response hook that sets `x-version: <version>`.
+fn versioned_hook(version: char) -> String {
+    format!(
+        r#"(module
+      (import "verge" "header_set" (func $set (param i32 i32 i32 i32 i32) (result i32)))
+      (memory (export "memory") 1)
+      (data (i32.const 0) "x-version{version}")
+      (func (export "verge_fast_handle") (param $event i32) (result i32)
+        (drop (call $set (i32.const 1) (i32.const 0) (i32.const 9) (i32.const 9) (i32.const 1)))
+        (i32.const 0)))"#
+    )
+}
+
+#[test]
+fn a_deploy_carries_its_function_versions_to_every_node_checked_by_sha256() {
+    let nats = Nats::start();
+    let origin = rev_origin();
+    let nodes: Vec<Verge> = ["f-1", "f-2"]
+        .iter()
+        .map(|id| Verge::start_node(TempDir::new(), &node_yaml(origin.port()), &nats.url(), id))
+        .collect();
+    wait_live(&nats, 2);
+    // The deployer's store has two versions; the nodes have none.
+    let dir = TempDir::new();
+    let one = versioned_hook('1');
+    let two = versioned_hook('2');
+    publish(&dir, &[("stamp", Module::Wat(&one)), ("stamp", Module::Wat(&two))]);
+    for version in [1, 2] {
+        let yaml = format!(
+            "functions: {{store: ./functions}}\n{}  lambda_function_associations:\n    - {{event_type: viewer-response, lambda_function_arn: '{}'}}\n",
+            deployment(origin.port(), "f", "CachingDisabled").replace("default_cache_behavior: {target_origin_id: app, cache_policy: CachingDisabled}\n", "default_cache_behavior:\n  target_origin_id: app\n  cache_policy: CachingDisabled\n"),
+            arn("stamp", version)
+        );
+        let (code, out, err) = deploy(&nats, &dir, &yaml, &[]);
+        assert_eq!(code, 0, "{out}{err}");
+        assert!(out.contains("(1 function versions)"), "{out}");
+        for node in &nodes {
+            let response = node.get("/x");
+            assert_eq!(response.header("x-version"), Some(&*version.to_string()), "{}", node.output());
+        }
+    }
+}
