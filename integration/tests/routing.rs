@@ -478,3 +478,34 @@ fn an_http_1_0_origin_is_answered_to_viewers_as_http_1_1_with_keep_alive() {
         assert_eq!(&body, b"ok");
     }
 }
+
+/// Sends raw bytes on a new connection and returns everything until verge closes it.
+fn raw_exchange(verge: &Verge, request: &[u8]) -> String {
+    use std::io::{Read, Write};
+    let mut viewer = std::net::TcpStream::connect(verge.addr).unwrap();
+    viewer.set_read_timeout(Some(TIMEOUT)).unwrap();
+    viewer.write_all(request).unwrap();
+    let mut out = Vec::new();
+    let _ = viewer.read_to_end(&mut out);
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[test]
+fn malformed_requests_get_a_400_not_a_silent_close() {
+    let origin = Origin::fixed(200, "ok");
+    let verge = Verge::start(&one_origin(
+        origin.port(),
+        "default_cache_behavior:\n  target_origin_id: app\n  allowed_methods: [GET, HEAD, OPTIONS, PUT, PATCH, POST, DELETE]\n  cache_policy: CachingDisabled\n",
+    ));
+    for (what, request) in [
+        ("Connection naming Host", &b"GET / HTTP/1.1\r\nHost: a\r\nConnection: keep-alive, Host\r\n\r\n"[..]),
+        (
+            "a chunk size that is not hex",
+            &b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nabc\r\n0\r\n\r\n"[..],
+        ),
+    ] {
+        let answer = raw_exchange(&verge, request);
+        assert!(answer.starts_with("HTTP/1.1 400"), "{what}: {answer:?}\n{}", verge.output());
+        assert!(answer.to_ascii_lowercase().contains("connection: close"), "{what}: {answer:?}");
+    }
+}

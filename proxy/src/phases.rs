@@ -255,6 +255,15 @@ fn proxied_outcome(session: &Session, ctx: &RequestContext, status: u16) -> Outc
     }
 }
 
+/// Errors pingora raises for a request it cannot take (rather than for a viewer that went away).
+fn is_malformed_request(e: &Error) -> bool {
+    match e.etype() {
+        ErrorType::InvalidHTTPHeader => true,
+        ErrorType::Custom(name) => *name == "InvalidChunk",
+        _ => false,
+    }
+}
+
 /// The shield a miss goes through: an edge node's miss (not a shield's, not a request a shield already
 /// failed), cacheable, for an origin with `origin_shield`, when the fleet has shields.
 fn shield_for(session: &Session, ctx: &RequestContext) -> Option<std::net::SocketAddr> {
@@ -864,6 +873,9 @@ impl ProxyHttp for VergeProxy {
             ErrorType::HTTPStatus(413) => EdgeError::BodyTooLarge,
             _ => match e.esource() {
                 pingora_error::ErrorSource::Upstream => EdgeError::OriginUnreachable,
+                // A request pingora refused while reading it gets a 400 (not a silent close), when nothing
+                // was sent yet.
+                pingora_error::ErrorSource::Downstream if is_malformed_request(&e) => EdgeError::MalformedRequest,
                 pingora_error::ErrorSource::Downstream => {
                     return FailToProxy { error_code: 0, can_reuse_downstream: false };
                 }
@@ -879,6 +891,8 @@ impl ProxyHttp for VergeProxy {
         if !error_pages::is_page_fetch(session) && ctx.snapshot.custom_error_page(error.status()).is_some() {
             return self.send_custom_error_page(session, ctx, error.status()).await;
         }
+        // The connection is not reused after this: say so, rather than advertise keep-alive and close.
+        session.set_keepalive(None);
         if let Err(write_error) = respond::send(session, ctx, EdgeResponse::Error(error)).await {
             tracing::debug!(%write_error, "could not send error page");
         }

@@ -19,6 +19,9 @@ pub enum EdgeError {
     AmbiguousPath,
     /// An HTTP/1.1 request without `Host` (RFC 9112 §3.2).
     MissingHost,
+    /// A request pingora could not take: a bad chunk size, a `Connection` header naming a header that
+    /// frames or routes the request, a malformed header.
+    MalformedRequest,
     /// Request line and headers over CloudFront's 20,480 bytes.
     HeadersTooLarge,
     /// A GET or HEAD with a body: CloudFront refuses it (a body the cache key never sees could poison it).
@@ -39,7 +42,7 @@ pub enum EdgeError {
 impl EdgeError {
     pub fn status(self) -> u16 {
         match self {
-            Self::AmbiguousPath | Self::MissingHost => 400,
+            Self::AmbiguousPath | Self::MissingHost | Self::MalformedRequest => 400,
             Self::HeadersTooLarge => 431,
             Self::BodyOnGet | Self::GeoBlocked => 403,
             Self::MethodNotAllowed | Self::HostNotServed | Self::DistributionDisabled | Self::HttpsRequired => 403,
@@ -54,6 +57,7 @@ impl EdgeError {
         Outcome::Error(match self {
             Self::AmbiguousPath
             | Self::MissingHost
+            | Self::MalformedRequest
             | Self::HeadersTooLarge
             | Self::BodyOnGet
             | Self::MethodNotAllowed
@@ -74,6 +78,9 @@ impl EdgeError {
                 "The request path contains an encoded separator, a control character or a bad escape."
             }
             Self::MissingHost => "An HTTP/1.1 request needs a Host header.",
+            Self::MalformedRequest => {
+                "The request is malformed: a bad chunk, a malformed header, or a Connection header naming a protected header."
+            }
             Self::HeadersTooLarge => "The request line and headers are larger than 20,480 bytes.",
             Self::BodyOnGet => "A GET or HEAD request cannot have a body.",
             Self::MethodNotAllowed => {
