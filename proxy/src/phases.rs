@@ -875,7 +875,7 @@ impl ProxyHttp for VergeProxy {
                 pingora_error::ErrorSource::Upstream => EdgeError::OriginUnreachable,
                 // A request pingora refused while reading it gets a 400 (not a silent close), when nothing
                 // was sent yet.
-                pingora_error::ErrorSource::Downstream if is_malformed_request(&e) => EdgeError::MalformedRequest,
+                pingora_error::ErrorSource::Downstream if is_malformed_request(e) => EdgeError::MalformedRequest,
                 pingora_error::ErrorSource::Downstream => {
                     return FailToProxy { error_code: 0, can_reuse_downstream: false };
                 }
