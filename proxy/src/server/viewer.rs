@@ -138,16 +138,18 @@ impl ViewerApp {
         // RFC 9112 §9.3.2: pipelined requests are answered in order (pingora's default drops the second
         // one and closes, after an answer that said keep-alive). Carried to later sessions by pingora.
         session.set_pipelining_enabled(true);
-        let mut reused = pingora_core::apps::HttpServerApp::process_new_http(proxy, session, shutdown).await;
-        while let Some((stream, persistent)) = reused.map(|r| r.consume()) {
-            let mut session = ServerSession::new_http1(stream);
+        // One await site: each request's future lives in this connection's future (pingora's trait
+        // method would box and move it per request; docs/performance.md).
+        loop {
+            let reused = proxy.process_new_http_inline(session, shutdown).await;
+            let Some((stream, persistent)) = reused.map(|r| r.consume()) else { break };
+            session = ServerSession::new_http1(stream);
             if let Some(persistent) = persistent {
                 persistent.apply_to_session(&mut session);
             }
             if *shutdown.borrow() {
                 session.set_keepalive(None);
             }
-            reused = pingora_core::apps::HttpServerApp::process_new_http(proxy, session, shutdown).await;
         }
     }
 }

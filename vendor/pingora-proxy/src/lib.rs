@@ -1552,14 +1552,16 @@ impl SubrequestSpawner {
     }
 }
 
-#[async_trait]
-impl<SV, C> HttpServerApp for HttpProxy<SV, C>
+// verge: `HttpServerApp::process_new_http` as an inherent async fn. The trait method is an
+// `async_trait`: each call moves the whole request future into a new box. A caller that drives its own
+// connections awaits this one instead, so its requests' futures live inside its connection future.
+impl<SV, C> HttpProxy<SV, C>
 where
     SV: ProxyHttp + Send + Sync + 'static,
     <SV as ProxyHttp>::CTX: Send + Sync,
     C: custom::Connector,
 {
-    async fn process_new_http(
+    pub async fn process_new_http_inline(
         self: &Arc<Self>,
         mut session: HttpSession,
         shutdown: &ShutdownWatch,
@@ -1595,6 +1597,23 @@ where
         }
 
         self.process_request(session, ctx).await
+    }
+
+}
+
+#[async_trait]
+impl<SV, C> HttpServerApp for HttpProxy<SV, C>
+where
+    SV: ProxyHttp + Send + Sync + 'static,
+    <SV as ProxyHttp>::CTX: Send + Sync,
+    C: custom::Connector,
+{
+    async fn process_new_http(
+        self: &Arc<Self>,
+        session: HttpSession,
+        shutdown: &ShutdownWatch,
+    ) -> Option<ReusedHttpStream> {
+        self.process_new_http_inline(session, shutdown).await
     }
 
     async fn http_cleanup(&self) {
