@@ -274,7 +274,8 @@ fn shield_for(session: &Session, ctx: &RequestContext) -> Option<std::net::Socke
         return None;
     }
     let ring = shield::ring()?;
-    ring.owner(&pingora_cache::key::CacheHashKey::primary_bin(session.cache.cache_key()))
+    // By the key's text, the same on every node (the stored hash is keyed per process).
+    ring.owner(session.cache.cache_key().primary_key())
 }
 
 impl VergeProxy {
@@ -512,7 +513,11 @@ impl ProxyHttp for VergeProxy {
     fn cache_key_callback(&self, session: &Session, ctx: &mut RequestContext) -> Result<CacheKey> {
         let snapshot = &ctx.snapshot;
         let policy = &snapshot.behavior(ctx.route.behavior).cache_policy;
-        Ok(CacheKey::new(primary_key(&snapshot.dist.domain_name, session.req_header(), policy), ""))
+        let primary = primary_key(&snapshot.dist.domain_name, session.req_header(), policy);
+        let hash = crate::cache::key::key_hash(&primary);
+        let mut key = CacheKey::new(primary, "");
+        key.set_primary_bin_override(hash);
+        Ok(key)
     }
 
     /// Honours the origin's `Vary` as CloudFront does: only for headers the request to the origin
