@@ -651,7 +651,7 @@ impl ProxyHttp for VergeProxy {
         if let Some(encoding) = compression_for(session, ctx, resp) {
             if let Some(compressor) = compress::Compressor::new(encoding) {
                 compress::compressed_head(resp, encoding)?;
-                ctx.compressor = Some(compressor);
+                ctx.compressor = Some(Box::new(compressor));
             }
         }
         Ok(())

@@ -14,6 +14,9 @@ use crate::edge::generated::GeneratedOrigin;
 use crate::edge::outcome::Outcome;
 use crate::snapshot::Snapshot;
 
+/// Parts few requests use (an origin override, the request kept for origin-response, a compressor) are
+/// boxed: the context lives in every request's future, so its size is paid by every request (it is
+/// built per request and moved with the future; docs/performance.md).
 pub struct RequestContext {
     pub snapshot: Arc<Snapshot>,
     pub request_id: String,
@@ -28,7 +31,7 @@ pub struct RequestContext {
     pub origin_request: OriginRequestState,
     pub bodies: Bodies,
     /// The request as sent to the origin, for the origin-response function.
-    pub sent_request: Option<pingora_http::RequestHeader>,
+    pub sent_request: Option<Box<pingora_http::RequestHeader>>,
     pub ending: Ending,
     /// The triggers whose functions ran, in order (the access line shows them).
     pub functions_ran: Trail,
@@ -41,7 +44,7 @@ pub struct RequestContext {
     /// When the response head was handed to the viewer's connection (the log's time-to-first-byte).
     pub response_started: Option<std::time::Duration>,
     /// Compressing the origin's body on its way to the cache (`edge/compress.rs`).
-    pub compressor: Option<super::compress::Compressor>,
+    pub compressor: Option<Box<super::compress::Compressor>>,
     /// This request is an edge node's miss forwarded to this node as the fleet's shield: the edge ran the
     /// viewer-facing part (viewer triggers, policies, redirects, error pages), this node runs the rest.
     pub from_edge: bool,
@@ -58,7 +61,7 @@ pub struct Route {
     /// Connection attempts made to the current origin.
     pub attempts: u8,
     /// Where an origin-request function re-targeted the request: peer and origin path.
-    pub origin_override: Option<(HttpPeer, String)>,
+    pub origin_override: Option<Box<(HttpPeer, String)>>,
     /// The viewer came over HTTPS (a TLS listener or a trusted proxy's word): `match-viewer` origins
     /// are then reached over TLS.
     pub viewer_https: bool,

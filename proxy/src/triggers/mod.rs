@@ -123,7 +123,7 @@ pub async fn origin_request(session: &mut Session, ctx: &mut RequestContext) -> 
     if let Some(changed) = call.origin.as_ref().filter(|_| call.origin_changed) {
         let tls = changed.protocol == "https";
         let target = resolve_origin(&changed.domain_name, changed.port, tls, changed.path.clone(), origin).await;
-        ctx.route.origin_override = Some(target.map_err(|e| hook_failed(ctx, e))?);
+        ctx.route.origin_override = Some(Box::new(target.map_err(|e| hook_failed(ctx, e))?));
     }
     if let Some(body) = call.body.take() {
         ctx.bodies.forward = Some(body.into());
@@ -138,7 +138,7 @@ pub fn peer(ctx: &RequestContext) -> HttpPeer {
     if let OriginRequestState::Generated(generated) = &ctx.origin_request {
         return generated.peer();
     }
-    match &ctx.route.origin_override {
+    match ctx.route.origin_override.as_deref() {
         Some((peer, _)) => peer.clone(),
         None => ctx.snapshot.peers[ctx.route.origin].peer(ctx.route.viewer_https, ctx.route.attempts as usize),
     }
@@ -170,7 +170,8 @@ pub fn prepare_origin_request(req: &mut RequestHeader, ctx: &mut RequestContext)
         &ctx.request_id,
     )?;
     if let OriginRequestState::Ran { changes: Some(call), .. } = &ctx.origin_request {
-        let prefix = ctx.route.origin_override.as_ref().map_or(origin.origin_path.as_str(), |(_, path)| path.as_str());
+        let prefix =
+            ctx.route.origin_override.as_deref().map_or(origin.origin_path.as_str(), |(_, path)| path.as_str());
         call::replay_request(req, call, prefix)?;
     }
     if let Some(body) = &ctx.bodies.forward {
@@ -179,7 +180,7 @@ pub fn prepare_origin_request(req: &mut RequestHeader, ctx: &mut RequestContext)
     }
     ctx.bodies.forward_sent = false;
     if snapshot.functions.get(ctx.route.behavior, EventType::OriginResponse).is_some() {
-        ctx.sent_request = Some(req.clone());
+        ctx.sent_request = Some(Box::new(req.clone()));
     }
     Ok(())
 }
@@ -193,8 +194,11 @@ pub async fn origin_response(resp: &mut ResponseHeader, ctx: &mut RequestContext
     let Some(function) = ctx.snapshot.functions.get(ctx.route.behavior, EventType::OriginResponse).cloned() else {
         return Ok(());
     };
-    let sent =
-        ctx.sent_request.take().unwrap_or_else(|| RequestHeader::build("GET", b"/", None).expect("static request"));
+    let sent = ctx
+        .sent_request
+        .take()
+        .map(|r| *r)
+        .unwrap_or_else(|| RequestHeader::build("GET", b"/", None).expect("static request"));
     let call = call::new_call(
         &ctx.snapshot.event_distribution,
         &function,
