@@ -203,3 +203,15 @@ impl RequestContext {
         matches!(self.origin_request, OriginRequestState::Generated(_))
     }
 }
+
+#[cfg(test)]
+mod size {
+    /// Every request builds a context and carries it in its future (twice over in pingora's
+    /// `process_request`): keep it from growing unnoticed (docs/performance.md).
+    #[test]
+    fn the_request_context_stays_small() {
+        let size = std::mem::size_of::<super::RequestContext>();
+        println!("RequestContext: {size} bytes");
+        assert!(size <= 640, "RequestContext is {size} bytes: box what few requests use");
+    }
+}
