@@ -74,16 +74,23 @@ alternate_rounds() {
     "$(printf "%s\n" "${ratios[@]}" | sort -g | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }')"
 }
 
+# nginx_origin PORT [PREFIX...]: a one-worker nginx origin serving www/ with `Cache-Control: max-age=3600`
+# on PORT, started in the background (run under PREFIX, e.g. `taskset -c 1`).
+nginx_origin() {
+  local port=$1; shift
+  cat > "$WORK/origin.conf" <<CONF
+worker_processes 1; daemon off; pid $WORK/origin.pid; error_log $WORK/origin-error.log warn;
+events { worker_connections 1024; }
+http { access_log off; server { listen 127.0.0.1:$port; root $WORK/www; add_header Cache-Control "max-age=3600"; } }
+CONF
+  "$@" nginx -c "$WORK/origin.conf" -p "$WORK" &
+}
+
 # origin_and_two_verges SED_EXPR: an nginx origin serving www/ (CPU 1) and two one-worker verges in front
 # of it (CPU 0): on $PLAIN the hit config, on $VARIANT the same config with SED_EXPR applied.
 origin_and_two_verges() {
   ORIGIN=$(free_port); PLAIN=$(free_port); VARIANT=$(free_port)
-  cat > "$WORK/origin.conf" <<CONF
-worker_processes 1; daemon off; pid $WORK/origin.pid; error_log $WORK/origin-error.log warn;
-events { worker_connections 1024; }
-http { access_log off; server { listen 127.0.0.1:$ORIGIN; root $WORK/www; add_header Cache-Control "max-age=3600"; } }
-CONF
-  taskset -c 1 nginx -c "$WORK/origin.conf" -p "$WORK" &
+  nginx_origin "$ORIGIN" taskset -c 1
   verge_hit_config "$PLAIN" "$ORIGIN" "$WORK/plain.yaml"
   verge_hit_config "$VARIANT" "$ORIGIN" "$WORK/variant.yaml"
   sed -i "$1" "$WORK/variant.yaml"

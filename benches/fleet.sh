@@ -16,12 +16,7 @@ cargo build --release -q -p verge
 bench_workdir
 V=target/release/verge
 ORIGIN=$(free_port); NATS_PORT=$(free_port); NATS=nats://127.0.0.1:$NATS_PORT
-cat > "$WORK/origin.conf" <<CONF
-worker_processes 1; daemon off; pid $WORK/origin.pid; error_log $WORK/origin-error.log warn;
-events { worker_connections 1024; }
-http { access_log off; server { listen 127.0.0.1:$ORIGIN; root $WORK/www; add_header Cache-Control "max-age=3600"; } }
-CONF
-taskset -c 1 nginx -c "$WORK/origin.conf" -p "$WORK" &
+nginx_origin "$ORIGIN" taskset -c 1
 nats-server -js -a 127.0.0.1 -p "$NATS_PORT" -sd "$WORK/js" > "$WORK/nats.log" 2>&1 &
 wait_port "$ORIGIN"; wait_port "$NATS_PORT"
 

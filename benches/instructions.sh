@@ -19,12 +19,7 @@ cargo build --release -q -p verge
 bench_workdir
 
 ORIGIN=$(free_port)
-cat > "$WORK/origin.conf" <<CONF
-worker_processes 1; daemon off; pid $WORK/origin.pid; error_log $WORK/origin-error.log warn;
-events { worker_connections 1024; }
-http { access_log off; server { listen 127.0.0.1:$ORIGIN; root $WORK/www; add_header Cache-Control "max-age=3600"; } }
-CONF
-nginx -c "$WORK/origin.conf" -p "$WORK" &
+nginx_origin "$ORIGIN"
 wait_port "$ORIGIN"
 
 # Total instructions of one server process run under callgrind for `n` keep-alive hits on `path`.

@@ -36,6 +36,9 @@ pub struct ServerSettings {
     /// How long a viewer connection may stay silent waiting for (or between reads of) the next request's
     /// headers before it is closed (CloudFront's viewer keep-alive idle timeout: 5 s).
     pub viewer_idle_timeout_secs: u64,
+    /// How long a request's line and headers may take from their first byte to their last, however they
+    /// trickle in (a slowloris viewer is answered 408 and closed).
+    pub viewer_header_timeout_secs: u64,
     /// Viewer connections open at once; one more is answered 503 and closed at once.
     pub max_connections: usize,
     /// Peers (load balancers, TLS terminators) whose `X-Forwarded-Proto` is believed.

@@ -76,6 +76,7 @@ pub struct RawServer {
     /// The viewer-location databases (geo headers, geo restriction).
     pub geo: Option<RawGeo>,
     pub viewer_idle_timeout: Option<u64>,
+    pub viewer_header_timeout: Option<u64>,
     pub max_connections: Option<u64>,
     #[serde(default)]
     pub trusted_proxies: Vec<String>,

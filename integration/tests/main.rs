@@ -14,6 +14,7 @@ mod fleet;
 mod geo;
 mod hooks;
 mod reload;
+mod resilience;
 mod response_headers;
 mod routing;
 mod tls;

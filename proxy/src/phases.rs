@@ -221,7 +221,7 @@ fn http_version_name(version: http::Version) -> &'static str {
 
 /// The outcome of a response verge passes on (from the cache or the origin).
 /// CloudFront's bound on the request line and headers together.
-const MAX_REQUEST_HEADER_BYTES: usize = 20_480;
+pub(crate) const MAX_REQUEST_HEADER_BYTES: usize = 20_480;
 
 /// The size of the request line and headers as sent (near enough: separators counted as on the wire).
 fn header_bytes(req: &RequestHeader) -> usize {

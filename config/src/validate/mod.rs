@@ -83,6 +83,7 @@ pub fn validate_server(raw: Option<RawServer>, p: &mut Problems) -> ServerSettin
         realtime_log: None,
         geo: None,
         viewer_idle_timeout: None,
+        viewer_header_timeout: None,
         max_connections: None,
         trusted_proxies: Vec::new(),
         threads: None,
@@ -98,6 +99,7 @@ pub fn validate_server(raw: Option<RawServer>, p: &mut Problems) -> ServerSettin
     let h2c = raw.h2c.unwrap_or(false);
     let threads = raw.threads.map(|t| p.range("server.threads", Some(t), 1, 256, 1) as usize);
     let viewer_idle_timeout_secs = p.range("server.viewer_idle_timeout", raw.viewer_idle_timeout, 1, 3600, 5);
+    let viewer_header_timeout_secs = p.range("server.viewer_header_timeout", raw.viewer_header_timeout, 1, 3600, 10);
     let max_connections = p.range("server.max_connections", raw.max_connections, 1, 1 << 20, 16_384) as usize;
     let mut trusted_proxies = Vec::new();
     for (i, text) in raw.trusted_proxies.iter().enumerate() {
@@ -118,6 +120,7 @@ pub fn validate_server(raw: Option<RawServer>, p: &mut Problems) -> ServerSettin
         geo,
         threads,
         viewer_idle_timeout_secs,
+        viewer_header_timeout_secs,
         max_connections,
         trusted_proxies,
         admin,

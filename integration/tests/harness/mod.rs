@@ -295,7 +295,6 @@ impl Verge {
         self.log.lock().unwrap().clone()
     }
 
-    /// The distribution file verge was started with (rewrite it, then reload).
     /// The process's peak resident memory (`VmHWM`), in KB.
     pub fn peak_rss_kb(&self) -> u64 {
         self.status_kb("VmHWM:")
@@ -312,6 +311,7 @@ impl Verge {
         line.split_whitespace().nth(1).unwrap().parse().unwrap()
     }
 
+    /// The distribution file verge was started with (rewrite it, then reload).
     pub fn config_path(&self) -> PathBuf {
         self._dir.path.join("distribution.yaml")
     }

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use pingora_core::apps::HttpServerOptions;
-use pingora_core::listeners::{L4BufferSettings, ListenerConfig, DEFAULT_L4_READ_BUFFER_SIZE};
+use pingora_core::listeners::{L4BufferSettings, ListenerConfig};
 use pingora_core::server::configuration::ServerConf;
 use pingora_core::server::Fds;
 use pingora_core::services::listening::Service as ListeningService;
@@ -36,7 +36,7 @@ use viewer::{Connections, ViewerApp};
 /// above the longest origin read timeout (120 s), so a slow fill is never duplicated.
 const CACHE_LOCK_AGE: Duration = Duration::from_secs(130);
 /// The viewer write buffer (see `start`).
-const WRITE_BUFFER: usize = 16 * 1024;
+const WRITE_BUFFER: usize = 4 * 1024;
 /// How long in-flight requests get to finish after a shutdown signal.
 const GRACE: Duration = Duration::from_secs(10);
 
@@ -153,6 +153,7 @@ pub async fn start(
         snapshot: shared.clone(),
         in_flight: in_flight.clone(),
         idle_timeout_secs: settings.viewer_idle_timeout_secs,
+        header_timeout: Duration::from_secs(settings.viewer_header_timeout_secs),
         max_connections: settings.max_connections,
         tls: viewer_tls,
         h2c: settings.h2c,
@@ -170,7 +171,7 @@ pub async fn start(
         // pingora's default write buffer is one MSS (1,460 bytes): a small response whose headers do not
         // fit beside its body then goes out in two sends. 16 KiB holds a small response whole; larger
         // bodies bypass the buffer.
-        let buffers = L4BufferSettings::new(DEFAULT_L4_READ_BUFFER_SIZE, WRITE_BUFFER);
+        let buffers = L4BufferSettings::new(0, WRITE_BUFFER);
         service.endpoints().add_listener(ListenerConfig::tcp(listener.addr.to_string()).l4_buffer(buffers));
         let (fds, watch) = (fds.clone(), watch.clone());
         tokio::spawn(async move { service.start_service(Some(fds), watch, 1).await });

@@ -178,6 +178,7 @@ fn changed_server_settings(now: &ServerSettings, at_start: &ServerSettings) -> V
         ("server.access_log", a.access_log != b.access_log),
         ("server.realtime_log", a.realtime_log != b.realtime_log),
         ("server.viewer_idle_timeout", a.viewer_idle_timeout_secs != b.viewer_idle_timeout_secs),
+        ("server.viewer_header_timeout", a.viewer_header_timeout_secs != b.viewer_header_timeout_secs),
         ("server.trusted_proxies", a.trusted_proxies != b.trusted_proxies),
         ("server.max_connections", a.max_connections != b.max_connections),
         ("server.threads", a.threads != b.threads),

@@ -347,13 +347,21 @@ where
             }
             Err(mut e) => {
                 e.as_down();
-                if matches!(e.etype, InvalidHTTPHeader) {
+                // verge: a head over the session's size limit gets 431 (RFC 6585) and one that ran
+                // out of time 408 (RFC 9110 §15.5.9), both closing, instead of 400 and a silent close.
+                let status = match e.etype {
+                    InvalidHTTPHeader => Some(400),
+                    pingora_core::protocols::http::v1::server::REQUEST_HEAD_TOO_LARGE => Some(431),
+                    ReadTimedout => Some(408),
+                    _ => None,
+                };
+                if let Some(status) = status {
                     debug!(
                         "Fail to proxy: {e}, downstream session type: {}",
                         downstream_session.session_type()
                     );
                     downstream_session
-                        .respond_error(400)
+                        .respond_error(status)
                         .await
                         .unwrap_or_else(|e| {
                             error!("failed to send error response to downstream: {e}");
