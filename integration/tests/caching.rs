@@ -519,3 +519,110 @@ fn vary_splits_the_cache_only_on_headers_the_origin_saw() {
     let again = forwarded.request("GET", "/w", &[("User-Agent", "a")], b"");
     assert_eq!((again.x_cache(), again.text().as_str()), ("Hit from verge", "for Some(\"a\")"));
 }
+
+#[test]
+fn a_304_updates_the_stored_header_except_its_validator_and_body_description() {
+    let app = Origin::start(|req| {
+        if req.header("if-none-match") == Some("\"v1\"") {
+            OriginResponse::new(304, "")
+                .header("ETag", "\"v2\"")
+                .header("Cache-Control", "max-age=600")
+                .header("X-Version", "2")
+                .header("Content-Type", "text/plain;charset=utf-8")
+        } else {
+            OriginResponse::new(200, "the body")
+                .header("ETag", "\"v1\"")
+                .header("Cache-Control", "max-age=1")
+                .header("X-Version", "1")
+                .header("Content-Type", "text/plain")
+        }
+    });
+    let verge = Verge::start(&dist(app.port(), "", "cache_policy: CachingOptimized"));
+    assert_eq!(verge.get("/doc").header("x-version"), Some("1"));
+    std::thread::sleep(Duration::from_millis(2100)); // max-age=1 runs out
+    for expected_cache in ["RefreshHit from verge", "Hit from verge"] {
+        let r = verge.get("/doc");
+        assert_eq!((r.status, r.text().as_str(), r.x_cache()), (200, "the body", expected_cache));
+        assert_eq!(r.header("x-version"), Some("2"), "the 304's field replaced the stored one");
+        assert_eq!(r.header("content-type"), Some("text/plain;charset=utf-8"));
+        assert_eq!(r.header("etag"), Some("\"v1\""), "the validator describes the stored body");
+        assert_eq!(r.header("content-length"), Some("8"));
+    }
+    assert_eq!(app.count(), 2);
+}
+
+#[test]
+fn age_counts_the_origins_time_an_unreadable_age_is_stale_and_date_is_kept() {
+    const DATE: &str = "Fri, 27 Nov 2026 10:00:00 GMT";
+    let app = Origin::start(|req| {
+        let age = if req.target == "/aged" { "30" } else { "0, 0" };
+        OriginResponse::new(200, "x").header("Cache-Control", "max-age=600").header("Age", age).header("Date", DATE)
+    });
+    let verge = Verge::start(&dist(app.port(), "", "cache_policy: UseOriginCacheControlHeaders"));
+    assert_eq!(verge.get("/aged").header("date"), Some(DATE), "the origin's Date passes");
+    let hit = verge.get("/aged");
+    assert_eq!(hit.x_cache(), "Hit from verge");
+    let age: u64 = hit.header("age").unwrap().parse().unwrap();
+    assert!(age >= 30, "Age {age} counts the origin's 30 s");
+    assert_eq!(hit.header("date"), Some(DATE), "a hit keeps the stored Date");
+    verge.get("/list-age");
+    assert_eq!(verge.get("/list-age").x_cache(), "Miss from verge", "`Age: 0, 0` is not trusted to be fresh");
+    assert_eq!(app.count(), 3);
+}
+
+#[test]
+fn fields_named_by_connection_or_a_qualified_no_cache_are_not_served_from_the_cache() {
+    let app = Origin::start(|_| {
+        OriginResponse::new(200, "x")
+            .header("Cache-Control", "max-age=600, no-cache=\"x-user\"")
+            .header("Connection", "x-hop")
+            .header("X-Hop", "1")
+            .header("X-User", "alice")
+            .header("X-Kept", "yes")
+    });
+    let verge = Verge::start(&dist(app.port(), "", "cache_policy: CachingOptimized"));
+    verge.get("/p");
+    let hit = verge.get("/p");
+    assert_eq!(hit.x_cache(), "Hit from verge");
+    assert_eq!((hit.header("x-hop"), hit.header("x-user"), hit.header("x-kept")), (None, None, Some("yes")));
+}
+
+#[test]
+fn a_successful_post_invalidates_its_location_and_content_location_on_the_same_host_only() {
+    let app = Origin::start(|req| match (req.method.as_str(), req.target.as_str()) {
+        ("POST", _) => OriginResponse::new(201, "")
+            .header("Location", "/made")
+            .header("Content-Location", "http://elsewhere.test/kept"),
+        _ => OriginResponse::new(200, "x").header("Cache-Control", "max-age=600"),
+    });
+    let verge = Verge::start(&dist(
+        app.port(),
+        "",
+        "cache_policy: CachingOptimized, allowed_methods: [GET, HEAD, OPTIONS, PUT, POST, PATCH, DELETE]",
+    ));
+    for path in ["/made", "/kept"] {
+        verge.get(path);
+        assert_eq!(verge.get(path).x_cache(), "Hit from verge");
+    }
+    assert_eq!(verge.request("POST", "/create", &[], b"new").status, 201);
+    assert_eq!(verge.get("/made").x_cache(), "Miss from verge", "Location on this host is invalidated");
+    assert_eq!(verge.get("/kept").x_cache(), "Hit from verge", "another host's URL is not");
+}
+
+#[test]
+fn error_caching_min_ttl_0_lets_the_origin_say_an_error_is_stale() {
+    let app = Origin::start(|_| OriginResponse::new(404, "gone").header("Cache-Control", "max-age=0"));
+    let yaml = dist(app.port(), "", "cache_policy: CachingOptimized");
+    let verge = Verge::start(&yaml);
+    verge.get("/e");
+    assert_eq!(verge.get("/e").x_cache(), "Error from verge");
+    assert_eq!(app.count(), 1, "CloudFront's default keeps a 404 for 10 s whatever the origin says");
+    let app = Origin::start(|_| OriginResponse::new(404, "gone").header("Cache-Control", "max-age=0"));
+    let verge = Verge::start(&format!(
+        "{}custom_error_responses:\n  - {{error_code: 404, error_caching_min_ttl: 0}}\n",
+        dist(app.port(), "", "cache_policy: CachingOptimized")
+    ));
+    verge.get("/e");
+    verge.get("/e");
+    assert_eq!(app.count(), 2, "a stale error is not stored");
+}

@@ -19,6 +19,7 @@ use verge_config::model::{Selection, ViewerProtocolPolicy};
 use crate::cache::freshness::freshness;
 use crate::cache::key::{normalised_accept_encoding, primary_key};
 use crate::cache::storage::ObjectStore;
+use crate::cache::stored_header;
 use crate::cache::ttl::{self, Decision, TtlPolicy};
 use crate::edge::compress;
 use crate::edge::connection;
@@ -654,6 +655,9 @@ impl ProxyHttp for VergeProxy {
                 ctx.compressor = Some(Box::new(compressor));
             }
         }
+        if status == 304 && session.cache.maybe_cache_meta().is_some() {
+            ctx.not_modified = Some(Box::new(resp.clone()));
+        }
         Ok(())
     }
 
@@ -683,7 +687,7 @@ impl ProxyHttp for VergeProxy {
 
     fn response_cache_filter(
         &self,
-        _session: &Session,
+        session: &Session,
         resp: &ResponseHeader,
         ctx: &mut RequestContext,
     ) -> Result<RespCacheable> {
@@ -696,17 +700,27 @@ impl ProxyHttp for VergeProxy {
             cookies_in_key: policy.cookies != Selection::None,
             error_caching_min_ttl: ctx.snapshot.error_caching_min_ttl(status),
         };
-        Ok(match ttl::decide(&freshness(resp), &ttl_policy) {
+        // A revalidation's 304 updates the stored header before anything is read from it.
+        let mut stored = resp.clone();
+        if let (Some(not_modified), Some(meta)) = (ctx.not_modified.take(), session.cache.maybe_cache_meta()) {
+            stored_header::merge_not_modified(&mut stored, &not_modified, meta.response_header());
+        }
+        let origin = freshness(&stored);
+        Ok(match ttl::decide(&origin, &ttl_policy) {
             Decision::DoNotStore(reason) => RespCacheable::Uncacheable(NoCacheReason::Custom(reason)),
             Decision::Store { fresh_secs, stale_while_revalidate, stale_if_error } => {
                 let now = SystemTime::now();
                 let clamp = |s: u64| u32::try_from(s).unwrap_or(u32::MAX);
+                stored_header::strip_unstorable(&mut stored);
+                // Created when the origin made it: the `Age` a hit sends counts the origin's too (RFC
+                // 9111 §4.2.3), and an `Age` that cannot be read counts as stale (freshness.rs).
+                let created = now.checked_sub(Duration::from_secs(origin.age)).unwrap_or(now);
                 RespCacheable::Cacheable(CacheMeta::new(
                     now + Duration::from_secs(fresh_secs),
-                    now,
+                    created,
                     clamp(stale_while_revalidate),
                     clamp(stale_if_error),
-                    resp.clone(),
+                    stored,
                 ))
             }
         })
@@ -765,7 +779,18 @@ impl ProxyHttp for VergeProxy {
         let unsafe_method =
             matches!(*method, http::Method::POST | http::Method::PUT | http::Method::DELETE | http::Method::PATCH);
         if unsafe_method && status < 400 {
-            self.cache.store.invalidate_url_path(session.req_header().uri.path());
+            let req = session.req_header();
+            self.cache.store.invalidate_url_path(req.uri.path());
+            // And the URLs its Location and Content-Location name on the same host (RFC 9111 §4.4;
+            // another host's are left alone, or a response could evict a neighbour's objects).
+            let host = req.headers.get(http::header::HOST).map(|h| h.as_bytes());
+            for name in [http::header::LOCATION, http::header::CONTENT_LOCATION] {
+                if let Some(path) =
+                    resp.headers.get(name).and_then(|v| stored_header::same_host_path(v.as_bytes(), host))
+                {
+                    self.cache.store.invalidate_url_path(path);
+                }
+            }
         }
         let outcome = proxied_outcome(session, ctx, resp.status.as_u16());
         ctx.outcome = Some(outcome);

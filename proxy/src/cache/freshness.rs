@@ -31,7 +31,7 @@ pub fn freshness(resp: &ResponseHeader) -> OriginFreshness {
         s_maxage: cc.as_ref().and_then(|c| secs(c.s_maxage())),
         max_age: cc.as_ref().and_then(|c| secs(c.max_age())),
         expires_in,
-        age: header(http::header::AGE).and_then(|v| v.trim().parse().ok()).unwrap_or(0),
+        age: age_secs(resp),
         stale_while_revalidate: cc.as_ref().and_then(|c| secs(c.stale_while_revalidate())),
         stale_if_error: cc.as_ref().and_then(|c| secs(c.stale_if_error())),
         must_revalidate: cc.as_ref().is_some_and(|c| c.must_revalidate() || c.proxy_revalidate()),
@@ -43,6 +43,24 @@ pub fn freshness(resp: &ResponseHeader) -> OriginFreshness {
             .get_all(http::header::VARY)
             .iter()
             .any(|v| v.as_bytes().split(|b| *b == b',').any(|t| t.trim_ascii() == b"*")),
+    }
+}
+
+/// The origin's `Age`: one field of digits (RFC 9111 §5.1). Anything else (a list, a second field, a sign,
+/// a fraction, a parameter) cannot be trusted to be small, so it counts as older than any lifetime.
+fn age_secs(resp: &ResponseHeader) -> u64 {
+    let mut fields = resp.headers.get_all(http::header::AGE).iter();
+    match (fields.next(), fields.next()) {
+        (None, _) => 0,
+        (Some(v), None) => {
+            let digits = v.as_bytes().trim_ascii();
+            if !digits.is_empty() && digits.iter().all(u8::is_ascii_digit) {
+                std::str::from_utf8(digits).ok().and_then(|d| d.parse().ok()).unwrap_or(u64::MAX)
+            } else {
+                u64::MAX
+            }
+        }
+        _ => u64::MAX,
     }
 }
 

@@ -4,4 +4,5 @@ pub mod freshness;
 pub mod invalidation;
 pub mod key;
 pub mod storage;
+pub mod stored_header;
 pub mod ttl;

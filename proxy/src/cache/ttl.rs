@@ -77,11 +77,14 @@ pub fn decide(o: &OriginFreshness, p: &TtlPolicy) -> Decision {
     let is_always_error = ALWAYS_CACHED_ERRORS.contains(&o.status);
     if is_always_error || EXPLICIT_ONLY_ERRORS.contains(&o.status) {
         let explicit = header_ttl.map(|v| v.min(p.max_ttl));
-        return match explicit {
-            Some(v) => store(v.max(p.error_caching_min_ttl).saturating_sub(o.age)),
-            None if is_always_error => store(p.error_caching_min_ttl),
-            None => Decision::DoNotStore("error-status-without-max-age"),
+        let ttl = match explicit {
+            Some(v) => v.max(p.error_caching_min_ttl).saturating_sub(o.age),
+            None if is_always_error => p.error_caching_min_ttl,
+            None => return Decision::DoNotStore("error-status-without-max-age"),
         };
+        // A stale error is never worth keeping: it would only be served in place of a fresh answer
+        // (with `error_caching_min_ttl: 0`, an error the origin says is stale is not stored).
+        return if ttl == 0 { Decision::DoNotStore("stale-error") } else { store(ttl) };
     }
     if !SUCCESS.contains(&o.status) {
         return Decision::DoNotStore("status");

@@ -50,6 +50,8 @@ pub struct RequestContext {
     pub from_edge: bool,
     /// A miss fetched through a shield that had the object (`OriginShieldHit`).
     pub shield_hit: bool,
+    /// The origin's `304` to a revalidation, kept for the stored header's update (`cache::stored_header`).
+    pub not_modified: Option<Box<pingora_http::ResponseHeader>>,
 }
 
 /// Where the request goes.
@@ -166,6 +168,7 @@ impl RequestContext {
             outcome: None,
             from_edge: false,
             shield_hit: false,
+            not_modified: None,
         }
     }
 
