@@ -333,3 +333,25 @@ fn origin_faults_give_errors_and_never_leave_a_partial_object() {
     assert_eq!(verge.get("/silent").status, 504);
     eprintln!("origin faults: a silent origin answered 504 after {:.1} s", started.elapsed().as_secs_f64());
 }
+
+#[test]
+fn a_response_without_framing_is_never_advertised_as_kept_alive() {
+    // An origin that ends its body by closing (no Content-Length, no chunking).
+    let (port, _) =
+        raw_origin(b"HTTP/1.1 200 OK\r\nCache-Control: max-age=600\r\nConnection: close\r\n\r\nuntil the close");
+    let verge = Verge::start(&distribution(port, "viewer_idle_timeout: 1", ""));
+    for (request, what) in [
+        ("GET /unframed HTTP/1.1\r\nHost: edge.test\r\n\r\n", "miss, HTTP/1.1"),
+        ("GET /unframed HTTP/1.1\r\nHost: edge.test\r\n\r\n", "hit, HTTP/1.1"),
+        ("GET /unframed HTTP/1.0\r\nHost: edge.test\r\n\r\n", "hit, HTTP/1.0"),
+    ] {
+        let mut conn = connect(verge.addr);
+        conn.write_all(request.as_bytes()).unwrap();
+        let (got, _) = read_until_closed(&mut conn, TIMEOUT);
+        let text = String::from_utf8_lossy(&got).to_ascii_lowercase();
+        let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+        let framed = head.contains("content-length:") || head.contains("transfer-encoding: chunked");
+        assert!(framed || head.contains("connection: close"), "{what}: an unframed body said keep-alive:\n{head}");
+        assert!(body.contains("until the close"), "{what}: {text}");
+    }
+}

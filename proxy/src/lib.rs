@@ -16,3 +16,12 @@ mod snapshot;
 mod triggers;
 
 pub use cli::run;
+
+/// The cache's parsers of origin and viewer input, for the fuzz targets in `fuzz/` (not an API).
+#[doc(hidden)]
+pub mod fuzzing {
+    pub use crate::cache::freshness::freshness;
+    pub use crate::cache::key::primary_key;
+    pub use crate::cache::stored_header::{merge_not_modified, same_host_path, strip_unstorable};
+    pub use crate::cache::ttl::{decide, Decision, TtlPolicy};
+}
