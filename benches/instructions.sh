@@ -1,13 +1,16 @@
 #!/usr/bin/env bash
 # User-space instructions per request, counted by callgrind (repeatable to the instruction for the same
-# binary and input, unlike wall-clock rates on a shared VM): verge vs nginx proxy_cache, one worker each,
-# cached 1 KiB and 100 KiB objects. Each figure is (I(N2) - I(N1)) / (N2 - N1) over two runs of
-# `ab -k -c 4`, so start-up and shutdown cancel out.
-# Usage: [N1=1000 N2=3000] benches/instructions.sh      (needs valgrind, nginx, ab: apt-get install
-# valgrind nginx apache2-utils)
-#
-# Not measured here yet: a hit with a hook (the wasmtime instance pool reserves more address space than
-# valgrind maps) and the miss path (ab repeats one URL).
+# binary and input, unlike wall-clock rates on a shared VM): verge vs nginx, one worker each. Each figure
+# is (I(N2) - I(N1)) / (N2 - N1) over two runs of `ab -k -c 4`, so start-up and shutdown cancel out.
+# Rows:
+#   1k.bin, 100k.bin  cached objects: verge (CachingOptimized) vs nginx proxy_cache;
+#   1k.bin+hook       a cached 1 KiB object with the security-headers viewer-response hook vs nginx
+#                     adding the same five headers with add_header (the hook's cost is this row's verge
+#                     figure minus the 1k.bin row's);
+#   1k.bin miss       every request to the origin, nothing stored: verge with CachingDisabled vs nginx
+#                     with proxy_cache off, both on kept-alive origin connections.
+# Usage: [N1=1000 N2=3000] [ROWS="1k.bin:hit 1k.bin:miss"] benches/instructions.sh      (needs valgrind, nginx, ab: apt-get install
+# valgrind nginx apache2-utils; the hook row builds the examples for wasm32-wasip1)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 N1=${N1:-1000}
@@ -16,7 +19,13 @@ export VERGE_LOG=warn   # no access lines (nginx runs with access_log off)
 . benches/common.sh
 need valgrind nginx ab -- valgrind nginx apache2-utils
 cargo build --release -q -p verge
+cargo build --release -q --target wasm32-wasip1 --manifest-path examples/Cargo.toml
 bench_workdir
+target/release/verge functions publish security-headers \
+  examples/target/wasm32-wasip1/release/security_headers.wasm --store "$WORK/functions" > /dev/null
+# Each wasmtime instance slot reserves its memory's whole address range; valgrind maps far less address
+# space than the default pool (256 slots) asks for.
+export VERGE_HOOK_INSTANCE_SLOTS=8
 
 ORIGIN=$(free_port)
 nginx_origin "$ORIGIN"
@@ -36,15 +45,30 @@ count() {
   awk '/^(summary|totals):/ {print $2; exit}' "$out"
 }
 
+# verge_server KIND: the verge under test for a row (hit, hook, miss), on a fresh $PORT.
 verge_server() {
   PORT=$(free_port)
   verge_hit_config "$PORT" "$ORIGIN" "$WORK/verge.yaml"
+  case $1 in
+    hook)
+      sed -i "s|^origins:|functions: { store: $WORK/functions }\norigins:|" "$WORK/verge.yaml"
+      sed -i "s|cache_policy: CachingOptimized }|cache_policy: CachingOptimized, lambda_function_associations: [ { event_type: viewer-response, lambda_function_arn: 'arn:aws:lambda:us-east-1:000000000000:function:security-headers:1' } ] }|" "$WORK/verge.yaml"
+      ;;
+    miss) sed -i "s|cache_policy: CachingOptimized|cache_policy: CachingDisabled|" "$WORK/verge.yaml" ;;
+  esac
   VERGE_CMD=(target/release/verge serve --config "$WORK/verge.yaml")
 }
 
+# nginx_server KIND: the nginx baseline for a row, on a fresh $PORT.
 nginx_server() {
   PORT=$(free_port)
   rm -rf "$WORK/cache"/*
+  local location
+  case $1 in
+    hit) location=$(nginx_edge "$ORIGIN") ;;
+    hook) location=$(nginx_edge "$ORIGIN" "add_header Strict-Transport-Security \"max-age=63072000; includeSubDomains; preload\"; add_header X-Content-Type-Options nosniff; add_header X-Frame-Options DENY; add_header X-XSS-Protection \"1; mode=block\"; add_header Content-Security-Policy \"default-src 'self'; img-src 'self' data:; object-src 'none'\";") ;;
+    miss) location="location / { proxy_pass http://origin; proxy_http_version 1.1; proxy_set_header Connection \"\"; }" ;;
+  esac
   cat > "$WORK/edge.conf" <<CONF
 worker_processes 1; master_process off; daemon off; pid $WORK/edge.pid; error_log $WORK/edge-error.log warn;
 events { worker_connections 1024; }
@@ -52,9 +76,10 @@ http {
   access_log off;
   keepalive_requests 1000000;
   proxy_cache_path $WORK/cache levels=1:2 keys_zone=edge:10m max_size=256m inactive=1h use_temp_path=off;
+  upstream origin { server 127.0.0.1:$ORIGIN; keepalive 16; }
   server {
     listen 127.0.0.1:$PORT;
-$(nginx_edge "$ORIGIN")
+$location
   }
 }
 CONF
@@ -63,12 +88,14 @@ CONF
 
 per_request() { echo $(( ($2 - $1) / (N2 - N1) )); }
 
-printf "%-8s %16s %16s %10s\n" object "nginx instr/req" "verge instr/req" verge/nginx
-for path in /1k.bin /100k.bin; do
-  nginx_server; n1=$(count nginx "$N1" "$path" "${NGINX_CMD[@]}")
-  nginx_server; n2=$(count nginx "$N2" "$path" "${NGINX_CMD[@]}")
-  verge_server; v1=$(count verge "$N1" "$path" "${VERGE_CMD[@]}")
-  verge_server; v2=$(count verge "$N2" "$path" "${VERGE_CMD[@]}")
+printf "%-12s %16s %16s %10s\n" row "nginx instr/req" "verge instr/req" verge/nginx
+for row in ${ROWS:-1k.bin:hit 100k.bin:hit 1k.bin:hook 1k.bin:miss}; do
+  path=/${row%%:*}; kind=${row#*:}
+  nginx_server "$kind"; n1=$(count nginx "$N1" "$path" "${NGINX_CMD[@]}")
+  nginx_server "$kind"; n2=$(count nginx "$N2" "$path" "${NGINX_CMD[@]}")
+  verge_server "$kind"; v1=$(count verge "$N1" "$path" "${VERGE_CMD[@]}")
+  verge_server "$kind"; v2=$(count verge "$N2" "$path" "${VERGE_CMD[@]}")
   n=$(per_request "$n1" "$n2"); v=$(per_request "$v1" "$v2")
-  printf "%-8s %16d %16d %10.2f\n" "${path#/}" "$n" "$v" "$(echo "$v / $n" | bc -l)"
+  label=${path#/}; [ "$kind" = hit ] || label="$label $kind"
+  printf "%-12s %16d %16d %10.2f\n" "$label" "$n" "$v" "$(echo "$v / $n" | bc -l)"
 done

@@ -20,6 +20,18 @@ use crate::host_calls::{self, FastHost, FastState};
 use crate::ticker::{self, InFlight};
 /// Instance slots of the pooling allocator: hooks running at once plus warm instances kept.
 const POOL_SLOTS: u32 = 256;
+/// The pool's slots: `VERGE_HOOK_INSTANCE_SLOTS` when set (a positive number), else `POOL_SLOTS`.
+/// Each slot reserves its memory's whole address range up front (256 slots: over a terabyte of
+/// address space, untouched): a process under an address-space limit (`ulimit -v`, valgrind in
+/// `benches/instructions.sh`) needs fewer.
+fn pool_slots() -> u32 {
+    std::env::var("VERGE_HOOK_INSTANCE_SLOTS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .filter(|&n| n > 0)
+        .unwrap_or(POOL_SLOTS)
+}
+
 /// Warm instances kept per function.
 const WARM_PER_FUNCTION: usize = 16;
 /// A warm instance is recycled after this many calls, or once its memory grew past this size.
@@ -82,11 +94,12 @@ impl HookEngine {
         let mut config = Config::new();
         config.epoch_interruption(true);
         config.max_wasm_stack(1 << 20);
+        let slots = pool_slots();
         let mut pool = PoolingAllocationConfig::default();
-        pool.total_core_instances(POOL_SLOTS)
-            .total_memories(POOL_SLOTS)
-            .total_tables(POOL_SLOTS)
-            .total_stacks(POOL_SLOTS)
+        pool.total_core_instances(slots)
+            .total_memories(slots)
+            .total_tables(slots)
+            .total_stacks(slots)
             .max_memories_per_module(1)
             .max_tables_per_module(1)
             .table_elements(100_000)

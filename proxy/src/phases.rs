@@ -10,6 +10,7 @@ use pingora_cache::lock::CacheKeyLockImpl;
 use pingora_cache::{
     CacheKey, CacheMeta, CacheOptionOverrides, CachePhase, NoCacheReason, RespCacheable, VarianceBuilder,
 };
+use pingora_core::modules::http::HttpModules;
 use pingora_core::upstreams::peer::HttpPeer;
 use pingora_error::{Error, ErrorType, Result};
 use pingora_http::{RequestHeader, ResponseHeader};
@@ -285,15 +286,15 @@ impl VergeProxy {
     /// removed from every request, believed or not: they never reach an origin or a function.
     fn shield_hop(&self, session: &mut Session, ctx: &mut RequestContext) -> Option<(std::net::IpAddr, bool)> {
         let req = session.req_header();
-        let hop = req.headers.get(shield::HOP_HEADER)?;
+        let hop = req.headers.get(&shield::HOP_NAME)?;
         ctx.from_edge = shield::is_hop(Some(hop));
-        let viewer = req.headers.get(shield::VIEWER_HEADER).and_then(|v| v.to_str().ok()).and_then(|v| {
+        let viewer = req.headers.get(&shield::VIEWER_NAME).and_then(|v| v.to_str().ok()).and_then(|v| {
             let (ip, scheme) = v.split_once(' ')?;
             Some((ip.parse().ok()?, scheme == "https"))
         });
         let req = session.req_header_mut();
-        req.remove_header(shield::HOP_HEADER);
-        req.remove_header(shield::VIEWER_HEADER);
+        req.remove_header(&shield::HOP_NAME);
+        req.remove_header(&shield::VIEWER_NAME);
         viewer.filter(|_| ctx.from_edge)
     }
 
@@ -336,6 +337,11 @@ impl VergeProxy {
 #[async_trait]
 impl ProxyHttp for VergeProxy {
     type CTX = RequestContext;
+
+    /// verge compresses at the edge itself (`edge/compress.rs`): pingora's downstream compression
+    /// module, which by default is added disabled and still runs (and allocates) on every request,
+    /// is left out.
+    fn init_downstream_modules(&self, _modules: &mut HttpModules) {}
 
     fn new_ctx(&self) -> RequestContext {
         RequestContext::new(self.snapshot.load_full(), new_request_id())

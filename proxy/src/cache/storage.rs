@@ -52,11 +52,17 @@ struct StoredMeta {
     header: ResponseHeader,
 }
 
+/// Room for the fields every hit adds to its copy of the stored header (`Age`, `Accept-Ranges`,
+/// `Connection`, the edge headers, a response headers policy's): a copy keeps the map's index size,
+/// so with this room a hit never rehashes the map as it grows.
+const ROOM_PER_HIT: usize = 12;
+
 /// The header without pingora's original-case name map: every hit clones the stored header (twice, with
 /// pingora's own copy), and the case map doubles that work. Names then go out in lower case, which HTTP
 /// treats the same.
 fn without_case_map(header: &ResponseHeader) -> ResponseHeader {
-    let rebuilt = ResponseHeader::build_no_case(header.status, Some(header.headers.len())).and_then(|mut h| {
+    let size = header.headers.len() + ROOM_PER_HIT;
+    let rebuilt = ResponseHeader::build_no_case(header.status, Some(size)).and_then(|mut h| {
         for (name, value) in &header.headers {
             h.append_header(name.clone(), value.clone())?;
         }

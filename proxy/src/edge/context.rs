@@ -12,6 +12,7 @@ use verge_hooks::{Call, HookError};
 
 use crate::edge::generated::GeneratedOrigin;
 use crate::edge::outcome::Outcome;
+use crate::edge::request_id::RequestId;
 use crate::snapshot::Snapshot;
 
 /// Parts few requests use (an origin override, the request kept for origin-response, a compressor) are
@@ -19,7 +20,7 @@ use crate::snapshot::Snapshot;
 /// built per request and moved with the future; docs/performance.md).
 pub struct RequestContext {
     pub snapshot: Arc<Snapshot>,
-    pub request_id: String,
+    pub request_id: RequestId,
     pub started: Instant,
     /// The viewer's IP, for functions and X-Forwarded-For; formatted on first use (hits without
     /// functions never need it).
@@ -139,7 +140,7 @@ impl Trail {
 }
 
 impl RequestContext {
-    pub fn new(snapshot: Arc<Snapshot>, request_id: String) -> Self {
+    pub fn new(snapshot: Arc<Snapshot>, request_id: RequestId) -> Self {
         RequestContext {
             snapshot,
             request_id,

@@ -3,7 +3,7 @@
 
 use http::header::{self, HeaderName};
 use pingora_error::Result;
-use pingora_http::RequestHeader;
+use pingora_http::{CaseHeaderName, RequestHeader};
 use verge_config::model::{Behavior, Origin, Selection};
 
 use crate::cache::key::{cookies, normalised_accept_encoding};
@@ -11,6 +11,12 @@ use crate::cache::key::{cookies, normalised_accept_encoding};
 /// Hop-by-hop headers (RFC 9110 §7.6.1) plus proxy-only ones; never forwarded.
 const HOP_BY_HOP: &[&str] =
     &["connection", "keep-alive", "proxy-connection", "proxy-authorization", "te", "trailer", "upgrade"];
+
+/// Names verge sets on every origin request, parsed once, with the case CloudFront sends them in.
+static X_FORWARDED_FOR: (HeaderName, CaseHeaderName) =
+    (HeaderName::from_static("x-forwarded-for"), CaseHeaderName::from_static("X-Forwarded-For"));
+static X_AMZ_CF_ID: (HeaderName, CaseHeaderName) =
+    (HeaderName::from_static("x-amz-cf-id"), CaseHeaderName::from_static("X-Amz-Cf-Id"));
 
 /// Headers forwarded whatever the policies say: message framing and request semantics.
 const ALWAYS_FORWARDED: &[&str] = &[
@@ -71,35 +77,39 @@ pub fn origin_request(
     let orp = behavior.origin_request_policy.as_deref();
     let policy = &behavior.cache_policy;
 
-    // Path and query.
+    // Path and query: the viewer's URI stands when there is no origin path to prefix and its query goes
+    // whole (every query string forwarded, or none to filter); otherwise it is rebuilt and parsed.
     let query = req.uri.query().unwrap_or("");
-    let forwarded_query = match (&policy.query_strings, orp.map(|p| &p.query_strings)) {
-        (Selection::All, _) | (_, Some(Selection::All)) => query.to_string(),
-        (key, request) => {
-            let mut union = String::new();
+    let whole_query = matches!(
+        (&policy.query_strings, orp.map(|p| &p.query_strings)),
+        (Selection::All, _) | (_, Some(Selection::All))
+    );
+    if !origin_path.is_empty() || !(whole_query || query.is_empty()) {
+        let mut forwarded_query = String::new();
+        if whole_query {
+            forwarded_query.push_str(query);
+        } else {
             for pair in query.split('&').filter(|p| !p.is_empty()) {
                 let name = pair.split('=').next().unwrap_or("");
-                if selected(key, request, name) {
-                    if !union.is_empty() {
-                        union.push('&');
+                if selected(&policy.query_strings, orp.map(|p| &p.query_strings), name) {
+                    if !forwarded_query.is_empty() {
+                        forwarded_query.push('&');
                     }
-                    union.push_str(pair);
+                    forwarded_query.push_str(pair);
                 }
             }
-            union
         }
-    };
-    let mut uri = String::with_capacity(origin_path.len() + req.uri.path().len() + forwarded_query.len() + 1);
-    uri.push_str(origin_path);
-    uri.push_str(req.uri.path());
-    if !forwarded_query.is_empty() {
-        uri.push('?');
-        uri.push_str(&forwarded_query);
+        let mut uri = String::with_capacity(origin_path.len() + req.uri.path().len() + forwarded_query.len() + 1);
+        uri.push_str(origin_path);
+        uri.push_str(req.uri.path());
+        if !forwarded_query.is_empty() {
+            uri.push('?');
+            uri.push_str(&forwarded_query);
+        }
+        req.set_uri(uri.parse().map_err(|e| {
+            pingora_error::Error::because(pingora_error::ErrorType::InvalidHTTPHeader, "origin uri", e)
+        })?);
     }
-    req.set_uri(
-        uri.parse()
-            .map_err(|e| pingora_error::Error::because(pingora_error::ErrorType::InvalidHTTPHeader, "origin uri", e))?,
-    );
 
     // Cookies: keep those selected by the cache key or the origin request policy.
     let cookie_selected = |name: &str| selected(&policy.cookies, orp.map(|p| &p.cookies), name);
@@ -112,9 +122,9 @@ pub fn origin_request(
 
     // Headers: drop what the policies do not forward. The viewer's X-Forwarded-For is always extended.
     let forward_host = forwards(behavior, "host");
-    let previous_xff = req.headers.get("x-forwarded-for").and_then(|v| v.to_str().ok()).map(str::to_owned);
-    let names: Vec<HeaderName> = req.headers.keys().cloned().collect();
-    for name in names {
+    let previous_xff = req.headers.get(&X_FORWARDED_FOR.0).and_then(|v| v.to_str().ok()).map(str::to_owned);
+    let mut dropped: Vec<HeaderName> = Vec::new();
+    for name in req.headers.keys() {
         let n = name.as_str();
         let keep = !HOP_BY_HOP.contains(&n)
             && n != "cookie"
@@ -126,8 +136,11 @@ pub fn origin_request(
         // policy names them.
         let strip_edge = n.starts_with("x-edge-") || n.starts_with("x-amz-cf-");
         if !keep || strip_edge {
-            req.remove_header(&name);
+            dropped.push(name.clone());
         }
+    }
+    for name in &dropped {
+        req.remove_header(name);
     }
     if !kept_cookies.is_empty() {
         req.insert_header(header::COOKIE, kept_cookies.join("; "))?;
@@ -146,14 +159,14 @@ pub fn origin_request(
             Some(prev) => format!("{prev}, {ip}"),
             None => ip.to_string(),
         };
-        req.insert_header("x-forwarded-for", xff)?;
+        req.insert_header(X_FORWARDED_FOR.clone(), xff)?;
     }
     let via_value = match req.headers.get(header::VIA).and_then(|v| v.to_str().ok()) {
         Some(prev) => format!("{prev}, {via}"),
         None => via.to_string(),
     };
     req.insert_header(header::VIA, via_value)?;
-    req.insert_header("x-amz-cf-id", request_id)?;
+    req.insert_header(X_AMZ_CF_ID.clone(), request_id)?;
     for (name, value) in &origin.custom_headers {
         req.insert_header(name.clone(), value.as_str())?;
     }

@@ -1,13 +1,14 @@
-//! Header names for pingora's `insert_header`/`append_header` without a copy per call.
+//! Header names for pingora's `insert_header`/`append_header` without a copy or a parse per call.
 //!
 //! Given a `HeaderName`, pingora allocates a title-case copy of it on every insert (only a dozen
-//! names are pre-titled) and parses that copy back into a `HeaderName`. Handing it a static `Bytes`
-//! instead skips the allocation: this runs for every header a hook sets on every response.
+//! names are pre-titled). Handing it the name with a static wire case skips the allocation, and
+//! the pair (through the vendored pingora-http's `into_header_names`) skips parsing the name
+//! again: this runs for every header a hook sets on every response.
 
 use std::sync::LazyLock;
 
-use bytes::Bytes;
 use http::{HeaderMap, HeaderName};
+use pingora_http::CaseHeaderName;
 
 /// The standard names `http` knows (lower case, as they go on the wire from a case-less header).
 const STANDARD: &[&str] = &[
@@ -95,16 +96,18 @@ const STANDARD: &[&str] = &[
 ];
 
 /// `HeaderMap` hashes standard names by their index: a lookup costs less than the copy it saves.
-static NAMES: LazyLock<HeaderMap<Bytes>> = LazyLock::new(|| {
-    STANDARD.iter().map(|name| (HeaderName::from_static(name), Bytes::from_static(name.as_bytes()))).collect()
+static NAMES: LazyLock<HeaderMap<CaseHeaderName>> = LazyLock::new(|| {
+    STANDARD.iter().map(|name| (HeaderName::from_static(name), CaseHeaderName::from_static(name))).collect()
 });
 
-/// The name as pingora takes it: static for standard names, one copy for others (as pingora would).
-pub fn case_name(name: &HeaderName) -> Bytes {
-    match NAMES.get(name) {
+/// The name as pingora takes it, with its wire case: static for standard names, one copy for others
+/// (as pingora would make).
+pub fn case_name(name: &HeaderName) -> (HeaderName, CaseHeaderName) {
+    let case = match NAMES.get(name) {
         Some(static_name) => static_name.clone(),
-        None => Bytes::copy_from_slice(name.as_str().as_bytes()),
-    }
+        None => CaseHeaderName::from_slice(name.as_str().as_bytes()),
+    };
+    (name.clone(), case)
 }
 
 #[cfg(test)]
@@ -115,8 +118,10 @@ mod tests {
     fn every_standard_name_is_static_and_others_are_copied() {
         assert_eq!(NAMES.len(), STANDARD.len(), "no name listed twice");
         for name in STANDARD {
-            assert_eq!(case_name(&HeaderName::from_static(name)), name.as_bytes());
+            let (parsed, case) = case_name(&HeaderName::from_static(name));
+            assert_eq!((parsed.as_str(), case.as_slice()), (*name, name.as_bytes()));
         }
-        assert_eq!(case_name(&HeaderName::from_static("x-custom")), &b"x-custom"[..]);
+        let (parsed, case) = case_name(&HeaderName::from_static("x-custom"));
+        assert_eq!((parsed.as_str(), case.as_slice()), ("x-custom", &b"x-custom"[..]));
     }
 }

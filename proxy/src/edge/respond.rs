@@ -4,8 +4,9 @@
 //! them on every response, proxied or made here.
 
 use bytes::Bytes;
+use http::HeaderName;
 use pingora_error::Result;
-use pingora_http::ResponseHeader;
+use pingora_http::{CaseHeaderName, ResponseHeader};
 use pingora_proxy::Session;
 use verge_hooks::{HookError, HookErrorKind};
 
@@ -162,12 +163,27 @@ impl EdgeResponse<'_> {
     }
 }
 
+/// The edge headers' names with CloudFront's wire case, parsed once: an insert is then two map
+/// operations, with no name parsed or copied per response.
+static X_CACHE: (HeaderName, CaseHeaderName) =
+    (HeaderName::from_static("x-cache"), CaseHeaderName::from_static("X-Cache"));
+static VIA: (HeaderName, CaseHeaderName) = (http::header::VIA, CaseHeaderName::from_static("Via"));
+static X_AMZ_CF_ID: (HeaderName, CaseHeaderName) =
+    (HeaderName::from_static("x-amz-cf-id"), CaseHeaderName::from_static("X-Amz-Cf-Id"));
+
 /// Sets the edge headers: `X-Cache` from the outcome, `Via`, and the request id. Every response to a
 /// viewer gets them here and nowhere else. Static names and prebuilt values: this runs per response.
 pub fn edge_headers(resp: &mut ResponseHeader, outcome: Outcome, ctx: &RequestContext) -> Result<()> {
-    resp.insert_header("x-cache", outcome.result_type().x_cache())?;
-    resp.insert_header("via", ctx.snapshot.via_value.clone())?;
-    resp.insert_header("x-amz-cf-id", ctx.request_id.as_str())?;
+    resp.insert_header(X_CACHE.clone(), outcome.result_type().x_cache())?;
+    resp.insert_header(VIA.clone(), ctx.snapshot.via_value.clone())?;
+    // Unique per response: marked sensitive, HTTP/2's HPACK sends it as a literal instead of adding
+    // it to the connection's table, where a new entry per response evicted the useful ones and every
+    // encode walked the list of older ids (HTTP/1 ignores the flag).
+    let mut request_id = http::HeaderValue::from_str(ctx.request_id.as_str()).map_err(|e| {
+        pingora_error::Error::because(pingora_error::ErrorType::InternalError, "request id header", e)
+    })?;
+    request_id.set_sensitive(true);
+    resp.insert_header(X_AMZ_CF_ID.clone(), request_id)?;
     if let Some(policy) = &ctx.response_policy {
         super::response_policy::apply(resp, policy, outcome, &ctx.request_id, ctx.origin_millis, ctx.shield_hit)?;
     }

@@ -16,6 +16,10 @@ use pingora_ketama::{Bucket, Continuum};
 
 pub const HOP_HEADER: &str = "x-verge-shield-hop";
 pub const VIEWER_HEADER: &str = "x-verge-viewer";
+/// The same names parsed once: every request is looked up for them, and a `&str` key is parsed on
+/// each lookup.
+pub static HOP_NAME: http::HeaderName = http::HeaderName::from_static(HOP_HEADER);
+pub static VIEWER_NAME: http::HeaderName = http::HeaderName::from_static(VIEWER_HEADER);
 
 /// The shields this edge forwards to, by their HTTP listener.
 pub struct ShieldRing {

@@ -1289,8 +1289,10 @@ where
             retries += 1;
 
             // verge: boxed, so the request future does not carry the upstream future's state (the largest
-            // part) inline: a cache hit never builds it, and every request future is moved whole.
-            let (reuse, e) = Box::pin(self.proxy_to_upstream(&mut session, &mut ctx)).await;
+            // part) inline: a cache hit never builds it, and every request future is moved whole. Built
+            // in its heap slot: `Box::pin(future)` copies the whole (mostly uninitialised) future in.
+            let (reuse, e) =
+                box_in_place(|| self.proxy_to_upstream(&mut session, &mut ctx)).await;
             server_reuse = reuse;
 
             match e {
@@ -1560,6 +1562,17 @@ impl SubrequestSpawner {
     }
 }
 
+// verge: a boxed future written straight into its allocation. An async fn's future is as large as
+// its largest await point's state, and built on the stack then moved into a `Box::pin` it is copied
+// whole; written through `Box::new_uninit` the copy is left to the optimiser to elide.
+#[inline(always)]
+fn box_in_place<F: std::future::Future>(make: impl FnOnce() -> F) -> std::pin::Pin<Box<F>> {
+    let mut slot = Box::<F>::new_uninit();
+    slot.write(make());
+    // SAFETY: the slot was written just above.
+    Box::into_pin(unsafe { slot.assume_init() })
+}
+
 // verge: `HttpServerApp::process_new_http` as an inherent async fn. The trait method is an
 // `async_trait`: each call moves the whole request future into a new box. A caller that drives its own
 // connections awaits this one instead, so its requests' futures live inside its connection future.
@@ -1616,12 +1629,22 @@ where
     <SV as ProxyHttp>::CTX: Send + Sync,
     C: custom::Connector,
 {
-    async fn process_new_http(
-        self: &Arc<Self>,
+    // verge: written out rather than as an `async fn`, which `async_trait` turns into
+    // `Box::pin(async move { .. })`: the whole request future copied into its box for every request
+    // that comes this way (each HTTP/2 stream). Here it is built in its box.
+    fn process_new_http<'life0, 'life1, 'async_trait>(
+        self: &'life0 Arc<Self>,
         session: HttpSession,
-        shutdown: &ShutdownWatch,
-    ) -> Option<ReusedHttpStream> {
-        self.process_new_http_inline(session, shutdown).await
+        shutdown: &'life1 ShutdownWatch,
+    ) -> std::pin::Pin<
+        Box<dyn std::future::Future<Output = Option<ReusedHttpStream>> + Send + 'async_trait>,
+    >
+    where
+        'life0: 'async_trait,
+        'life1: 'async_trait,
+        Self: 'async_trait,
+    {
+        box_in_place(move || self.process_new_http_inline(session, shutdown))
     }
 
     async fn http_cleanup(&self) {

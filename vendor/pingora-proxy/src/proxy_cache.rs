@@ -301,7 +301,7 @@ where
         use range_filter::*;
 
         let seekable = session.cache.hit_handler().can_seek();
-        let mut header = cache_hit_header(&session.cache);
+        let mut header = cache_hit_header(&mut session.cache);
 
         let req = session.req_header();
 
@@ -1028,8 +1028,12 @@ where
     }
 }
 
-fn cache_hit_header(cache: &HttpCache) -> Box<ResponseHeader> {
-    let mut header = Box::new(cache.cache_meta().response_header_copy());
+fn cache_hit_header(cache: &mut HttpCache) -> Box<ResponseHeader> {
+    // verge: a fresh hit moves the stored header out of its meta instead of copying it.
+    let mut header = Box::new(match cache.take_hit_response_header() {
+        Some(header) => header,
+        None => cache.cache_meta().response_header_copy(),
+    });
     // convert cache response
 
     // these status codes / method cannot have body, so no need to add chunked encoding
@@ -1520,7 +1524,9 @@ pub mod range_filter {
             RangeType::None => {
                 // At this point, the response is _eligible_ to be served in ranges
                 // in the future, so add Accept-Ranges, mirroring nginx behavior
-                resp.insert_header(&ACCEPT_RANGES, "bytes").unwrap();
+                // verge: a static value, not a copy of "bytes" per response.
+                resp.insert_header(&ACCEPT_RANGES, http::HeaderValue::from_static("bytes"))
+                    .unwrap();
             }
             RangeType::Single(r) => {
                 // 206 response

@@ -888,12 +888,12 @@ impl HttpSession {
                 header.insert_header(header::DATE, date::get_cached_date())?;
             }
 
-            // TODO: make these lazy static
-            let connection_value = if self.will_keepalive() {
+            // verge: static values, not a copy of the string per response.
+            let connection_value = http::HeaderValue::from_static(if self.will_keepalive() {
                 "keep-alive"
             } else {
                 "close"
-            };
+            });
             header.insert_header(header::CONNECTION, connection_value)?;
         }
 
