@@ -8,16 +8,17 @@
 #                     adding the same five headers with add_header (the hook's cost is this row's verge
 #                     figure minus the 1k.bin row's);
 #   1k.bin miss       every request to the origin, nothing stored: verge with CachingDisabled vs nginx
-#                     with proxy_cache off, both on kept-alive origin connections.
+#                     with proxy_cache off, both on kept-alive origin connections;
+#   1k.bin h2         cached 1 KiB hits over HTTP/2 without TLS (h2c, prior knowledge; `h2load -c 4 -m 10`).
 # Usage: [N1=1000 N2=3000] [ROWS="1k.bin:hit 1k.bin:miss"] benches/instructions.sh      (needs valgrind, nginx, ab: apt-get install
-# valgrind nginx apache2-utils; the hook row builds the examples for wasm32-wasip1)
+# valgrind nginx apache2-utils nghttp2-client; the hook row builds the examples for wasm32-wasip1)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 N1=${N1:-1000}
 N2=${N2:-3000}
 export VERGE_LOG=warn   # no access lines (nginx runs with access_log off)
 . benches/common.sh
-need valgrind nginx ab -- valgrind nginx apache2-utils
+need valgrind nginx ab h2load -- valgrind nginx apache2-utils nghttp2-client
 cargo build --release -q -p verge
 cargo build --release -q --target wasm32-wasip1 --manifest-path examples/Cargo.toml
 bench_workdir
@@ -40,7 +41,11 @@ count() {
   local pid=$!
   wait_port "$PORT" 1200 0.25   # under valgrind a server takes seconds to start
   curl -s -o /dev/null "http://127.0.0.1:$PORT$path"; curl -s -o /dev/null "http://127.0.0.1:$PORT$path"
-  ab -q -k -c 4 -n "$n" "http://127.0.0.1:$PORT$path" > /dev/null
+  if [ "${KIND:-}" = h2 ]; then
+    h2load -c 4 -m 10 -n "$n" "http://127.0.0.1:$PORT$path" > /dev/null
+  else
+    ab -q -k -c 4 -n "$n" "http://127.0.0.1:$PORT$path" > /dev/null
+  fi
   kill -TERM "$pid"; wait "$pid" || true
   awk '/^(summary|totals):/ {print $2; exit}' "$out"
 }
@@ -55,6 +60,7 @@ verge_server() {
       sed -i "s|cache_policy: CachingOptimized }|cache_policy: CachingOptimized, lambda_function_associations: [ { event_type: viewer-response, lambda_function_arn: 'arn:aws:lambda:us-east-1:000000000000:function:security-headers:1' } ] }|" "$WORK/verge.yaml"
       ;;
     miss) sed -i "s|cache_policy: CachingOptimized|cache_policy: CachingDisabled|" "$WORK/verge.yaml" ;;
+    h2) sed -i "s|threads: 1,|threads: 1, h2c: true,|" "$WORK/verge.yaml" ;;
   esac
   VERGE_CMD=(target/release/verge serve --config "$WORK/verge.yaml")
 }
@@ -63,9 +69,10 @@ verge_server() {
 nginx_server() {
   PORT=$(free_port)
   rm -rf "$WORK/cache"/*
-  local location
+  local location listen_options=""
   case $1 in
     hit) location=$(nginx_edge "$ORIGIN") ;;
+    h2) location=$(nginx_edge "$ORIGIN"); listen_options=" http2" ;;
     hook) location=$(nginx_edge "$ORIGIN" "add_header Strict-Transport-Security \"max-age=63072000; includeSubDomains; preload\"; add_header X-Content-Type-Options nosniff; add_header X-Frame-Options DENY; add_header X-XSS-Protection \"1; mode=block\"; add_header Content-Security-Policy \"default-src 'self'; img-src 'self' data:; object-src 'none'\";") ;;
     miss) location="location / { proxy_pass http://origin; proxy_http_version 1.1; proxy_set_header Connection \"\"; }" ;;
   esac
@@ -78,7 +85,7 @@ http {
   proxy_cache_path $WORK/cache levels=1:2 keys_zone=edge:10m max_size=256m inactive=1h use_temp_path=off;
   upstream origin { server 127.0.0.1:$ORIGIN; keepalive 16; }
   server {
-    listen 127.0.0.1:$PORT;
+    listen 127.0.0.1:$PORT$listen_options;
 $location
   }
 }
@@ -89,10 +96,16 @@ CONF
 per_request() { echo $(( ($2 - $1) / (N2 - N1) )); }
 
 printf "%-12s %16s %16s %10s\n" row "nginx instr/req" "verge instr/req" verge/nginx
-for row in ${ROWS:-1k.bin:hit 100k.bin:hit 1k.bin:hook 1k.bin:miss}; do
-  path=/${row%%:*}; kind=${row#*:}
+for row in ${ROWS:-1k.bin:hit 100k.bin:hit 1k.bin:hook 1k.bin:miss 1k.bin:h2}; do
+  path=/${row%%:*}; kind=${row#*:}; KIND=$kind
   nginx_server "$kind"; n1=$(count nginx "$N1" "$path" "${NGINX_CMD[@]}")
   nginx_server "$kind"; n2=$(count nginx "$N2" "$path" "${NGINX_CMD[@]}")
+  if [ "$kind" = hook ]; then
+    # Compile the function once into the store's code cache first, under valgrind too (the cache is keyed
+    # by the CPU features wasmtime sees, which valgrind changes): otherwise only the first of the two runs
+    # compiles it, and the difference between them comes out short by the compile (~3.7k per request).
+    verge_server hook; count verge 10 "$path" "${VERGE_CMD[@]}" > /dev/null
+  fi
   verge_server "$kind"; v1=$(count verge "$N1" "$path" "${VERGE_CMD[@]}")
   verge_server "$kind"; v2=$(count verge "$N2" "$path" "${VERGE_CMD[@]}")
   n=$(per_request "$n1" "$n2"); v=$(per_request "$v1" "$v2")

@@ -35,6 +35,32 @@ fn default_ttl_applies_only_without_origin_freshness() {
     assert_eq!(plain.count(), 3);
 }
 
+/// A fresh hit's response header is moved out of the per-lookup copy of the stored header (the vendored
+/// pingora-cache), never out of the store: every hit carries all the origin's fields, not only the first.
+#[test]
+fn every_hit_carries_the_whole_stored_header() {
+    let origin = Origin::start(|_| {
+        OriginResponse::new(200, "stored")
+            .header("cache-control", "max-age=600")
+            .header("etag", "\"v1\"")
+            .header("x-origin-field", "kept")
+            .header("content-type", "text/plain")
+    });
+    let verge = Verge::start(&dist(origin.port(), "", "cache_policy: CachingOptimized"));
+    assert_eq!(verge.get("/h").x_cache(), "Miss from verge");
+    for _ in 0..3 {
+        let hit = verge.get("/h");
+        assert_eq!(hit.x_cache(), "Hit from verge");
+        assert_eq!(hit.header("etag"), Some("\"v1\""));
+        assert_eq!(hit.header("x-origin-field"), Some("kept"));
+        assert_eq!(hit.header("content-type"), Some("text/plain"));
+        assert_eq!(hit.header("cache-control"), Some("max-age=600"));
+        assert!(hit.header("age").is_some(), "a hit says its age");
+        assert_eq!(hit.text(), "stored");
+    }
+    assert_eq!(origin.count(), 1);
+}
+
 #[test]
 fn no_store_is_honoured_at_min_ttl_zero_and_overridden_above() {
     let origin = Origin::start(cc("no-store"));

@@ -71,12 +71,15 @@ fn slowloris_viewers_get_408_at_the_header_deadline_while_others_are_served() {
     let app = Origin::fixed(200, "ok");
     let verge = Verge::start(&distribution(app.port(), "viewer_header_timeout: 2, viewer_idle_timeout: 5", ""));
     const VIEWERS: usize = 200;
-    let mut drips: Vec<(TcpStream, Option<Duration>, Vec<u8>)> = (0..VIEWERS)
+    // Each viewer's cut-off is timed from its own first bytes (verge's deadline starts there): opening
+    // 200 connections takes a while on a loaded machine, so one clock for all would read early.
+    let mut drips: Vec<(TcpStream, Option<Duration>, Vec<u8>, Instant)> = (0..VIEWERS)
         .map(|_| {
             let mut s = connect(verge.addr);
+            let first_bytes = Instant::now();
             s.write_all(b"GET /x HTTP/1.1\r\nHost: edge.test\r\n").unwrap();
             s.set_nonblocking(true).unwrap();
-            (s, None, Vec::new())
+            (s, None, Vec::new(), first_bytes)
         })
         .collect();
     let started = Instant::now();
@@ -84,14 +87,14 @@ fn slowloris_viewers_get_408_at_the_header_deadline_while_others_are_served() {
     // answered and closed or 30 s pass.
     let mut served_meanwhile = 0;
     while started.elapsed() < Duration::from_secs(30) && drips.iter().any(|d| d.1.is_none()) {
-        for (stream, closed, got) in drips.iter_mut().filter(|d| d.1.is_none()) {
+        for (stream, closed, got, first_bytes) in drips.iter_mut().filter(|d| d.1.is_none()) {
             let _ = stream.write(b"X");
             let mut buf = [0u8; 512];
             match stream.read(&mut buf) {
-                Ok(0) => *closed = Some(started.elapsed()),
+                Ok(0) => *closed = Some(first_bytes.elapsed()),
                 Ok(n) => got.extend_from_slice(&buf[..n]),
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
-                Err(_) => *closed = Some(started.elapsed()),
+                Err(_) => *closed = Some(first_bytes.elapsed()),
             }
         }
         if verge.get("/x").status == 200 {
@@ -101,7 +104,7 @@ fn slowloris_viewers_get_408_at_the_header_deadline_while_others_are_served() {
     }
     let cutoffs: Vec<Duration> = drips.iter().filter_map(|d| d.1).collect();
     assert_eq!(cutoffs.len(), VIEWERS, "every dripping viewer is cut off");
-    for (_, _, got) in &drips {
+    for (_, _, got, _) in &drips {
         let head = String::from_utf8_lossy(got);
         assert!(head.starts_with("HTTP/1.1 408"), "{head}");
         assert!(head.to_ascii_lowercase().contains("connection: close"), "{head}");

@@ -179,9 +179,8 @@ pub fn edge_headers(resp: &mut ResponseHeader, outcome: Outcome, ctx: &RequestCo
     // Unique per response: marked sensitive, HTTP/2's HPACK sends it as a literal instead of adding
     // it to the connection's table, where a new entry per response evicted the useful ones and every
     // encode walked the list of older ids (HTTP/1 ignores the flag).
-    let mut request_id = http::HeaderValue::from_str(ctx.request_id.as_str()).map_err(|e| {
-        pingora_error::Error::because(pingora_error::ErrorType::InternalError, "request id header", e)
-    })?;
+    let mut request_id = http::HeaderValue::from_str(ctx.request_id.as_str())
+        .map_err(|e| pingora_error::Error::because(pingora_error::ErrorType::InternalError, "request id header", e))?;
     request_id.set_sensitive(true);
     resp.insert_header(X_AMZ_CF_ID.clone(), request_id)?;
     if let Some(policy) = &ctx.response_policy {
