@@ -75,6 +75,23 @@ default_cache_behavior: {{target_origin_id: app, cache_policy: CachingDisabled}}
     assert!(verge.wait_for_output(&id), "the request id is logged:\n{}", verge.output());
 }
 
+/// The origin always gets origin form: a viewer's absolute-form target (RFC 9112 §3.2.2) and an origin-form
+/// one whose query goes whole reach it as `/path?query`.
+#[test]
+fn origin_requests_carry_the_target_in_origin_form() {
+    let app = Origin::fixed(200, "ok");
+    let yaml = format!(
+        "{}default_cache_behavior: {{target_origin_id: app, cache_policy: CachingDisabled, origin_request_policy: AllViewer}}\n",
+        one_origin(app.port(), "")
+    );
+    let verge = Verge::start(&yaml);
+    assert_eq!(verge.request("GET", "/plain?q=1&r=2", &[], b"").status, 200);
+    let absolute = format!("http://{}/absolute?q=1", verge.addr);
+    assert_eq!(verge.request("GET", &absolute, &[], b"").status, 200);
+    let seen: Vec<String> = app.requests().iter().map(|r| r.target.clone()).collect();
+    assert_eq!(seen, ["/plain?q=1&r=2", "/absolute?q=1"]);
+}
+
 #[test]
 fn origin_request_policy_forwards_viewer_values() {
     let app = Origin::fixed(200, "ok");

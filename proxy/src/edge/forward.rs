@@ -77,14 +77,18 @@ pub fn origin_request(
     let orp = behavior.origin_request_policy.as_deref();
     let policy = &behavior.cache_policy;
 
-    // Path and query: the viewer's URI stands when there is no origin path to prefix and its query goes
-    // whole (every query string forwarded, or none to filter); otherwise it is rebuilt and parsed.
+    // Path and query: the viewer's URI stands when it is in origin form (`/path?query`, not a viewer's
+    // absolute form), there is no origin path to prefix and its query goes whole (every query string
+    // forwarded, or none to filter); otherwise it is rebuilt and parsed.
     let query = req.uri.query().unwrap_or("");
     let whole_query = matches!(
         (&policy.query_strings, orp.map(|p| &p.query_strings)),
         (Selection::All, _) | (_, Some(Selection::All))
     );
-    if !origin_path.is_empty() || !(whole_query || query.is_empty()) {
+    // pingora keeps only the path in the URI of an absolute-form target and writes the target's raw
+    // bytes (`raw_path`) upstream until the URI is set again.
+    let origin_form = req.raw_path().starts_with(b"/");
+    if !origin_form || !origin_path.is_empty() || !(whole_query || query.is_empty()) {
         let mut forwarded_query = String::new();
         if whole_query {
             forwarded_query.push_str(query);
