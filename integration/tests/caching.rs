@@ -61,6 +61,93 @@ fn every_hit_carries_the_whole_stored_header() {
     assert_eq!(origin.count(), 1);
 }
 
+/// Reads one response off a kept-alive connection (framed by `Content-Length`; none for HEAD): the
+/// head as sent (names in their wire case) and the body.
+fn read_response(stream: &mut std::net::TcpStream, head_only: bool) -> (String, Vec<u8>) {
+    use std::io::Read;
+    let mut raw = Vec::new();
+    let mut byte = [0u8; 1];
+    while !raw.ends_with(b"\r\n\r\n") {
+        assert_eq!(stream.read(&mut byte).unwrap(), 1, "connection closed in a head: {raw:?}");
+        raw.push(byte[0]);
+    }
+    let head = String::from_utf8(raw).unwrap();
+    let length = head
+        .lines()
+        .find_map(|l| l.to_ascii_lowercase().strip_prefix("content-length: ").map(|v| v.trim().parse().unwrap()))
+        .expect("a hit says its length");
+    let mut body = vec![0u8; if head_only { 0 } else { length }];
+    stream.read_exact(&mut body).unwrap();
+    (head, body)
+}
+
+/// A fresh hit is sent from the head rendered when the object was stored (edge/fresh_hit.rs); one
+/// with a conditional that does not match takes pingora's hit path. Both say the same, and the
+/// rendered one keeps the origin's field names as the origin wrote them.
+#[test]
+fn fresh_hits_sent_from_the_rendered_head_match_pingoras_hit_path() {
+    let origin = Origin::start(|_| {
+        OriginResponse::new(200, "rendered once")
+            .header("Cache-Control", "max-age=600")
+            .header("ETag", "\"v1\"")
+            .header("X-Origin-Field", "kept")
+            .header("Set-Cookie", "a=1")
+            .header("Set-Cookie", "b=2")
+            .header("X-Cache", "from the origin")
+    });
+    let verge = Verge::start(&dist(origin.port(), "", "cache_policy: CachingOptimized"));
+    assert_eq!(verge.get("/r").x_cache(), "Miss from verge");
+    let fields = |r: &Response| {
+        let mut f: Vec<(String, String)> = r
+            .headers
+            .iter()
+            .filter(|(n, _)| !matches!(n.as_str(), "x-amz-cf-id" | "age" | "date"))
+            .cloned()
+            .collect();
+        f.sort();
+        f
+    };
+    let rendered = verge.get("/r");
+    let pingoras = verge.request("GET", "/r", &[("If-None-Match", "\"v0\"")], b"");
+    assert_eq!(rendered.x_cache(), "Hit from verge");
+    assert_eq!(fields(&rendered), fields(&pingoras));
+    assert_eq!(rendered.body, pingoras.body);
+    for hit in [&rendered, &pingoras] {
+        assert!(hit.header("age").is_some() && hit.header("date").is_some(), "{hit:?}");
+        assert_eq!(hit.header("accept-ranges"), Some("bytes"));
+        assert_eq!(hit.headers.iter().filter(|(n, _)| n == "set-cookie").count(), 2);
+    }
+    assert_ne!(rendered.header("x-amz-cf-id"), pingoras.header("x-amz-cf-id"));
+    assert_eq!(origin.count(), 1);
+
+    // On one kept-alive connection: hits, a HEAD (a length, no body), and the origin's case.
+    use std::io::Write;
+    let mut viewer = std::net::TcpStream::connect(verge.addr).unwrap();
+    viewer.set_read_timeout(Some(TIMEOUT)).unwrap();
+    for method in ["GET", "HEAD", "GET"] {
+        write!(viewer, "{method} /r HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+        let (head, body) = read_response(&mut viewer, method == "HEAD");
+        assert!(head.starts_with("HTTP/1.1 200 OK\r\n"), "{head}");
+        for field in ["\r\nX-Origin-Field: kept\r\n", "\r\nETag: \"v1\"\r\n", "\r\nConnection: keep-alive\r\n"] {
+            assert!(head.contains(field), "{field:?} in {head}");
+        }
+        assert!(head.contains("\r\nContent-Length: 13\r\n") || head.contains("\r\ncontent-length: 13\r\n"), "{head}");
+        assert_eq!(head.matches("X-Cache").count(), 1, "the edge's X-Cache replaces the origin's: {head}");
+        assert_eq!(body, if method == "HEAD" { &b""[..] } else { &b"rendered once"[..] });
+    }
+    // HTTP/1.0 without keep-alive: the hit says so and the connection ends after it.
+    let mut old = std::net::TcpStream::connect(verge.addr).unwrap();
+    old.set_read_timeout(Some(TIMEOUT)).unwrap();
+    old.write_all(b"GET /r HTTP/1.0\r\nHost: x\r\n\r\n").unwrap();
+    let (head, body) = read_response(&mut old, false);
+    assert!(head.contains("\r\nConnection: close\r\n") && head.contains("Hit from verge"), "{head}");
+    assert_eq!(body, b"rendered once");
+    let mut rest = Vec::new();
+    std::io::Read::read_to_end(&mut old, &mut rest).unwrap();
+    assert!(rest.is_empty(), "{rest:?}");
+    assert_eq!(origin.count(), 1);
+}
+
 #[test]
 fn no_store_is_honoured_at_min_ttl_zero_and_overridden_above() {
     let origin = Origin::start(cc("no-store"));

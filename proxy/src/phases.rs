@@ -27,6 +27,7 @@ use crate::edge::connection;
 use crate::edge::context::{Ending, RequestContext};
 use crate::edge::error_pages;
 use crate::edge::forward;
+use crate::edge::fresh_hit;
 use crate::edge::outcome::{ErrorCause, LoggedResult, Outcome};
 use crate::edge::request_id::new_request_id;
 use crate::edge::respond::{self, EdgeError, EdgeResponse};
@@ -123,13 +124,12 @@ fn write_log_records(
     elapsed: Duration,
 ) {
     let req = session.req_header();
-    let resp = session.response_written();
+    let resp = response_sent(session, ctx);
     let header = |name: http::header::HeaderName| req.headers.get(name).and_then(|v| v.to_str().ok());
     let resp_header =
         |name: http::header::HeaderName| resp.and_then(|r| r.headers.get(name)).and_then(|v| v.to_str().ok());
     // The response head as sent: status line and headers (CloudFront counts them in sc-bytes).
-    let head_bytes =
-        resp.map_or(0, |r| 17 + r.headers.iter().map(|(n, v)| n.as_str().len() + v.len() + 4).sum::<usize>());
+    let head_bytes = response_head_bytes(session, ctx);
     let tls = session.digest().and_then(|d| d.ssl_digest.as_ref());
     let tls_names =
         tls.map(|t| (connection::protocol_name(&t.version), connection::cipher_name(&t.cipher).to_string()));
@@ -204,10 +204,21 @@ fn compression_for(session: &Session, ctx: &RequestContext, resp: &ResponseHeade
 
 /// The response head as sent: status line and headers (CloudFront counts them in sc-bytes and
 /// BytesDownloaded).
-fn response_head_bytes(session: &Session) -> usize {
+fn response_head_bytes(session: &Session, ctx: &RequestContext) -> usize {
+    if let Some(served) = &ctx.served_hit {
+        return served.head_bytes;
+    }
     session
         .response_written()
         .map_or(0, |r| 17 + r.headers.iter().map(|(n, v)| n.as_str().len() + v.len() + 4).sum::<usize>())
+}
+
+/// The response head sent: the stored header of a hit sent from its rendered head, else pingora's.
+fn response_sent<'a>(session: &'a Session, ctx: &'a RequestContext) -> Option<&'a ResponseHeader> {
+    match &ctx.served_hit {
+        Some(served) => Some(served.hit.header()),
+        None => session.response_written(),
+    }
 }
 
 /// `HTTP/1.1`, as the log's `cs-protocol-version` writes it.
@@ -492,6 +503,7 @@ impl ProxyHttp for VergeProxy {
             let https = ctx.route.viewer_https;
             let wanted = ctx.snapshot.edge_headers[ctx.route.behavior];
             connection::add_cloudfront_headers(session, wanted, https, forwarded_client, ctx.snapshot.geo.as_deref());
+            return fresh_hit::serve(session, ctx, self.cache.store).await;
         }
         Ok(answered)
     }
@@ -520,8 +532,15 @@ impl ProxyHttp for VergeProxy {
     fn cache_key_callback(&self, session: &Session, ctx: &mut RequestContext) -> Result<CacheKey> {
         let snapshot = &ctx.snapshot;
         let policy = &snapshot.behavior(ctx.route.behavior).cache_policy;
-        let primary = primary_key(&snapshot.dist.domain_name, session.req_header(), policy);
-        let hash = crate::cache::key::key_hash(&primary);
+        // Worked out already when `fresh_hit` looked for the object.
+        let (primary, hash) = match ctx.cache_key.take() {
+            Some(keyed) => (keyed.primary, keyed.hash),
+            None => {
+                let primary = primary_key(&snapshot.dist.domain_name, session.req_header(), policy);
+                let hash = crate::cache::key::key_hash(&primary);
+                (primary, hash)
+            }
+        };
         let mut key = CacheKey::new(primary, "");
         key.set_primary_bin_override(hash);
         Ok(key)
@@ -955,7 +974,7 @@ impl ProxyHttp for VergeProxy {
             status,
             seconds: elapsed.as_secs_f64(),
             method: req.method.clone(),
-            bytes_sent: (response_head_bytes(session) + session.body_bytes_sent()) as u64,
+            bytes_sent: (response_head_bytes(session, ctx) + session.body_bytes_sent()) as u64,
             bytes_received: session.body_bytes_read() as u64,
             origin_seconds: ctx.origin_millis.map(|ms| ms as f64 / 1000.0),
         });

@@ -3,6 +3,7 @@
 pub mod freshness;
 pub mod invalidation;
 pub mod key;
+pub mod rendered_head;
 pub mod storage;
 pub mod stored_header;
 pub mod ttl;

@@ -21,6 +21,7 @@ use pingora_error::{Error, ErrorType, Result};
 use pingora_http::ResponseHeader;
 
 use crate::cache::invalidation::{InvalidationPath, PathIndex};
+use crate::cache::rendered_head::{self, PartialHead, RenderedHead};
 
 /// `remove` only when the stored object's path passes `check` (wildcards are matched against full paths).
 trait RemoveIf {
@@ -114,6 +115,8 @@ impl StoredMeta {
 /// One stored response: its meta, the whole body, and the path used by invalidations.
 struct Entry {
     meta: StoredMeta,
+    /// The head a fresh hit sends, rendered once here (`None`: hits take pingora's path).
+    head: Option<RenderedHead>,
     /// Unique per stored object; see `PathIndex`.
     generation: u64,
     body: Bytes,
@@ -130,7 +133,8 @@ const ENTRY_OVERHEAD: usize = 6 << 10;
 
 impl Entry {
     fn weight(&self) -> u32 {
-        let bytes = self.meta.approximate_size() + self.body.len() + self.path.len() + ENTRY_OVERHEAD;
+        let head = self.head.as_ref().map_or(0, |h| h.bytes().len());
+        let bytes = self.meta.approximate_size() + head + self.body.len() + self.path.len() + ENTRY_OVERHEAD;
         u32::try_from(bytes).unwrap_or(u32::MAX)
     }
 }
@@ -229,7 +233,13 @@ impl ObjectStore {
         if let Some(old) = self.objects.get(&k) {
             let mut meta = old.meta.clone();
             meta.fresh_until = SystemTime::now() + duration;
-            let entry = Entry { meta, generation: old.generation, body: old.body.clone(), path: old.path.clone() };
+            let entry = Entry {
+                meta,
+                head: old.head.clone(),
+                generation: old.generation,
+                body: old.body.clone(),
+                path: old.path.clone(),
+            };
             self.objects.insert(k, Arc::new(entry));
         }
     }
@@ -244,6 +254,47 @@ impl ObjectStore {
             }
         }
         removed
+    }
+}
+
+/// A fresh stored `200` with a rendered head: what `ObjectStore::fresh_hit` finds for edge/fresh_hit.rs.
+pub struct FreshHit {
+    head: RenderedHead,
+    entry: Arc<Entry>,
+}
+
+impl FreshHit {
+    pub fn head(&self) -> &RenderedHead {
+        &self.head
+    }
+
+    pub fn body(&self) -> &Bytes {
+        &self.entry.body
+    }
+
+    /// The stored header (the logs read the content type and length from it).
+    pub fn header(&self) -> &ResponseHeader {
+        &self.entry.meta.header
+    }
+
+    /// Seconds since the response was made or last revalidated, as pingora's `CacheMeta::age` counts.
+    pub fn age_secs(&self, now: SystemTime) -> u64 {
+        let meta = &self.entry.meta;
+        let epoch = meta.epoch_override.unwrap_or(meta.updated);
+        now.duration_since(epoch).map_or(0, |d| d.as_secs())
+    }
+}
+
+impl ObjectStore {
+    /// The object stored under `primary` (a key without variance) if it is fresh at `now` and its head
+    /// was rendered: what pingora's lookup would serve as a fresh hit without revalidation.
+    pub fn fresh_hit(&self, primary: &HashBinary, now: SystemTime) -> Option<FreshHit> {
+        let entry = self.objects.get(&u128::from_be_bytes(*primary))?;
+        if entry.meta.variance.is_some() || entry.meta.fresh_until < now {
+            return None;
+        }
+        let head = entry.head.clone()?;
+        Some(FreshHit { head, entry })
     }
 }
 
@@ -304,6 +355,7 @@ struct Miss {
     key: u128,
     path: Box<str>,
     meta: StoredMeta,
+    head: Option<PartialHead>,
     body: BytesMut,
     too_large: bool,
 }
@@ -338,7 +390,8 @@ impl HandleMiss for Miss {
         }
         let generation = self.store.generations.fetch_add(1, Ordering::Relaxed);
         self.store.index.add(&self.path, self.key, generation);
-        let entry = Entry { meta, generation, body: self.body.freeze(), path: self.path };
+        let head = self.head.and_then(|h| h.finish(size));
+        let entry = Entry { meta, head, generation, body: self.body.freeze(), path: self.path };
         self.store.objects.insert(self.key, Arc::new(entry));
         Ok(MissFinishType::Created(size))
     }
@@ -366,6 +419,7 @@ impl Storage for ObjectStore {
             key: storage_key(key),
             path: invalidation_path(key),
             meta: StoredMeta::from_meta(meta),
+            head: rendered_head::render(meta.response_header()),
             body: BytesMut::new(),
             too_large: false,
         }))
@@ -392,6 +446,7 @@ impl Storage for ObjectStore {
         };
         let entry = Entry {
             meta: StoredMeta::from_meta(meta),
+            head: rendered_head::render(meta.response_header()).and_then(|h| h.finish(old.body.len())),
             generation: old.generation,
             body: old.body.clone(),
             path: old.path.clone(),

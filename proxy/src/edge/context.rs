@@ -53,6 +53,10 @@ pub struct RequestContext {
     pub shield_hit: bool,
     /// The origin's `304` to a revalidation, kept for the stored header's update (`cache::stored_header`).
     pub not_modified: Option<Box<pingora_http::ResponseHeader>>,
+    /// A fresh hit sent from its rendered head (`edge/fresh_hit.rs`): what the logs read of it.
+    pub served_hit: Option<super::fresh_hit::ServedHit>,
+    /// The cache key `fresh_hit` worked out and did not find, for pingora's lookup.
+    pub cache_key: Option<Box<super::fresh_hit::KeyedRequest>>,
 }
 
 /// Where the request goes.
@@ -170,6 +174,8 @@ impl RequestContext {
             from_edge: false,
             shield_hit: false,
             not_modified: None,
+            served_hit: None,
+            cache_key: None,
         }
     }
 

@@ -206,6 +206,27 @@ impl Session {
         }
     }
 
+    /// verge: writes a response head rendered ahead of time (HTTP/1 only: an error for other
+    /// sessions, which the caller avoids); see `v1::server::HttpSession::write_rendered_response_header`.
+    pub async fn write_rendered_response_header(
+        &mut self,
+        status: http::StatusCode,
+        head: bytes::BytesMut,
+        content_length: usize,
+        add_date: bool,
+    ) -> Result<()> {
+        match self {
+            Self::H1(s) => {
+                s.write_rendered_response_header(status, head, content_length, add_date)
+                    .await
+            }
+            _ => Error::e_explain(
+                pingora_error::ErrorType::InternalError,
+                "a rendered response head is for HTTP/1 sessions only",
+            ),
+        }
+    }
+
     /// Similar to `write_response_header()`, this fn will clone the `resp` internally
     pub async fn write_response_header_ref(&mut self, resp: &ResponseHeader) -> Result<()> {
         match self {

@@ -713,6 +713,62 @@ impl HttpSession {
         }
     }
 
+    /// verge: writes a final response head the caller rendered ahead of time. `head` holds the
+    /// status line and every field but `Connection`, which is added here from the keep-alive state as
+    /// [`Self::write_response_header`] adds it (and `Date`, when `add_date`), then the blank line;
+    /// the body that follows is `content_length` bytes (none for HEAD). A cache serves a stored
+    /// response this way without rebuilding and re-serialising a header map per request.
+    /// `response_written` then holds the status alone.
+    pub async fn write_rendered_response_header(
+        &mut self,
+        status: http::StatusCode,
+        mut head: BytesMut,
+        content_length: usize,
+        add_date: bool,
+    ) -> Result<()> {
+        if self.response_written.is_some() {
+            warn!("Respond header is already sent, cannot send again");
+            return Ok(());
+        }
+        if self.close_on_response_before_downstream_finish
+            && (self.request_header.is_none() || !self.is_body_done())
+        {
+            self.set_keepalive(None);
+        }
+        if add_date {
+            head.put_slice(b"Date: ");
+            head.put_slice(date::get_cached_date().as_bytes());
+            head.put_slice(CRLF);
+        }
+        head.put_slice(if self.will_keepalive() {
+            b"Connection: keep-alive\r\n\r\n"
+        } else {
+            b"Connection: close\r\n\r\n"
+        });
+        let no_body = matches!(
+            status,
+            http::StatusCode::NO_CONTENT | http::StatusCode::NOT_MODIFIED
+        ) || self.get_method() == Some(&Method::HEAD);
+        self.body_writer
+            .init_content_length(if no_body { 0 } else { content_length });
+        match self.underlying_stream.write_all(&head).await {
+            Ok(()) => {
+                if self.body_writer.finished() {
+                    self.underlying_stream
+                        .flush()
+                        .await
+                        .or_err(WriteError, "flushing response header")?;
+                }
+                self.response_written = Some(Box::new(ResponseHeader::build_no_case(
+                    status,
+                    Some(0),
+                )?));
+                Ok(())
+            }
+            Err(e) => Error::e_because(WriteError, "writing response header", e),
+        }
+    }
+
     /// Return the response header if it is already sent.
     pub fn response_written(&self) -> Option<&ResponseHeader> {
         self.response_written.as_deref()
