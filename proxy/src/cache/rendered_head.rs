@@ -53,7 +53,10 @@ pub fn render(header: &ResponseHeader) -> Option<PartialHead> {
         return None;
     }
     let content_length = header.headers.get(http::header::CONTENT_LENGTH).map(|v| {
-        std::str::from_utf8(v.as_bytes()).ok().filter(|s| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit())).and_then(|s| s.parse().ok())
+        std::str::from_utf8(v.as_bytes())
+            .ok()
+            .filter(|s| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()))
+            .and_then(|s| s.parse().ok())
     });
     let mut bytes = BytesMut::with_capacity(256);
     bytes.put_slice(b"HTTP/1.1 200 ");
