@@ -29,7 +29,6 @@ pub struct RenderedHead {
     bytes: Bytes,
     /// The stored header has a `Date` (the hit keeps it; without one the hit gets the current date).
     has_date: bool,
-    content_length: usize,
 }
 
 /// What `render` makes before the body's length is known: `finish` checks or adds `Content-Length`.
@@ -94,7 +93,7 @@ impl PartialHead {
             }
         }
         self.bytes.put_slice(b"Accept-Ranges: bytes\r\n");
-        Some(RenderedHead { bytes: self.bytes.freeze(), has_date: self.has_date, content_length: body_len })
+        Some(RenderedHead { bytes: self.bytes.freeze(), has_date: self.has_date })
     }
 }
 
@@ -105,10 +104,6 @@ impl RenderedHead {
 
     pub fn has_date(&self) -> bool {
         self.has_date
-    }
-
-    pub fn content_length(&self) -> usize {
-        self.content_length
     }
 }
 
@@ -165,7 +160,6 @@ mod tests {
              Content-Length: 3\r\nAccept-Ranges: bytes\r\n"
         );
         assert!(!head.has_date());
-        assert_eq!(head.content_length(), 3);
     }
 
     #[test]

@@ -12,6 +12,7 @@ use std::time::SystemTime;
 
 use bytes::{BufMut, BytesMut};
 use pingora_cache::key::HashBinary;
+use pingora_core::protocols::http::v1::server::RENDERED_INLINE_BODY;
 use pingora_error::Result;
 use pingora_proxy::Session;
 use verge_config::model::EventType;
@@ -46,6 +47,13 @@ const CONDITIONAL_OR_RANGE: [http::header::HeaderName; 6] = [
     http::header::IF_UNMODIFIED_SINCE,
 ];
 
+/// One pass over the request's names, each compared only if it could be one (cheaper than six hashed
+/// lookups).
+fn conditional_or_range(name: &http::header::HeaderName) -> bool {
+    let name_str = name.as_str();
+    (name_str.starts_with("if-") || name_str == "range") && CONDITIONAL_OR_RANGE.contains(name)
+}
+
 /// Serves the request from a fresh stored object's rendered head when it can (see the module's
 /// conditions); `Ok(true)` when the response was sent.
 pub async fn serve(session: &mut Session, ctx: &mut RequestContext, store: &ObjectStore) -> Result<bool> {
@@ -65,7 +73,7 @@ pub async fn serve(session: &mut Session, ctx: &mut RequestContext, store: &Obje
     if !behavior.cached_methods.contains(req.method.as_str())
         || policy.max_ttl == 0
         || snapshot.functions.get(ctx.route.behavior, EventType::ViewerResponse).is_some()
-        || CONDITIONAL_OR_RANGE.iter().any(|name| req.headers.contains_key(name))
+        || req.headers.keys().any(conditional_or_range)
     {
         return Ok(false);
     }
@@ -79,7 +87,9 @@ pub async fn serve(session: &mut Session, ctx: &mut RequestContext, store: &Obje
 
     let rendered = hit.head();
     let via = &snapshot.via_value;
-    let mut head = BytesMut::with_capacity(rendered.bytes().len() + via.len() + 128);
+    // Room for the per-hit fields, `Connection` and, when pingora sends it in the same buffer, the body.
+    let body_room = if head_only || hit.body().len() > RENDERED_INLINE_BODY { 0 } else { hit.body().len() };
+    let mut head = BytesMut::with_capacity(rendered.bytes().len() + via.len() + 160 + body_room);
     head.put_slice(rendered.bytes());
     head.put_slice(b"Age: ");
     put_decimal(&mut head, hit.age_secs(now));
@@ -91,19 +101,15 @@ pub async fn serve(session: &mut Session, ctx: &mut RequestContext, store: &Obje
     head.put_slice(ctx.request_id.as_str().as_bytes());
     head.put_slice(b"\r\n");
     let head_bytes = head.len();
-    let (content_length, add_date) = (rendered.content_length(), !rendered.has_date());
-    let body = (!head_only).then(|| hit.body().clone());
+    let add_date = !rendered.has_date();
 
     ctx.outcome = Some(Outcome::Hit);
     ctx.response_started = Some(ctx.started.elapsed());
-    ctx.served_hit = Some(ServedHit { hit, head_bytes });
+    let served = ctx.served_hit.insert(ServedHit { hit, head_bytes });
     session
         .as_mut()
-        .write_rendered_response_header(http::StatusCode::OK, head, content_length, add_date)
+        .write_rendered_response(http::StatusCode::OK, head, served.hit.body(), add_date)
         .await
         .map_err(|e| e.into_down())?;
-    if let Some(body) = body {
-        session.write_response_body(Some(body), true).await.map_err(|e| e.into_down())?;
-    }
     Ok(true)
 }

@@ -206,23 +206,21 @@ impl Session {
         }
     }
 
-    /// verge: writes a response head rendered ahead of time (HTTP/1 only: an error for other
-    /// sessions, which the caller avoids); see `v1::server::HttpSession::write_rendered_response_header`.
-    pub async fn write_rendered_response_header(
+    /// verge: writes a whole response whose head was rendered ahead of time (HTTP/1 only: an error
+    /// for other sessions, which the caller avoids); see
+    /// `v1::server::HttpSession::write_rendered_response`.
+    pub async fn write_rendered_response(
         &mut self,
         status: http::StatusCode,
         head: bytes::BytesMut,
-        content_length: usize,
+        body: &[u8],
         add_date: bool,
     ) -> Result<()> {
         match self {
-            Self::H1(s) => {
-                s.write_rendered_response_header(status, head, content_length, add_date)
-                    .await
-            }
+            Self::H1(s) => s.write_rendered_response(status, head, body, add_date).await,
             _ => Error::e_explain(
                 pingora_error::ErrorType::InternalError,
-                "a rendered response head is for HTTP/1 sessions only",
+                "a rendered response is for HTTP/1 sessions only",
             ),
         }
     }

@@ -164,6 +164,9 @@ pub struct HttpSession {
     max_request_head: usize,
     /// How long a request head may take from its first byte to its last, across all reads.
     request_head_timeout: Option<Duration>,
+    /// verge: whether the request header keeps each name's original case (a second map, filled and
+    /// dropped per request) for writing it upstream as it came; on by default, as pingora has it.
+    keep_request_header_case: bool,
 }
 
 // verge: the error a request head over [`HttpSession::set_request_head_limits`]'s size gets, so a
@@ -171,6 +174,10 @@ pub struct HttpSession {
 /// The error [`HttpSession::read_request`] returns for a request head larger than its limit.
 pub const REQUEST_HEAD_TOO_LARGE: pingora_error::ErrorType =
     pingora_error::ErrorType::Custom("RequestHeadTooLarge");
+
+/// verge: the largest body [`HttpSession::write_rendered_response`] copies into the head's buffer
+/// (larger ones are written after it, as `write_body` writes them).
+pub const RENDERED_INLINE_BODY: usize = 16 * 1024;
 
 impl HttpSession {
     /// Create a new http server session from an established (TCP or TLS) [`Stream`].
@@ -220,6 +227,7 @@ impl HttpSession {
             pipelined_idle_bytes_stashed: false,
             max_request_head: MAX_HEADER_SIZE,
             request_head_timeout: None,
+            keep_request_header_case: true,
         }
     }
 
@@ -385,12 +393,15 @@ impl HttpSession {
                         // while header_refs doesn't as it is still empty
                         let _num_headers = populate_headers(base, &mut header_refs, req.headers);
 
-                        let mut request_header = Box::new(RequestHeader::build(
-                            req.method.unwrap_or(""),
-                            // we path httparse to allow unsafe bytes in the str
-                            req.path.unwrap_or("").as_bytes(),
-                            Some(req.headers.len()),
-                        )?);
+                        // we path httparse to allow unsafe bytes in the str
+                        let (method, path) =
+                            (req.method.unwrap_or(""), req.path.unwrap_or("").as_bytes());
+                        // verge: without the case map when the session does not keep it.
+                        let mut request_header = Box::new(if self.keep_request_header_case {
+                            RequestHeader::build(method, path, Some(req.headers.len()))?
+                        } else {
+                            RequestHeader::build_no_case(method, path, Some(req.headers.len()))?
+                        });
 
                         request_header.set_version(match req.version {
                             Some(1) => Version::HTTP_11,
@@ -713,17 +724,18 @@ impl HttpSession {
         }
     }
 
-    /// verge: writes a final response head the caller rendered ahead of time. `head` holds the
-    /// status line and every field but `Connection`, which is added here from the keep-alive state as
-    /// [`Self::write_response_header`] adds it (and `Date`, when `add_date`), then the blank line;
-    /// the body that follows is `content_length` bytes (none for HEAD). A cache serves a stored
-    /// response this way without rebuilding and re-serialising a header map per request.
-    /// `response_written` then holds the status alone.
-    pub async fn write_rendered_response_header(
+    /// verge: writes a whole final response whose head the caller rendered ahead of time. `head`
+    /// holds the status line and every field but `Connection`, which is added here from the keep-alive
+    /// state as [`Self::write_response_header`] adds it (and `Date`, when `add_date`), then the blank
+    /// line; `body` is the whole body its `Content-Length` declares (ignored for HEAD, 204 and 304).
+    /// A body of up to [`RENDERED_INLINE_BODY`] bytes goes out in the head's buffer, in one write.
+    /// A cache serves a stored response this way without rebuilding and re-serialising a header map
+    /// per request. `response_written` then holds the status alone.
+    pub async fn write_rendered_response(
         &mut self,
         status: http::StatusCode,
         mut head: BytesMut,
-        content_length: usize,
+        body: &[u8],
         add_date: bool,
     ) -> Result<()> {
         if self.response_written.is_some() {
@@ -749,24 +761,31 @@ impl HttpSession {
             status,
             http::StatusCode::NO_CONTENT | http::StatusCode::NOT_MODIFIED
         ) || self.get_method() == Some(&Method::HEAD);
-        self.body_writer
-            .init_content_length(if no_body { 0 } else { content_length });
-        match self.underlying_stream.write_all(&head).await {
-            Ok(()) => {
-                if self.body_writer.finished() {
-                    self.underlying_stream
-                        .flush()
-                        .await
-                        .or_err(WriteError, "flushing response header")?;
-                }
-                self.response_written = Some(Box::new(ResponseHeader::build_no_case(
-                    status,
-                    Some(0),
-                )?));
-                Ok(())
-            }
-            Err(e) => Error::e_because(WriteError, "writing response header", e),
+        let body = if no_body { &[][..] } else { body };
+        self.body_writer.init_content_length(body.len());
+        let inline = body.len() <= RENDERED_INLINE_BODY;
+        if inline {
+            head.put_slice(body);
         }
+        let written = match self.write_timeout(head.len()) {
+            Some(t) => match timeout(t, self.underlying_stream.write_all(&head)).await {
+                Ok(res) => res,
+                Err(_) => return Error::e_explain(WriteTimedout, format!("writing response, timeout: {t:?}")),
+            },
+            None => self.underlying_stream.write_all(&head).await,
+        };
+        if let Err(e) = written {
+            return Error::e_because(WriteError, "writing response header", e);
+        }
+        self.response_written = Some(Box::new(ResponseHeader::build_no_case(status, Some(0))?));
+        if inline {
+            // The body went out with the head: the writer has nothing left to send.
+            self.body_writer.body_mode = super::body::BodyMode::ContentLength(body.len(), body.len());
+            self.body_bytes_sent += body.len();
+        } else {
+            self.write_body(body).await?;
+        }
+        Ok(())
     }
 
     /// Return the response header if it is already sent.
@@ -1431,6 +1450,13 @@ impl HttpSession {
     pub fn set_request_head_limits(&mut self, max_bytes: usize, timeout: Option<Duration>) {
         self.max_request_head = max_bytes;
         self.request_head_timeout = timeout;
+    }
+
+    /// verge: whether requests read on this session keep their header names' original case (pingora's
+    /// default) in a second map, or are read into one map (names then go upstream in lower case, or
+    /// titled for the common ones, as HTTP/2 requests do).
+    pub fn set_keep_request_header_case(&mut self, keep: bool) {
+        self.keep_request_header_case = keep;
     }
 
     /// Sets the downstream read timeout. This will trigger if we're unable
