@@ -403,3 +403,32 @@ every_abi! {
         assert_eq!(verge.get("/fine").text(), "framed body");
     }
 }
+
+every_abi! {
+    /// A cached object whose viewer-response function fails gets CloudFront's error on the hit, as on a
+    /// miss (a hit is served by `fresh_hit.rs`; pingora's own hit path answered 500).
+    fn a_viewer_response_function_failing_on_a_hit_gets_the_cloudfront_error(guest) {
+        let origin = Origin::start(|_| OriginResponse::new(200, "framed body").header("cache-control", "max-age=600"));
+        let verge = Verge::start_with_functions(
+            &misbehave_yaml(origin.port(), &["origin-request"], ""),
+            &[("misbehave", Module::Guest(guest))],
+        );
+        assert_eq!(verge.get("/drop-length").x_cache(), "Miss from verge");
+        assert_eq!(verge.get("/drop-length").x_cache(), "Hit from verge");
+        std::fs::write(verge.config_path(), misbehave_yaml(origin.port(), &["viewer-response"], "")).unwrap();
+        let status = std::process::Command::new("kill").args(["-HUP", &verge.pid().to_string()]).status().unwrap();
+        assert!(status.success());
+        assert!(verge.wait_for_output("distribution reloaded"), "{}", verge.output());
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let failed = loop {
+            let resp = verge.get("/drop-length");
+            if resp.status != 200 {
+                break resp;
+            }
+            assert!(Instant::now() < deadline, "viewer-response never ran after the reload");
+            std::thread::yield_now();
+        };
+        assert_eq!((failed.status, failed.x_cache()), (502, "LambdaValidationError from verge"));
+        assert_eq!(origin.count(), 1, "served from the cache");
+    }
+}

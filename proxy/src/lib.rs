@@ -9,6 +9,7 @@ mod cli;
 mod dns;
 mod edge;
 mod fleet;
+mod fresh_hit;
 mod observe;
 mod phases;
 mod server;

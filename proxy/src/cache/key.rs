@@ -12,6 +12,13 @@ use pingora_http::RequestHeader;
 use siphasher::sip128::{Hasher128, SipHasher13};
 use verge_config::model::{CachePolicy, Selection};
 
+/// A request's primary key and its hash, worked out once: by `fresh_hit` for its lookup, kept for
+/// pingora's (`cache_key_callback`) when the object is not served from there.
+pub struct KeyedRequest {
+    pub primary: String,
+    pub hash: [u8; 16],
+}
+
 /// The 128-bit hash a primary key is stored under (pingora's `primary_bin`, set as its override so pingora
 /// never hashes the key itself). SipHash-1-3 with 128-bit output and a key drawn at random per process:
 /// a keyed PRF, so a viewer who cannot see the key cannot aim two requests at one hash, and 128 bits keep

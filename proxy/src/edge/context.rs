@@ -54,9 +54,17 @@ pub struct RequestContext {
     /// The origin's `304` to a revalidation, kept for the stored header's update (`cache::stored_header`).
     pub not_modified: Option<Box<pingora_http::ResponseHeader>>,
     /// A fresh hit sent from its rendered head (`edge/fresh_hit.rs`): what the logs read of it.
-    pub served_hit: Option<super::fresh_hit::ServedHit>,
+    pub served_hit: Option<ServedHit>,
     /// The cache key `fresh_hit` worked out and did not find, for pingora's lookup.
-    pub cache_key: Option<Box<super::fresh_hit::KeyedRequest>>,
+    pub cache_key: Option<Box<crate::cache::key::KeyedRequest>>,
+}
+
+/// A hit sent from its rendered head (`fresh_hit.rs`): the logs read the stored header and the head's
+/// size from it.
+pub struct ServedHit {
+    pub hit: crate::cache::storage::FreshHit,
+    /// The response head's bytes on the wire without `Connection` (CloudFront's sc-bytes count it).
+    pub head_bytes: usize,
 }
 
 /// Where the request goes.

@@ -8,7 +8,6 @@ pub mod context;
 pub mod device;
 pub mod error_pages;
 pub mod forward;
-pub mod fresh_hit;
 pub mod generated;
 pub mod geo;
 pub mod header_names;

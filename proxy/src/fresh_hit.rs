@@ -1,0 +1,146 @@
+//! Fresh hits served without pingora's cache machinery (lookup boxes, `CacheMeta`, hit handler, header
+//! copy per hit): looked up in the store by the request's key from `request_filter`, and sent either
+//! from the head rendered when the object was stored (cache/rendered_head.rs: the stored bytes plus
+//! `Age`, the edge headers and `Connection`, no header map at all) or, where the head is rewritten per
+//! request (a viewer-response function, a response headers policy) or the viewer speaks HTTP/2, from a
+//! copy of the stored header that gets what pingora's hit path and `response_filter` give it.
+//!
+//! Taken only where pingora's hit path would send the same response: a GET or HEAD the behavior caches
+//! (not a custom error page's subrequest), no `Range` and no conditional (those make a `206`/`304` out
+//! of the stored `200`), and a fresh `200` stored without variance. Everything else — misses, stale
+//! objects, revalidations, variants, ranges — goes through pingora as before.
+
+use std::time::SystemTime;
+
+use bytes::{BufMut, BytesMut};
+use pingora_core::protocols::http::v1::server::RENDERED_INLINE_BODY;
+use pingora_error::Result;
+use pingora_proxy::Session;
+use verge_config::model::EventType;
+
+use crate::cache::key::KeyedRequest;
+use crate::cache::key::{key_hash, primary_key};
+use crate::cache::rendered_head::put_decimal;
+use crate::cache::storage::{FreshHit, ObjectStore};
+use crate::edge::context::{RequestContext, ServedHit};
+use crate::edge::outcome::{ErrorCause, Outcome};
+use crate::edge::respond;
+use crate::triggers;
+
+/// Fields that make pingora's hit path answer something other than the stored `200`.
+const CONDITIONAL_OR_RANGE: [http::header::HeaderName; 6] = [
+    http::header::RANGE,
+    http::header::IF_RANGE,
+    http::header::IF_NONE_MATCH,
+    http::header::IF_MODIFIED_SINCE,
+    http::header::IF_MATCH,
+    http::header::IF_UNMODIFIED_SINCE,
+];
+
+/// One pass over the request's names, each compared only if it could be one (cheaper than six hashed
+/// lookups).
+fn conditional_or_range(name: &http::header::HeaderName) -> bool {
+    let name_str = name.as_str();
+    (name_str.starts_with("if-") || name_str == "range") && CONDITIONAL_OR_RANGE.contains(name)
+}
+
+/// Serves the request from a fresh stored object when it can (see the module's conditions); `Ok(true)`
+/// when the response was sent.
+pub async fn serve(session: &mut Session, ctx: &mut RequestContext, store: &ObjectStore) -> Result<bool> {
+    let req = session.req_header();
+    let head_only = req.method == http::Method::HEAD;
+    if !(head_only || req.method == http::Method::GET) || session.subrequest_ctx.is_some() {
+        return Ok(false);
+    }
+    let snapshot = &ctx.snapshot;
+    let behavior = snapshot.behavior(ctx.route.behavior);
+    let policy = &behavior.cache_policy;
+    if !behavior.cached_methods.contains(req.method.as_str())
+        || policy.max_ttl == 0
+        || req.headers.keys().any(conditional_or_range)
+    {
+        return Ok(false);
+    }
+    let primary = primary_key(&snapshot.dist.domain_name, req, policy);
+    let hash = key_hash(&primary);
+    let now = SystemTime::now();
+    let Some(hit) = store.fresh_hit(&hash, now) else {
+        ctx.cache_key = Some(Box::new(KeyedRequest { primary, hash }));
+        return Ok(false);
+    };
+    let http1 = matches!(req.version, http::Version::HTTP_11 | http::Version::HTTP_10);
+    let rewrites_head = ctx.response_policy.is_some()
+        || snapshot.functions.get(ctx.route.behavior, EventType::ViewerResponse).is_some();
+    if http1 && !rewrites_head {
+        send_rendered(session, ctx, hit, now, head_only).await?;
+    } else {
+        send_header(session, ctx, hit, now, head_only).await?;
+    }
+    Ok(true)
+}
+
+/// The stored bytes with the per-hit fields appended: no header map at all.
+async fn send_rendered(
+    session: &mut Session,
+    ctx: &mut RequestContext,
+    hit: FreshHit,
+    now: SystemTime,
+    head_only: bool,
+) -> Result<()> {
+    let rendered = hit.head();
+    let via = &ctx.snapshot.via_value;
+    // Room for the per-hit fields, `Connection` and, when pingora sends it in the same buffer, the body.
+    let body_room = if head_only || hit.body().len() > RENDERED_INLINE_BODY { 0 } else { hit.body().len() };
+    let mut head = BytesMut::with_capacity(rendered.bytes().len() + via.len() + 160 + body_room);
+    head.put_slice(rendered.bytes());
+    head.put_slice(b"Age: ");
+    put_decimal(&mut head, hit.age_secs(now));
+    head.put_slice(b"\r\nX-Cache: ");
+    head.put_slice(Outcome::Hit.result_type().x_cache().as_bytes());
+    head.put_slice(b"\r\nVia: ");
+    head.put_slice(via.as_bytes());
+    head.put_slice(b"\r\nX-Amz-Cf-Id: ");
+    head.put_slice(ctx.request_id.as_str().as_bytes());
+    head.put_slice(b"\r\n");
+    let head_bytes = head.len();
+    let add_date = !rendered.has_date();
+
+    ctx.outcome = Some(Outcome::Hit);
+    ctx.response_started = Some(ctx.started.elapsed());
+    let served = ctx.served_hit.insert(ServedHit { hit, head_bytes });
+    session
+        .as_mut()
+        .write_rendered_response(http::StatusCode::OK, head, served.hit.body(), add_date)
+        .await
+        .map_err(|e| e.into_down())
+}
+
+/// A copy of the stored header with what pingora's hit path adds (`Age`, `Accept-Ranges`), then what
+/// `response_filter` does to any response (viewer-response, the edge headers and the response headers
+/// policy), written by pingora: for HTTP/2 viewers and for behaviors that rewrite the head. Skips
+/// pingora's cache machinery (lookup, `CacheMeta`, hit handler) all the same. A viewer-response function
+/// that fails ends as on a miss: `fail_to_proxy` sends its CloudFront error.
+async fn send_header(
+    session: &mut Session,
+    ctx: &mut RequestContext,
+    hit: FreshHit,
+    now: SystemTime,
+    head_only: bool,
+) -> Result<()> {
+    let mut resp = hit.header().clone();
+    resp.insert_header(http::header::AGE, hit.age_secs(now))?;
+    resp.insert_header(http::header::ACCEPT_RANGES, http::HeaderValue::from_static("bytes"))?;
+    resp.set_version(http::Version::HTTP_11);
+    triggers::viewer_response(session, &mut resp, ctx).await?;
+    // A function may have made an error of it (no custom error page: CloudFront does not replace a
+    // function's response).
+    let outcome = if resp.status.as_u16() >= 400 { Outcome::Error(ErrorCause::OriginStatus) } else { Outcome::Hit };
+    ctx.outcome = Some(outcome);
+    ctx.response_started = Some(ctx.started.elapsed());
+    respond::edge_headers(&mut resp, outcome, ctx)?;
+    session.write_response_header(Box::new(resp), head_only).await.map_err(|e| e.into_down())?;
+    if !head_only {
+        session.write_response_body(Some(hit.body().clone()), true).await.map_err(|e| e.into_down())?;
+    }
+    Ok(())
+}
