@@ -37,7 +37,14 @@ fn ab_test_keeps_a_viewer_in_its_group_and_assigns_new_ones() {
 
 #[test]
 fn security_headers_are_added_to_misses_and_hits() {
-    let origin = Origin::start(|_| OriginResponse::new(200, "hello").header("cache-control", "max-age=60"));
+    let origin = Origin::start(|req| {
+        let resp = OriginResponse::new(200, "hello").header("cache-control", "max-age=60");
+        if req.path() == "/framed" {
+            resp.header("X-Frame-Options", "SAMEORIGIN")
+        } else {
+            resp
+        }
+    });
     let verge = Verge::start_with_functions(
         &example_yaml("security-headers", origin.port()),
         &[("security-headers", Module::Guest("security_headers"))],
@@ -50,8 +57,20 @@ fn security_headers_are_added_to_misses_and_hits() {
         assert_eq!(resp.header("x-frame-options"), Some("DENY"));
         assert_eq!(resp.header("x-xss-protection"), Some("1; mode=block"));
         assert!(resp.header("content-security-policy").is_some_and(|v| v.contains("default-src 'self'")));
+        assert_eq!(resp.headers.iter().filter(|(n, _)| n == "x-frame-options").count(), 1);
     }
     assert_eq!(origin.count(), 1, "the second response was a hit");
+    // A hit's head is the stored one with the function's fields appended, unless the function replaces
+    // a field the origin sent: then that field is replaced, never sent twice.
+    for expected in ["Miss from verge", "Hit from verge"] {
+        let resp = verge.get("/framed");
+        assert_eq!(resp.x_cache(), expected);
+        let frame_options: Vec<&str> =
+            resp.headers.iter().filter(|(n, _)| n == "x-frame-options").map(|(_, v)| v.as_str()).collect();
+        assert_eq!(frame_options, ["DENY"]);
+        assert_eq!(resp.header("x-content-type-options"), Some("nosniff"));
+    }
+    assert_eq!(origin.count(), 2);
 }
 
 #[test]

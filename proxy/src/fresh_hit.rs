@@ -15,17 +15,21 @@ use std::time::SystemTime;
 use bytes::{BufMut, BytesMut};
 use pingora_core::protocols::http::v1::server::RENDERED_INLINE_BODY;
 use pingora_error::Result;
+use pingora_http::ResponseHeader;
 use pingora_proxy::Session;
 use verge_config::model::EventType;
+use verge_hooks::{Call, HeaderOp};
 
 use crate::cache::key::KeyedRequest;
 use crate::cache::key::{key_hash, primary_key};
 use crate::cache::rendered_head::put_decimal;
 use crate::cache::storage::{FreshHit, ObjectStore};
 use crate::edge::context::{RequestContext, ServedHit};
+use crate::edge::header_names::case_name;
 use crate::edge::outcome::{ErrorCause, Outcome};
 use crate::edge::respond;
 use crate::triggers;
+use crate::triggers::call::replay_response;
 
 /// Fields that make pingora's hit path answer something other than the stored `200`.
 const CONDITIONAL_OR_RANGE: [http::header::HeaderName; 6] = [
@@ -69,14 +73,55 @@ pub async fn serve(session: &mut Session, ctx: &mut RequestContext, store: &Obje
         return Ok(false);
     };
     let http1 = matches!(req.version, http::Version::HTTP_11 | http::Version::HTTP_10);
-    let rewrites_head = ctx.response_policy.is_some()
-        || snapshot.functions.get(ctx.route.behavior, EventType::ViewerResponse).is_some();
-    if http1 && !rewrites_head {
-        send_rendered(session, ctx, hit, now, head_only).await?;
-    } else {
+    let function = snapshot.functions.get(ctx.route.behavior, EventType::ViewerResponse);
+    // A function that reads the response's headers sees them as pingora's hit path built them.
+    if !http1 || ctx.response_policy.is_some() || function.is_some_and(|f| f.reads.headers) {
         send_header(session, ctx, hit, now, head_only).await?;
+        return Ok(true);
+    }
+    // A function that cannot read them runs on the stored header; changes that only add fields the head
+    // lacks are appended to it (the security-headers kind), others take the header copy.
+    let call = triggers::invoke_viewer_response(session, hit.header(), ctx).await?;
+    match call {
+        Some(call) if !appendable(&call, hit.header()) => {
+            send_changed_header(session, ctx, hit, now, head_only, call).await?
+        }
+        call => {
+            let ops = call.map(|mut c| std::mem::take(&mut c.response_ops)).unwrap_or_default();
+            send_rendered(session, ctx, hit, now, head_only, &ops).await?;
+        }
     }
     Ok(true)
+}
+
+/// Fields a hit sets itself, or whose change a rendered head cannot take by appending a line.
+const SET_PER_HIT: [http::header::HeaderName; 8] = [
+    http::header::AGE,
+    http::header::ACCEPT_RANGES,
+    http::header::CONNECTION,
+    http::header::DATE,
+    http::header::VIA,
+    http::header::CONTENT_LENGTH,
+    http::header::TRANSFER_ENCODING,
+    http::header::HeaderName::from_static("x-cache"),
+];
+
+/// Whether a viewer-response call's changes can be appended to the stored head as lines: the status
+/// stays, and each change adds a field the stored header lacks (a `Set` not after another change to
+/// the same name, no `Remove`).
+fn appendable(call: &Call, stored: &ResponseHeader) -> bool {
+    if call.response_status.is_some_and(|s| s != 200) {
+        return false;
+    }
+    call.response_ops.iter().enumerate().all(|(i, op)| {
+        let name = op.name();
+        let fresh = !stored.headers.contains_key(name) && !SET_PER_HIT.contains(name) && name.as_str() != "x-amz-cf-id";
+        match op {
+            HeaderOp::Add(..) => fresh,
+            HeaderOp::Set(..) => fresh && !call.response_ops[..i].iter().any(|earlier| earlier.name() == name),
+            HeaderOp::Remove(_) => false,
+        }
+    })
 }
 
 /// The stored bytes with the per-hit fields appended: no header map at all.
@@ -86,13 +131,23 @@ async fn send_rendered(
     hit: FreshHit,
     now: SystemTime,
     head_only: bool,
+    added: &[HeaderOp],
 ) -> Result<()> {
     let rendered = hit.head();
     let via = &ctx.snapshot.via_value;
     // Room for the per-hit fields, `Connection` and, when pingora sends it in the same buffer, the body.
     let body_room = if head_only || hit.body().len() > RENDERED_INLINE_BODY { 0 } else { hit.body().len() };
-    let mut head = BytesMut::with_capacity(rendered.bytes().len() + via.len() + 160 + body_room);
+    let added_room: usize = added.iter().map(|op| op.name().as_str().len() + 4 + op_value_len(op)).sum();
+    let mut head = BytesMut::with_capacity(rendered.bytes().len() + via.len() + 160 + body_room + added_room);
     head.put_slice(rendered.bytes());
+    for op in added {
+        if let HeaderOp::Set(name, value) | HeaderOp::Add(name, value) = op {
+            head.put_slice(case_name(name).1.as_slice());
+            head.put_slice(b": ");
+            head.put_slice(value.as_bytes());
+            head.put_slice(b"\r\n");
+        }
+    }
     head.put_slice(b"Age: ");
     put_decimal(&mut head, hit.age_secs(now));
     head.put_slice(b"\r\nX-Cache: ");
@@ -127,11 +182,43 @@ async fn send_header(
     now: SystemTime,
     head_only: bool,
 ) -> Result<()> {
+    let mut resp = hit_header(&hit, now)?;
+    triggers::viewer_response(session, &mut resp, ctx).await?;
+    send_response(session, ctx, resp, hit, head_only).await
+}
+
+/// `send_header` for a viewer-response call already run on the stored header: its changes replayed on
+/// the copy.
+async fn send_changed_header(
+    session: &mut Session,
+    ctx: &mut RequestContext,
+    hit: FreshHit,
+    now: SystemTime,
+    head_only: bool,
+    mut call: Box<Call>,
+) -> Result<()> {
+    let mut resp = hit_header(&hit, now)?;
+    replay_response(&mut resp, &mut call)?;
+    send_response(session, ctx, resp, hit, head_only).await
+}
+
+/// The stored header with what pingora's hit path adds to it.
+fn hit_header(hit: &FreshHit, now: SystemTime) -> Result<ResponseHeader> {
     let mut resp = hit.header().clone();
     resp.insert_header(http::header::AGE, hit.age_secs(now))?;
     resp.insert_header(http::header::ACCEPT_RANGES, http::HeaderValue::from_static("bytes"))?;
     resp.set_version(http::Version::HTTP_11);
-    triggers::viewer_response(session, &mut resp, ctx).await?;
+    Ok(resp)
+}
+
+/// The outcome, the edge headers (and policy), then the head and body through pingora.
+async fn send_response(
+    session: &mut Session,
+    ctx: &mut RequestContext,
+    mut resp: ResponseHeader,
+    hit: FreshHit,
+    head_only: bool,
+) -> Result<()> {
     // A function may have made an error of it (no custom error page: CloudFront does not replace a
     // function's response).
     let outcome = if resp.status.as_u16() >= 400 { Outcome::Error(ErrorCause::OriginStatus) } else { Outcome::Hit };
@@ -143,4 +230,11 @@ async fn send_header(
         session.write_response_body(Some(hit.body().clone()), true).await.map_err(|e| e.into_down())?;
     }
     Ok(())
+}
+
+fn op_value_len(op: &HeaderOp) -> usize {
+    match op {
+        HeaderOp::Set(_, v) | HeaderOp::Add(_, v) => v.len(),
+        HeaderOp::Remove(_) => 0,
+    }
 }

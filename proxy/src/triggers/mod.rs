@@ -11,7 +11,7 @@ use pingora_error::{Error, ErrorType, Result};
 use pingora_http::{RequestHeader, ResponseHeader};
 use pingora_proxy::Session;
 use verge_config::model::EventType;
-use verge_hooks::HookError;
+use verge_hooks::{Call, HookError};
 
 use crate::edge::context::{Ending, OriginRequestState, RequestContext};
 use crate::edge::forward;
@@ -219,13 +219,27 @@ pub async fn origin_response(resp: &mut ResponseHeader, ctx: &mut RequestContext
     Ok(())
 }
 
-/// viewer-response: every response below 400, hits included; its changes are never cached.
+/// viewer-response on `resp`: runs the behavior's function (not for an error status) and replays its
+/// changes.
 pub async fn viewer_response(session: &Session, resp: &mut ResponseHeader, ctx: &mut RequestContext) -> Result<()> {
+    match invoke_viewer_response(session, resp, ctx).await? {
+        Some(mut call) => call::replay_response(resp, &mut call),
+        None => Ok(()),
+    }
+}
+
+/// viewer-response's function run on `resp`, its changes returned for the caller to apply (`None`: no
+/// function, or an error status it does not run for). `fresh_hit.rs` appends them to a rendered head.
+pub async fn invoke_viewer_response(
+    session: &Session,
+    resp: &ResponseHeader,
+    ctx: &mut RequestContext,
+) -> Result<Option<Box<Call>>> {
     if resp.status.as_u16() >= 400 {
-        return Ok(());
+        return Ok(None);
     }
     let Some(function) = ctx.snapshot.functions.get(ctx.route.behavior, EventType::ViewerResponse).cloned() else {
-        return Ok(());
+        return Ok(None);
     };
     if function.reads.fields {
         ctx.ensure_client_ip(session);
@@ -240,8 +254,8 @@ pub async fn viewer_response(session: &Session, resp: &mut ResponseHeader, ctx: 
         Some(resp),
     );
     ctx.functions_ran.push(EventType::ViewerResponse);
-    let mut call = function.invoke(call, &ctx.request_id).await.map_err(|e| hook_failed(ctx, e))?;
-    call::replay_response(resp, &mut call)
+    let call = function.invoke(call, &ctx.request_id).await.map_err(|e| hook_failed(ctx, e))?;
+    Ok(Some(call))
 }
 
 /// The peer for an origin a function chose (its other settings come from the configured origin).
