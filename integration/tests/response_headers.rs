@@ -37,6 +37,10 @@ fn the_managed_security_headers_policy_on_misses_hits_and_verges_own_pages() {
         assert_eq!(resp.header("referrer-policy"), Some("strict-origin-when-cross-origin"));
         assert_eq!(resp.header("x-xss-protection"), Some("1; mode=block"));
         assert_eq!(resp.header("x-frame-options"), Some("DENY"), "the origin's value is kept (no override)");
+        // A hit sends the policy's fields appended to the stored head (fresh_hit.rs): each once.
+        for name in ["x-frame-options", "strict-transport-security", "x-content-type-options"] {
+            assert_eq!(resp.headers.iter().filter(|(n, _)| n == name).count(), 1, "{name} in {resp:?}");
+        }
     }
     let refused = verge.request("POST", "/page", &[], b"x");
     assert_eq!(refused.status, 403);

@@ -1,9 +1,12 @@
 //! Fresh hits served without pingora's cache machinery (lookup boxes, `CacheMeta`, hit handler, header
 //! copy per hit): looked up in the store by the request's key from `request_filter`, and sent either
 //! from the head rendered when the object was stored (cache/rendered_head.rs: the stored bytes plus
-//! `Age`, the edge headers and `Connection`, no header map at all) or, where the head is rewritten per
-//! request (a viewer-response function, a response headers policy) or the viewer speaks HTTP/2, from a
-//! copy of the stored header that gets what pingora's hit path and `response_filter` give it.
+//! `Age`, the edge headers and `Connection`, no header map at all; a response headers policy's or a
+//! viewer-response function's fields appended when all they do is add fields the stored head lacks) or,
+//! where the head is rewritten otherwise (a function that reads the response headers or replaces a
+//! stored field, a policy that removes or overrides one, CORS, Server-Timing, both a function and a
+//! policy) or the viewer speaks HTTP/2, from a copy of the stored header that gets what pingora's hit
+//! path and `response_filter` give it.
 //!
 //! Taken only where pingora's hit path would send the same response: a GET or HEAD the behavior caches
 //! (not a custom error page's subrequest), no `Range` and no conditional (those make a `206`/`304` out
@@ -28,6 +31,7 @@ use crate::edge::context::{RequestContext, ServedHit};
 use crate::edge::header_names::case_name;
 use crate::edge::outcome::{ErrorCause, Outcome};
 use crate::edge::respond;
+use crate::edge::response_policy;
 use crate::triggers;
 use crate::triggers::call::replay_response;
 
@@ -74,8 +78,17 @@ pub async fn serve(session: &mut Session, ctx: &mut RequestContext, store: &Obje
     };
     let http1 = matches!(req.version, http::Version::HTTP_11 | http::Version::HTTP_10);
     let function = snapshot.functions.get(ctx.route.behavior, EventType::ViewerResponse);
-    // A function that reads the response's headers sees them as pingora's hit path built them.
-    if !http1 || ctx.response_policy.is_some() || function.is_some_and(|f| f.reads.headers) {
+    let policy_appends = match &ctx.response_policy {
+        None => None,
+        Some(policy) => Some(response_policy::appends_only(policy, hit.header(), is_set_per_hit)),
+    };
+    // A function that reads the response's headers sees them as pingora's hit path built them; a
+    // function and a policy together, or a policy that changes stored fields, take the header copy.
+    if !http1
+        || function.is_some_and(|f| f.reads.headers)
+        || (function.is_some() && policy_appends.is_some())
+        || policy_appends == Some(false)
+    {
         send_header(session, ctx, hit, now, head_only).await?;
         return Ok(true);
     }
@@ -109,13 +122,17 @@ const SET_PER_HIT: [http::header::HeaderName; 8] = [
 /// Whether a viewer-response call's changes can be appended to the stored head as lines: the status
 /// stays, and each change adds a field the stored header lacks (a `Set` not after another change to
 /// the same name, no `Remove`).
+fn is_set_per_hit(name: &http::header::HeaderName) -> bool {
+    SET_PER_HIT.contains(name) || name.as_str() == "x-amz-cf-id"
+}
+
 fn appendable(call: &Call, stored: &ResponseHeader) -> bool {
     if call.response_status.is_some_and(|s| s != 200) {
         return false;
     }
     call.response_ops.iter().enumerate().all(|(i, op)| {
         let name = op.name();
-        let fresh = !stored.headers.contains_key(name) && !SET_PER_HIT.contains(name) && name.as_str() != "x-amz-cf-id";
+        let fresh = !stored.headers.contains_key(name) && !is_set_per_hit(name);
         match op {
             HeaderOp::Add(..) => fresh,
             HeaderOp::Set(..) => fresh && !call.response_ops[..i].iter().any(|earlier| earlier.name() == name),
@@ -138,7 +155,12 @@ async fn send_rendered(
     // Room for the per-hit fields, `Connection` and, when pingora sends it in the same buffer, the body.
     let body_room = if head_only || hit.body().len() > RENDERED_INLINE_BODY { 0 } else { hit.body().len() };
     let added_room: usize = added.iter().map(|op| op.name().as_str().len() + 4 + op_value_len(op)).sum();
-    let mut head = BytesMut::with_capacity(rendered.bytes().len() + via.len() + 160 + body_room + added_room);
+    let policy_room: usize = ctx
+        .response_policy
+        .as_ref()
+        .map_or(0, |p| p.policy.set.iter().map(|h| h.wire_name.len() + h.value.len() + 4).sum());
+    let mut head =
+        BytesMut::with_capacity(rendered.bytes().len() + via.len() + 160 + body_room + added_room + policy_room);
     head.put_slice(rendered.bytes());
     for op in added {
         if let HeaderOp::Set(name, value) | HeaderOp::Add(name, value) = op {
@@ -147,6 +169,9 @@ async fn send_rendered(
             head.put_slice(value.as_bytes());
             head.put_slice(b"\r\n");
         }
+    }
+    if let Some(policy) = &ctx.response_policy {
+        response_policy::append_lines(policy, hit.header(), &mut head);
     }
     head.put_slice(b"Age: ");
     put_decimal(&mut head, hit.age_secs(now));

@@ -65,6 +65,36 @@ fn seed() -> u64 {
     (nanos ^ (std::process::id() as u64).rotate_left(32)) | 1
 }
 
+/// Whether the policy's effect on a hit sent from its rendered head (`fresh_hit.rs`) is only fields to
+/// append to it: it removes nothing the stored header has, sets no field the stored header has with
+/// `override`, adds no CORS (no `Origin`) and no Server-Timing, and names none of the fields each hit
+/// sets itself (`per_hit`).
+pub fn appends_only(
+    request: &PolicyRequest,
+    stored: &ResponseHeader,
+    per_hit: impl Fn(&http::HeaderName) -> bool,
+) -> bool {
+    let policy = &request.policy;
+    !request.server_timing
+        && (policy.cors.is_none() || request.origin.is_none())
+        && policy.remove.iter().all(|name| !per_hit(name) && !stored.headers.contains_key(name))
+        && policy.set.iter().all(|h| !per_hit(&h.name) && !(h.r#override && stored.headers.contains_key(&h.name)))
+}
+
+/// The fields `apply` would add to `stored`, as header lines (when `appends_only` said so): those the
+/// stored header does not have (it keeps its own value of the others).
+pub fn append_lines(request: &PolicyRequest, stored: &ResponseHeader, head: &mut bytes::BytesMut) {
+    use bytes::BufMut;
+    for header in &request.policy.set {
+        if !stored.headers.contains_key(&header.name) {
+            head.put_slice(&header.wire_name);
+            head.put_slice(b": ");
+            head.put_slice(header.value.as_bytes());
+            head.put_slice(b"\r\n");
+        }
+    }
+}
+
 /// Applies the policy to a response about to be sent; `origin_millis` is the origin's first-byte latency
 /// on a miss.
 pub fn apply(
