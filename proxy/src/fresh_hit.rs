@@ -78,10 +78,8 @@ pub async fn serve(session: &mut Session, ctx: &mut RequestContext, store: &Obje
     };
     let http1 = matches!(req.version, http::Version::HTTP_11 | http::Version::HTTP_10);
     let function = snapshot.functions.get(ctx.route.behavior, EventType::ViewerResponse);
-    let policy_appends = match &ctx.response_policy {
-        None => None,
-        Some(policy) => Some(response_policy::appends_only(policy, hit.header(), is_set_per_hit)),
-    };
+    let policy_appends =
+        ctx.response_policy.as_ref().map(|policy| response_policy::appends_only(policy, hit.header(), is_set_per_hit));
     // A function that reads the response's headers sees them as pingora's hit path built them; a
     // function and a policy together, or a policy that changes stored fields, take the header copy.
     if !http1

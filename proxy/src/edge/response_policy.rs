@@ -78,7 +78,7 @@ pub fn appends_only(
     !request.server_timing
         && (policy.cors.is_none() || request.origin.is_none())
         && policy.remove.iter().all(|name| !per_hit(name) && !stored.headers.contains_key(name))
-        && policy.set.iter().all(|h| !per_hit(&h.name) && !(h.r#override && stored.headers.contains_key(&h.name)))
+        && policy.set.iter().all(|h| !(per_hit(&h.name) || h.r#override && stored.headers.contains_key(&h.name)))
 }
 
 /// The fields `apply` would add to `stored`, as header lines (when `appends_only` said so): those the
