@@ -1,12 +1,14 @@
 //! Any origin response header block (status byte, then `name: value` lines): reading its freshness
 //! (Cache-Control, Expires, Date, Age), the TTL decision under three policies, what the stored copy
 //! keeps, and a 304's update of it never panic; a decision never keeps an object longer than the
-//! policy allows, and an `Age` that is not one field of digits never leaves the object fresh.
+//! policy allows, and an `Age` that is not one field of digits never leaves the object fresh. A stored
+//! `200`'s rendered head (what fresh hits send, `cache/rendered_head.rs`) parses back into exactly the
+//! stored fields, less those each hit sets, plus `Accept-Ranges` and the body's `Content-Length`.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
 use pingora_http::ResponseHeader;
-use verge::fuzzing::{decide, freshness, merge_not_modified, strip_unstorable, Decision, TtlPolicy};
+use verge::fuzzing::{decide, freshness, merge_not_modified, render, strip_unstorable, Decision, TtlPolicy};
 
 fn header_block(status: u16, text: &str) -> Option<ResponseHeader> {
     let mut resp = ResponseHeader::build(status, None).ok()?;
@@ -52,6 +54,7 @@ fuzz_target!(|data: &[u8]| {
     }
     let mut stored = resp.clone();
     strip_unstorable(&mut stored);
+    check_rendered_head(&stored, status_byte as usize);
     if let Some(not_modified) = header_block(304, second) {
         let mut merged = stored.clone();
         merge_not_modified(&mut merged, &not_modified, &resp);
@@ -63,3 +66,53 @@ fuzz_target!(|data: &[u8]| {
         assert_eq!(merged.headers.get("content-length"), stored.headers.get("content-length"));
     }
 });
+
+/// Fields a rendered head leaves out (each hit sets them, or they are connection-scoped).
+const SET_PER_HIT: [&str; 12] = [
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "te",
+    "transfer-encoding",
+    "upgrade",
+    "trailer",
+    "age",
+    "accept-ranges",
+    "x-cache",
+    "via",
+    "x-amz-cf-id",
+];
+
+fn check_rendered_head(stored: &ResponseHeader, body_len: usize) {
+    let Some(partial) = render(stored) else { return };
+    let stored_length = stored.headers.get("content-length");
+    let Some(head) = partial.finish(body_len) else {
+        assert!(stored_length.is_some(), "only a stored length that disagrees refuses: {stored:?}");
+        return;
+    };
+    let mut wire = head.bytes().to_vec();
+    wire.extend_from_slice(b"\r\n");
+    let mut fields = vec![httparse::EMPTY_HEADER; stored.headers.len() + 2];
+    let mut parsed = httparse::Response::new(&mut fields);
+    assert!(
+        matches!(parsed.parse(&wire), Ok(httparse::Status::Complete(n)) if n == wire.len()),
+        "the rendered head parses whole: {:?}",
+        String::from_utf8_lossy(&wire)
+    );
+    assert_eq!(parsed.code, Some(200));
+    let mut got: Vec<(String, Vec<u8>)> =
+        parsed.headers.iter().map(|h| (h.name.to_ascii_lowercase(), h.value.to_vec())).collect();
+    let mut want: Vec<(String, Vec<u8>)> = stored
+        .headers
+        .iter()
+        .filter(|(n, _)| !SET_PER_HIT.contains(&n.as_str()))
+        .map(|(n, v)| (n.as_str().to_string(), v.as_bytes().to_vec()))
+        .collect();
+    want.push(("accept-ranges".to_string(), b"bytes".to_vec()));
+    if stored_length.is_none() {
+        want.push(("content-length".to_string(), body_len.to_string().into_bytes()));
+    }
+    got.sort();
+    want.sort();
+    assert_eq!(got, want, "the rendered head says what was stored");
+}

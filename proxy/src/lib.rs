@@ -23,6 +23,7 @@ pub use cli::run;
 pub mod fuzzing {
     pub use crate::cache::freshness::freshness;
     pub use crate::cache::key::primary_key;
+    pub use crate::cache::rendered_head::render;
     pub use crate::cache::stored_header::{merge_not_modified, same_host_path, strip_unstorable};
     pub use crate::cache::ttl::{decide, Decision, TtlPolicy};
 }
