@@ -180,17 +180,19 @@ async fn send_rendered(
     head.put_slice(b"\r\nX-Amz-Cf-Id: ");
     head.put_slice(ctx.request_id.as_str().as_bytes());
     head.put_slice(b"\r\n");
-    let head_bytes = head.len();
     let add_date = !rendered.has_date();
 
     ctx.outcome = Some(Outcome::Hit);
     ctx.response_started = Some(ctx.started.elapsed());
-    let served = ctx.served_hit.insert(ServedHit { hit, head_bytes });
-    session
+    let body = hit.body().clone();
+    let head_bytes = session
         .as_mut()
-        .write_rendered_response(http::StatusCode::OK, head, served.hit.body(), add_date)
+        .write_rendered_response(http::StatusCode::OK, head, &body, add_date)
         .await
-        .map_err(|e| e.into_down())
+        .map_err(|e| e.into_down())?;
+    // Only a head that went out is counted (the logs' sc-bytes), as pingora counts `response_written`.
+    ctx.served_hit = Some(ServedHit { hit, head_bytes });
+    Ok(())
 }
 
 /// A copy of the stored header with what pingora's hit path adds (`Age`, `Accept-Ranges`), then what

@@ -58,9 +58,9 @@ pub fn render(header: &ResponseHeader) -> Option<PartialHead> {
             .and_then(|s| s.parse().ok())
     });
     let mut bytes = BytesMut::with_capacity(256);
-    bytes.put_slice(b"HTTP/1.1 200 ");
-    bytes.put_slice(header.get_reason_phrase().unwrap_or("OK").as_bytes());
-    bytes.put_slice(b"\r\n");
+    // `OK` whatever the origin's reason phrase: the stored header keeps none (storage.rs), so pingora's
+    // hits say `OK` too.
+    bytes.put_slice(b"HTTP/1.1 200 OK\r\n");
     header
         .map(|name, value| {
             let name = match name {
@@ -160,6 +160,13 @@ mod tests {
              Content-Length: 3\r\nAccept-Ranges: bytes\r\n"
         );
         assert!(!head.has_date());
+    }
+
+    #[test]
+    fn the_status_line_says_ok_as_pingoras_hits_do() {
+        let mut h = header(200, &[("Content-Length", "0")]);
+        h.set_reason_phrase(Some("Just Fine")).unwrap();
+        assert!(text(&render(&h).unwrap().finish(0).unwrap()).starts_with("HTTP/1.1 200 OK\r\n"));
     }
 
     #[test]

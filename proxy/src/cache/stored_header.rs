@@ -12,10 +12,18 @@ const NOT_UPDATED_BY_304: &[&str] = &["content-length", "content-encoding", "con
 const HOP_BY_HOP: &[&str] =
     &["connection", "keep-alive", "proxy-connection", "te", "transfer-encoding", "upgrade", "trailer"];
 
-/// Removes what a shared cache must not store: the fields a `Connection` header names (RFC 9110 §7.6.1)
-/// and the fields a qualified `no-cache="..."` or `private="..."` names (RFC 9111 §5.2.2.4, §5.2.2.7:
-/// a stored response is reused without them).
+/// Connection-scoped fields the stored copy drops outright (`Connection` itself is replaced on every
+/// response, `Transfer-Encoding` is the store's to settle when the body's length is known).
+const CONNECTION_SCOPED: &[&str] = &["keep-alive", "proxy-connection", "te", "upgrade", "trailer"];
+
+/// Removes what a shared cache must not store: connection-scoped fields and the fields a `Connection`
+/// header names (RFC 9110 §7.6.1), and the fields a qualified `no-cache="..."` or `private="..."` names
+/// (RFC 9111 §5.2.2.4, §5.2.2.7: a stored response is reused without them). Every hit, however it is
+/// served, then sends the same fields.
 pub fn strip_unstorable(stored: &mut ResponseHeader) {
+    for name in CONNECTION_SCOPED {
+        stored.remove_header(*name);
+    }
     let mut names: Vec<String> = Vec::new();
     for value in stored.headers.get_all(header::CONNECTION) {
         if let Ok(v) = value.to_str() {
@@ -117,9 +125,11 @@ mod tests {
             ("C", "3"),
             ("Cache-Control", "max-age=60, no-cache=\"b\", private=\"c, x\""),
             ("Keep", "yes"),
+            ("Keep-Alive", "timeout=5, max=100"),
+            ("Upgrade", "h2c"),
         ]);
         strip_unstorable(&mut r);
-        for gone in ["a", "b", "c"] {
+        for gone in ["a", "b", "c", "keep-alive", "upgrade"] {
             assert!(r.headers.get(gone).is_none(), "{gone}");
         }
         assert_eq!(r.headers.get("keep").unwrap(), "yes");

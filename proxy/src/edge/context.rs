@@ -63,7 +63,7 @@ pub struct RequestContext {
 /// size from it.
 pub struct ServedHit {
     pub hit: crate::cache::storage::FreshHit,
-    /// The response head's bytes on the wire without `Connection` (CloudFront's sc-bytes count it).
+    /// The response head's bytes on the wire, status line and fields (CloudFront's sc-bytes count them).
     pub head_bytes: usize,
 }
 

@@ -215,7 +215,7 @@ impl Session {
         head: bytes::BytesMut,
         body: &[u8],
         add_date: bool,
-    ) -> Result<()> {
+    ) -> Result<usize> {
         match self {
             Self::H1(s) => s.write_rendered_response(status, head, body, add_date).await,
             _ => Error::e_explain(

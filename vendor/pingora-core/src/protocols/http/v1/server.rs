@@ -730,17 +730,20 @@ impl HttpSession {
     /// line; `body` is the whole body its `Content-Length` declares (ignored for HEAD, 204 and 304).
     /// A body of up to [`RENDERED_INLINE_BODY`] bytes goes out in the head's buffer, in one write.
     /// A cache serves a stored response this way without rebuilding and re-serialising a header map
-    /// per request. `response_written` then holds the status alone.
+    /// per request. `response_written` then holds the status alone. Returns the head's length as
+    /// written (status line and fields, `Connection` and `Date` included, the blank line not).
     pub async fn write_rendered_response(
         &mut self,
         status: http::StatusCode,
         mut head: BytesMut,
         body: &[u8],
         add_date: bool,
-    ) -> Result<()> {
-        if self.response_written.is_some() {
-            warn!("Respond header is already sent, cannot send again");
-            return Ok(());
+    ) -> Result<usize> {
+        // As `prepare_response_header`: a final response may follow an informational one.
+        if let Some(ref resp) = self.response_written {
+            if !resp.status.is_informational() || self.upgraded {
+                return Error::e_explain(InternalError, "a response was already sent");
+            }
         }
         if self.close_on_response_before_downstream_finish
             && (self.request_header.is_none() || !self.is_body_done())
@@ -757,6 +760,7 @@ impl HttpSession {
         } else {
             b"Connection: close\r\n\r\n"
         });
+        let head_len = head.len() - CRLF.len();
         let no_body = matches!(
             status,
             http::StatusCode::NO_CONTENT | http::StatusCode::NOT_MODIFIED
@@ -785,7 +789,7 @@ impl HttpSession {
         } else {
             self.write_body(body).await?;
         }
-        Ok(())
+        Ok(head_len)
     }
 
     /// Return the response header if it is already sent.
