@@ -68,31 +68,17 @@ fn side(which: u32) -> Side {
 }
 
 /// A header change from the guest: checked by the shared validator, then recorded.
-fn change(
-    caller: &mut Caller<'_, impl FastHost>,
-    which: u32,
-    name: Option<Name>,
-    op: impl FnOnce(HeaderName) -> Option<HeaderOp>,
-) -> i32 {
-    let call = &mut caller.data_mut().fast().call;
+fn change(call: &mut Call, which: u32, name: Option<Name>, op: impl FnOnce(HeaderName) -> Option<HeaderOp>) -> i32 {
     let Some(name) = name else { return call.violate("invalid header name".to_string()) };
     let side = side(which);
-    let kind = match op(name.name.clone()) {
-        Some(op) => op,
-        None => return call.violate("invalid header value".to_string()),
-    };
+    let Some(kind) = op(name.name.clone()) else { return call.violate("invalid header value".to_string()) };
     let change = match &kind {
         HeaderOp::Remove(_) => Change::Delete,
         HeaderOp::Add(..) => Change::Add,
         HeaderOp::Set(..) => Change::Modify,
     };
-    // Disallowed names are known from the intern table without a compare.
-    let checked = if name.disallowed {
-        Err(format!("the function tried to add a disallowed header: {}", name.name))
-    } else {
-        validate::header_change(call, side, name.name.as_str(), change)
-    };
-    if let Err(reason) = checked {
+    // The name's rules came with it from the intern table: no name compares here.
+    if let Err(reason) = validate::header_change_by_rules(call, side, name.name.as_str(), name.rules, change) {
         return call.violate(reason);
     }
     if call.changes() >= MAX_HEADER_CHANGES {
@@ -179,8 +165,8 @@ pub fn add_to_linker<T: FastHost>(linker: &mut Linker<T>) -> wasmtime::Result<()
         MODULE,
         "header_get",
         |mut caller: Caller<'_, T>, which: u32, name_ptr: u32, name_len: u32, index: u32, ptr: u32, cap: u32| -> i32 {
-            let Some(Name { name, disallowed }) = name_arg(&mut caller, name_ptr, name_len) else { return ABSENT };
-            if disallowed {
+            let Some(Name { name, rules }) = name_arg(&mut caller, name_ptr, name_len) else { return ABSENT };
+            if rules.disallowed {
                 return ABSENT;
             }
             let Some(memory) = memory_of(&mut caller) else { return BAD_POINTER };
@@ -211,7 +197,7 @@ pub fn add_to_linker<T: FastHost>(linker: &mut Linker<T>) -> wasmtime::Result<()
         |mut caller: Caller<'_, T>, which: u32, name_ptr: u32, name_len: u32, value_ptr: u32, value_len: u32| -> i32 {
             let name = name_arg(&mut caller, name_ptr, name_len);
             let value = value_arg(&mut caller, value_ptr, value_len);
-            change(&mut caller, which, name, |n| value.map(|v| HeaderOp::Set(n, v)))
+            change(&mut caller.data_mut().fast().call, which, name, |n| value.map(|v| HeaderOp::Set(n, v)))
         },
     )?;
     linker.func_wrap(
@@ -220,7 +206,7 @@ pub fn add_to_linker<T: FastHost>(linker: &mut Linker<T>) -> wasmtime::Result<()
         |mut caller: Caller<'_, T>, which: u32, name_ptr: u32, name_len: u32, value_ptr: u32, value_len: u32| -> i32 {
             let name = name_arg(&mut caller, name_ptr, name_len);
             let value = value_arg(&mut caller, value_ptr, value_len);
-            change(&mut caller, which, name, |n| value.map(|v| HeaderOp::Add(n, v)))
+            change(&mut caller.data_mut().fast().call, which, name, |n| value.map(|v| HeaderOp::Add(n, v)))
         },
     )?;
     linker.func_wrap(
@@ -228,7 +214,7 @@ pub fn add_to_linker<T: FastHost>(linker: &mut Linker<T>) -> wasmtime::Result<()
         "header_remove",
         |mut caller: Caller<'_, T>, which: u32, name_ptr: u32, name_len: u32| -> i32 {
             let name = name_arg(&mut caller, name_ptr, name_len);
-            change(&mut caller, which, name, |n| Some(HeaderOp::Remove(n)))
+            change(&mut caller.data_mut().fast().call, which, name, |n| Some(HeaderOp::Remove(n)))
         },
     )?;
     // Request triggers: answer with this status (then set response headers and body).

@@ -6,47 +6,79 @@
 
 use http::{HeaderName, HeaderValue};
 
-use crate::validate::is_disallowed;
+use crate::validate::NameRules;
 
 /// Entries kept per table, and the longest value kept (a long value is rarely a constant).
 const CAP: usize = 32;
 const MAX_VALUE: usize = 256;
 
-/// A header name from the guest, with whether functions may see or set it (docs/cloudfront.md, "What a function may change").
+/// A header name from the guest, with what functions may do with it (docs/cloudfront.md, "What a
+/// function may change"), worked out when the name was first seen.
 #[derive(Clone)]
 pub struct Name {
     pub name: HeaderName,
-    pub disallowed: bool,
+    pub rules: NameRules,
 }
 
 #[derive(Default)]
 pub struct Interned {
-    names: Vec<(Box<[u8]>, Name)>,
-    values: Vec<(Box<[u8]>, HeaderValue)>,
+    names: Table<Name>,
+    values: Table<HeaderValue>,
+}
+
+/// Entries in the order first seen, and where the next lookup probably lands: a hook makes the same
+/// calls in the same order every time, so the entry after the last hit is tried first (one compare
+/// per call instead of a scan).
+struct Table<T> {
+    entries: Vec<(Box<[u8]>, T)>,
+    next: usize,
+}
+
+impl<T> Default for Table<T> {
+    fn default() -> Self {
+        Table { entries: Vec::new(), next: 0 }
+    }
+}
+
+impl<T: Clone> Table<T> {
+    fn get(&mut self, raw: &[u8]) -> Option<T> {
+        let at = match self.entries.get(self.next) {
+            Some((seen, _)) if **seen == *raw => self.next,
+            _ => self.entries.iter().position(|(seen, _)| **seen == *raw)?,
+        };
+        // Past the last entry, the next call (of the next invocation) starts over at the first.
+        self.next = if at + 1 == self.entries.len() { 0 } else { at + 1 };
+        Some(self.entries[at].1.clone())
+    }
+
+    fn keep(&mut self, raw: &[u8], item: &T) {
+        if self.entries.len() < CAP {
+            self.entries.push((raw.into(), item.clone()));
+            self.next = 0;
+        }
+    }
 }
 
 impl Interned {
     /// `raw` as a header name (lower-cased), or `None` when it is not one.
     pub fn name(&mut self, raw: &[u8]) -> Option<Name> {
-        if let Some((_, name)) = self.names.iter().find(|(seen, _)| **seen == *raw) {
-            return Some(name.clone());
+        if let Some(name) = self.names.get(raw) {
+            return Some(name);
         }
         let name = HeaderName::from_bytes(raw).ok()?;
-        let name = Name { disallowed: is_disallowed(name.as_str()), name };
-        if self.names.len() < CAP {
-            self.names.push((raw.into(), name.clone()));
-        }
+        let name = Name { rules: NameRules::of(name.as_str()), name };
+        self.names.keep(raw, &name);
         Some(name)
     }
 
     /// `raw` as a header value, or `None` when it is not one.
     pub fn value(&mut self, raw: &[u8]) -> Option<HeaderValue> {
-        if let Some((_, value)) = self.values.iter().find(|(seen, _)| **seen == *raw) {
-            return Some(value.clone());
+        if let Some(value) = self.values.get(raw) {
+            return Some(value);
         }
         let value = HeaderValue::from_bytes(raw).ok()?;
-        if self.values.len() < CAP && raw.len() <= MAX_VALUE {
-            self.values.push((raw.into(), value.clone()));
+        if raw.len() <= MAX_VALUE {
+            self.values.keep(raw, &value);
         }
         Some(value)
     }
@@ -61,10 +93,11 @@ mod tests {
         let mut interned = Interned::default();
         for _ in 0..2 {
             let frame = interned.name(b"X-Frame-Options").unwrap();
-            assert_eq!((frame.name, frame.disallowed), (http::header::X_FRAME_OPTIONS, false));
+            assert_eq!((frame.name, frame.rules.disallowed), (http::header::X_FRAME_OPTIONS, false));
             let custom = interned.name(b"x-custom").unwrap();
-            assert_eq!((custom.name, custom.disallowed), (HeaderName::from_static("x-custom"), false));
-            assert!(interned.name(b"Connection").unwrap().disallowed);
+            assert_eq!((custom.name, custom.rules.disallowed), (HeaderName::from_static("x-custom"), false));
+            assert!(interned.name(b"Connection").unwrap().rules.disallowed);
+            assert_eq!(interned.name(b"Via").unwrap().rules, NameRules::of("via"));
             assert_eq!(interned.value(b"DENY"), Some(HeaderValue::from_static("DENY")));
             assert!(interned.name(b"bad name").is_none());
             assert_eq!(interned.value(b"bad\nvalue"), None);
@@ -73,6 +106,18 @@ mod tests {
             let value = format!("v{i}");
             assert_eq!(interned.value(value.as_bytes()).unwrap(), value.as_str(), "past the cap, still parsed");
         }
-        assert_eq!(interned.values.len(), CAP);
+        assert_eq!(interned.values.entries.len(), CAP);
+    }
+
+    #[test]
+    fn lookups_in_any_order_find_the_right_entry() {
+        let mut interned = Interned::default();
+        let names: [&[u8]; 3] = [b"x-a", b"x-b", b"x-c"];
+        for order in [[0, 1, 2], [0, 1, 2], [2, 0, 1], [1, 1, 0], [2, 2, 2]] {
+            for i in order {
+                assert_eq!(interned.name(names[i]).unwrap().name.as_str().as_bytes(), names[i]);
+            }
+        }
+        assert_eq!(interned.names.entries.len(), 3, "each name kept once");
     }
 }

@@ -82,13 +82,47 @@ impl Change {
     }
 }
 
+/// What the rules say about one header name, whatever the call: worked out once per name (the fast
+/// ABI's intern table keeps it, so a warm instance's constant headers are checked by a few bit tests).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct NameRules {
+    /// Never shown, never writable (`is_disallowed`).
+    pub disallowed: bool,
+    /// Bit `EventType::index()` set: read-only in that trigger (`read_only`).
+    read_only: u8,
+    /// `cloudfront-viewer-country`: the edge's to say in viewer-request.
+    viewer_country: bool,
+}
+
+impl NameRules {
+    /// The rules for a lower-case header name.
+    pub fn of(name: &str) -> Self {
+        let read_only = EventType::ALL
+            .iter()
+            .filter(|event| read_only(**event).contains(&name))
+            .fold(0, |bits, event| bits | 1 << event.index());
+        NameRules { disallowed: is_disallowed(name), read_only, viewer_country: name == "cloudfront-viewer-country" }
+    }
+}
+
 /// May the function of `call` make `change` to header `name` on `side`? Request triggers change the
 /// request, or the response they generate; response triggers change the response. Read-only rules
 /// apply to the message a trigger passes on, not to a response it generates (a new message, whose
 /// framing verge sets itself).
 pub fn header_change(call: &Call, side: Side, name: &str, change: Change) -> Result<(), String> {
+    header_change_by_rules(call, side, name, NameRules::of(name), change)
+}
+
+/// `header_change` with the name's rules already worked out.
+pub fn header_change_by_rules(
+    call: &Call,
+    side: Side,
+    name: &str,
+    rules: NameRules,
+    change: Change,
+) -> Result<(), String> {
     let event = call.event();
-    if is_disallowed(name) {
+    if rules.disallowed {
         return Err(format!("the function tried to add a disallowed header: {name}"));
     }
     let generated = call.generated_status.is_some();
@@ -104,10 +138,10 @@ pub fn header_change(call: &Call, side: Side, name: &str, change: Change) -> Res
     }
     let passes_on = !(side == Side::Response && call.is_request_trigger());
     // Lambda@Edge: the viewer's country is the edge's to say; a viewer-request function adding it fails.
-    if event == EventType::ViewerRequest && side == Side::Request && name == "cloudfront-viewer-country" {
+    if rules.viewer_country && event == EventType::ViewerRequest && side == Side::Request {
         return Err("the function tried to add read-only header, headerName : cloudfront-viewer-country".to_string());
     }
-    if passes_on && read_only(event).contains(&name) {
+    if passes_on && rules.read_only & (1 << event.index()) != 0 {
         return Err(format!("the function tried to {} read-only header, headerName : {name}", change.verb()));
     }
     Ok(())
