@@ -144,6 +144,59 @@ fn fresh_hits_sent_from_the_rendered_head_match_pingoras_hit_path() {
     assert_eq!(origin.count(), 1);
 }
 
+/// Objects with `Vary` (every object verge compresses has one) take the rendered path too: each viewer
+/// gets its own variant, from the primary slot or the variant's slot, as pingora's lookup would pick.
+#[test]
+fn fresh_hits_of_varied_objects_serve_each_viewer_its_own_variant_from_the_rendered_head() {
+    let origin = Origin::start(|req| {
+        let encoding = req.header("accept-encoding").unwrap_or("none").to_string();
+        OriginResponse::new(200, format!("variant {encoding}"))
+            .header("Cache-Control", "max-age=600")
+            .header("Content-Type", "image/png")
+            .header("Vary", "Accept-Encoding")
+            .header("X-Origin-Field", "kept")
+    });
+    let verge = Verge::start(&dist(origin.port(), "", "cache_policy: CachingOptimized"));
+    let encodings: [&[(&str, &str)]; 3] = [&[("Accept-Encoding", "gzip")], &[("Accept-Encoding", "br, gzip")], &[]];
+    for headers in encodings {
+        assert_eq!(verge.request("GET", "/v", headers, b"").x_cache(), "Miss from verge");
+    }
+    assert_eq!(origin.count(), 3, "three variants: gzip (the primary slot), br and identity (their own slots)");
+
+    use std::io::Write;
+    let mut viewer = std::net::TcpStream::connect(verge.addr).unwrap();
+    viewer.set_read_timeout(Some(TIMEOUT)).unwrap();
+    for (accept, expected) in [("gzip", "variant gzip"), ("br, gzip", "variant br,gzip"), ("", "variant identity")] {
+        let field = if accept.is_empty() { String::new() } else { format!("Accept-Encoding: {accept}\r\n") };
+        write!(viewer, "GET /v HTTP/1.1\r\nHost: x\r\n{field}\r\n").unwrap();
+        let (head, body) = read_response(&mut viewer, false);
+        assert!(head.contains("Hit from verge"), "{head}");
+        // The origin's case: the head rendered when the variant was stored (pingora's path lower-cases).
+        assert!(
+            head.contains("\r\nX-Origin-Field: kept\r\n") && head.contains("\r\nVary: Accept-Encoding\r\n"),
+            "{head}"
+        );
+        assert_eq!(String::from_utf8(body).unwrap(), expected, "Accept-Encoding: {accept:?}");
+    }
+    // The same fields as pingora's hit of the same variant (a non-matching conditional goes through it).
+    let fields = |r: &Response| {
+        let mut f: Vec<(String, String)> =
+            r.headers.iter().filter(|(n, _)| !matches!(n.as_str(), "x-amz-cf-id" | "age" | "date")).cloned().collect();
+        f.sort();
+        f
+    };
+    let br = [("Accept-Encoding", "gzip, br")];
+    let rendered = verge.request("GET", "/v", &br, b"");
+    let pingoras = verge.request("GET", "/v", &[br[0], ("If-None-Match", "\"other\"")], b"");
+    assert_eq!((rendered.x_cache(), pingoras.x_cache()), ("Hit from verge", "Hit from verge"));
+    assert_eq!(fields(&rendered), fields(&pingoras));
+    assert_eq!(
+        (rendered.body.as_slice(), pingoras.body.as_slice()),
+        (&b"variant br,gzip"[..], &b"variant br,gzip"[..])
+    );
+    assert_eq!(origin.count(), 3);
+}
+
 #[test]
 fn no_store_is_honoured_at_min_ttl_zero_and_overridden_above() {
     let origin = Origin::start(cc("no-store"));

@@ -10,8 +10,9 @@
 //!
 //! Taken only where pingora's hit path would send the same response: a GET or HEAD the behavior caches
 //! (not a custom error page's subrequest), no `Range` and no conditional (those make a `206`/`304` out
-//! of the stored `200`), and a fresh `200` stored without variance. Everything else — misses, stale
-//! objects, revalidations, variants, ranges — goes through pingora as before.
+//! of the stored `200`), and a fresh `200`: the one in the primary slot, or the variant the request's
+//! `Vary` values name (found as pingora finds it, edge/variance.rs). Everything else — misses, stale
+//! objects, revalidations, ranges — goes through pingora as before.
 
 use std::time::SystemTime;
 
@@ -32,6 +33,7 @@ use crate::edge::header_names::wire_name;
 use crate::edge::outcome::{ErrorCause, Outcome};
 use crate::edge::respond;
 use crate::edge::response_policy;
+use crate::edge::variance::request_variance;
 use crate::triggers;
 use crate::triggers::call::replay_response;
 
@@ -72,7 +74,7 @@ pub async fn serve(session: &mut Session, ctx: &mut RequestContext, store: &Obje
     let primary = primary_key(&snapshot.dist.domain_name, req, policy);
     let hash = key_hash(&primary);
     let now = SystemTime::now();
-    let Some(hit) = store.fresh_hit(&hash, now) else {
+    let Some(hit) = store.fresh_hit(&hash, now, |stored| request_variance(stored, behavior, req)) else {
         ctx.cache_key = Some(Box::new(KeyedRequest { primary, hash }));
         return Ok(false);
     };

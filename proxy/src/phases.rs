@@ -7,9 +7,7 @@ use std::time::{Duration, SystemTime};
 use async_trait::async_trait;
 use pingora_cache::key::HashBinary;
 use pingora_cache::lock::CacheKeyLockImpl;
-use pingora_cache::{
-    CacheKey, CacheMeta, CacheOptionOverrides, CachePhase, NoCacheReason, RespCacheable, VarianceBuilder,
-};
+use pingora_cache::{CacheKey, CacheMeta, CacheOptionOverrides, CachePhase, NoCacheReason, RespCacheable};
 use pingora_core::modules::http::HttpModules;
 use pingora_core::upstreams::peer::HttpPeer;
 use pingora_error::{Error, ErrorType, Result};
@@ -26,11 +24,11 @@ use crate::edge::compress;
 use crate::edge::connection;
 use crate::edge::context::{Ending, RequestContext};
 use crate::edge::error_pages;
-use crate::edge::forward;
 use crate::edge::outcome::{ErrorCause, LoggedResult, Outcome};
 use crate::edge::request_id::new_request_id;
 use crate::edge::respond::{self, EdgeError, EdgeResponse};
 use crate::edge::response_policy::PolicyRequest;
+use crate::edge::variance::request_variance;
 use crate::fleet::shield;
 use crate::fresh_hit;
 use crate::observe::{access_log, metrics};
@@ -551,33 +549,7 @@ impl ProxyHttp for VergeProxy {
     /// split the cache), `Accept-Encoding` as it was sent (normalised when the policy normalises it).
     /// Each variant is stored under its own secondary key.
     fn cache_vary_filter(&self, meta: &CacheMeta, ctx: &mut RequestContext, req: &RequestHeader) -> Option<HashBinary> {
-        let behavior = ctx.snapshot.behavior(ctx.route.behavior);
-        let policy = &behavior.cache_policy;
-        let normalises = policy.accept_encoding_gzip || policy.accept_encoding_brotli;
-        let mut variance = VarianceBuilder::new();
-        let mut any = false;
-        for value in meta.headers().get_all(http::header::VARY) {
-            for name in value.to_str().unwrap_or("").split(',') {
-                let name = name.trim().to_ascii_lowercase();
-                if name.is_empty() || name == "*" {
-                    continue;
-                }
-                let v = if name == "accept-encoding" && normalises {
-                    normalised_accept_encoding(req, policy).unwrap_or("identity").as_bytes().to_vec()
-                } else if name == "accept-encoding" || forward::forwards(behavior, &name) {
-                    req.headers.get(name.as_str()).map(|v| v.as_bytes().to_vec()).unwrap_or_default()
-                } else {
-                    continue;
-                };
-                variance.add_owned_name_value(name, v);
-                any = true;
-            }
-        }
-        if any {
-            variance.finalize()
-        } else {
-            None
-        }
+        request_variance(meta.response_header(), ctx.snapshot.behavior(ctx.route.behavior), req)
     }
 
     /// origin-request runs here: once per origin tried (failover calls this again), before connecting.

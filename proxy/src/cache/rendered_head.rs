@@ -40,13 +40,12 @@ pub struct PartialHead {
     content_length: Option<Option<usize>>,
 }
 
-/// Renders `header` if a fresh hit can be served from bytes: a `200` without `Vary` (a variant needs
-/// pingora's secondary lookup) framed by its length (a stored `Transfer-Encoding` beside a
+/// Renders `header` if a fresh hit can be served from bytes: a `200` (a variant's too: `Vary` goes out
+/// as stored) framed by its length (a stored `Transfer-Encoding` beside a
 /// `Content-Length` would frame pingora's hits as chunked: those keep pingora's path).
 pub fn render(header: &ResponseHeader) -> Option<PartialHead> {
     let has = |name| header.headers.contains_key(name);
     if header.status != http::StatusCode::OK
-        || has(http::header::VARY)
         || (has(http::header::TRANSFER_ENCODING) && has(http::header::CONTENT_LENGTH))
     {
         return None;
@@ -182,9 +181,10 @@ mod tests {
     }
 
     #[test]
-    fn only_plain_200s_without_vary_render() {
+    fn only_200s_framed_by_their_length_render() {
         assert!(render(&header(404, &[])).is_none());
-        assert!(render(&header(200, &[("Vary", "Accept-Encoding")])).is_none());
+        let varied = render(&header(200, &[("Vary", "Accept-Encoding")])).unwrap().finish(1).unwrap();
+        assert!(text(&varied).contains("\r\nVary: Accept-Encoding\r\n"), "a variant's head keeps its Vary");
         assert!(render(&header(200, &[("Transfer-Encoding", "chunked"), ("Content-Length", "1")])).is_none());
         // Stored from a chunked origin response: the store gives it a length (storage.rs).
         let chunked = render(&header(200, &[("Transfer-Encoding", "chunked")])).unwrap().finish(2).unwrap();

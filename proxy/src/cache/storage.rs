@@ -286,16 +286,45 @@ impl FreshHit {
 }
 
 impl ObjectStore {
-    /// The object stored under `primary` (a key without variance) if it is fresh at `now` and its head
-    /// was rendered: what pingora's lookup would serve as a fresh hit without revalidation.
-    pub fn fresh_hit(&self, primary: &HashBinary, now: SystemTime) -> Option<FreshHit> {
-        let entry = self.objects.get(&u128::from_be_bytes(*primary))?;
-        if entry.meta.variance.is_some() || entry.meta.fresh_until < now {
+    /// The object pingora's lookup would serve as a fresh hit without revalidation, if its head was
+    /// rendered. As pingora does: the object in the primary slot (`primary`, a key without variance)
+    /// unless it varies and `variance_of` (the request's variance against its `Vary`) names another
+    /// variant; then the variant's own slot, if that variant was stored after the primary slot's object
+    /// (pingora's `valid_after`: an invalidation removes only the primary slot, whose next object then
+    /// outdates every older variant).
+    pub fn fresh_hit(
+        &self,
+        primary: &HashBinary,
+        now: SystemTime,
+        variance_of: impl FnOnce(&ResponseHeader) -> Option<HashBinary>,
+    ) -> Option<FreshHit> {
+        let mut entry = self.objects.get(&u128::from_be_bytes(*primary))?;
+        if let Some(stored) = entry.meta.variance {
+            match variance_of(&entry.meta.header) {
+                Some(wanted) if wanted != stored => {
+                    let variant = self.objects.get(&u128::from_be_bytes(variant_key(primary, wanted)))?;
+                    if variant.meta.variance != Some(wanted) || variant.meta.created < entry.meta.created {
+                        return None;
+                    }
+                    entry = variant;
+                }
+                _ => {}
+            }
+        }
+        if entry.meta.fresh_until < now {
             return None;
         }
         let head = entry.head.clone()?;
         Some(FreshHit { head, entry })
     }
+}
+
+/// The slot of a variant: pingora's combined key of the primary hash and the variance.
+fn variant_key(primary: &HashBinary, variance: HashBinary) -> HashBinary {
+    let mut key = CacheKey::new(String::new(), "");
+    key.set_primary_bin_override(*primary);
+    key.set_variance_key(variance);
+    key.combined_bin()
 }
 
 struct Hit {
@@ -457,5 +486,71 @@ impl Storage for ObjectStore {
 
     fn as_any(&self) -> &(dyn Any + Send + Sync + 'static) {
         self
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use pingora_cache::trace::Span;
+
+    use super::*;
+
+    const PRIMARY: HashBinary = [7; 16];
+
+    #[derive(PartialEq)]
+    enum Slot {
+        Primary,
+        Variant,
+    }
+
+    /// Stores a variant as pingora's miss path does: in the primary slot when the lookup found nothing
+    /// there, else in the variant's own slot.
+    async fn admit(store: &'static ObjectStore, variance: HashBinary, slot: Slot, created: SystemTime, body: &str) {
+        let mut header = ResponseHeader::build(200, None).unwrap();
+        header.insert_header("Vary", "X-Variant").unwrap();
+        let mut meta = CacheMeta::new(created + Duration::from_secs(600), created, 0, 0, header);
+        let mut key = CacheKey::new(String::new(), "");
+        key.set_primary_bin_override(PRIMARY);
+        meta.set_variance(variance);
+        if slot == Slot::Variant {
+            key.set_variance_key(variance);
+        }
+        let mut miss = store.get_miss_handler(&key, &meta, &Span::inactive().handle()).await.unwrap();
+        miss.write_body(Bytes::copy_from_slice(body.as_bytes()), true).await.unwrap();
+        miss.finish().await.unwrap();
+    }
+
+    fn body_for(store: &ObjectStore, wanted: Option<HashBinary>, now: SystemTime) -> Option<String> {
+        let hit = store.fresh_hit(&PRIMARY, now, |stored| {
+            assert!(stored.headers.contains_key("vary"), "the variance is worked out from the primary's Vary");
+            wanted
+        })?;
+        Some(String::from_utf8(hit.body().to_vec()).unwrap())
+    }
+
+    #[test]
+    fn fresh_hits_find_the_variant_pingora_would() {
+        let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
+        let store: &'static ObjectStore = Box::leak(Box::new(ObjectStore::new(1 << 20, 1 << 20)));
+        let (a, b, c) = ([1; 16], [2; 16], [3; 16]);
+        let t0 = SystemTime::now();
+        runtime.block_on(async {
+            admit(store, a, Slot::Primary, t0, "variant a").await;
+            admit(store, b, Slot::Variant, t0 + Duration::from_secs(1), "variant b").await;
+        });
+        let now = t0 + Duration::from_secs(2);
+        assert_eq!(body_for(store, Some(a), now).as_deref(), Some("variant a"), "the primary slot's own variant");
+        assert_eq!(body_for(store, Some(b), now).as_deref(), Some("variant b"), "another variant, from its slot");
+        assert_eq!(body_for(store, None, now).as_deref(), Some("variant a"), "nothing named varies: the primary");
+        assert_eq!(body_for(store, Some(c), now), None, "a variant never stored is a miss");
+        assert_eq!(body_for(store, Some(b), t0 + Duration::from_secs(3600)), None, "stale goes to pingora");
+
+        // A new object in the primary slot outdates the variants stored before it (pingora's valid_after).
+        runtime.block_on(admit(store, a, Slot::Primary, t0 + Duration::from_secs(5), "variant a, new"));
+        let later = t0 + Duration::from_secs(6);
+        assert_eq!(body_for(store, Some(a), later).as_deref(), Some("variant a, new"));
+        assert_eq!(body_for(store, Some(b), later), None, "variant b was stored before the primary's object");
     }
 }

@@ -16,3 +16,4 @@ pub mod outcome;
 pub mod request_id;
 pub mod respond;
 pub mod response_policy;
+pub mod variance;
