@@ -11,7 +11,7 @@ need() {
   done
 }
 
-# A work directory with www/ (1k.bin, 100k.bin) and cache/, removed on exit with the servers started
+# A work directory with www/ (1k.bin, 100k.bin, 2k.txt: 2.5 KB of compressible text) and cache/, removed on exit with the servers started
 # in the background (KEEP=1 keeps it for a look).
 bench_workdir() {
   WORK=$(mktemp -d)
@@ -20,7 +20,8 @@ bench_workdir() {
   chmod 755 "$WORK" "$WORK/www"; chmod 777 "$WORK/cache"
   head -c 1024 /dev/urandom > "$WORK/www/1k.bin"
   head -c 102400 /dev/urandom > "$WORK/www/100k.bin"
-  chmod 644 "$WORK"/www/*.bin
+  for i in $(seq 1 80); do printf '.c%d{color:#%06x;margin:%dpx}\n' "$i" $((i * 40503 % 16777216)) $((i % 17)); done > "$WORK/www/2k.txt"
+  chmod 644 "$WORK"/www/*
 }
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }

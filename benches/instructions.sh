@@ -9,7 +9,10 @@
 #                     figure minus the 1k.bin row's);
 #   1k.bin miss       every request to the origin, nothing stored: verge with CachingDisabled vs nginx
 #                     with proxy_cache off, both on kept-alive origin connections;
-#   1k.bin h2         cached 1 KiB hits over HTTP/2 without TLS (h2c, prior knowledge; `h2load -c 4 -m 10`).
+#   1k.bin h2         cached 1 KiB hits over HTTP/2 without TLS (h2c, prior knowledge; `h2load -c 4 -m 10`);
+#   2k.txt gzip       cached hits on 2.5 KB of text for viewers that accept gzip (`h2load --h1 -c 4`):
+#                     verge with `compress: true` (the compressed variant is stored, hits send it as it is)
+#                     vs nginx with `gzip on` (its gzip filter runs after the cache, on every hit).
 # Usage: [N1=1000 N2=3000] [ROWS="1k.bin:hit 1k.bin:miss"] benches/instructions.sh      (needs valgrind, nginx, ab: apt-get install
 # valgrind nginx apache2-utils nghttp2-client; the hook row builds the examples for wasm32-wasip1)
 set -euo pipefail
@@ -43,6 +46,8 @@ count() {
   curl -s -o /dev/null "http://127.0.0.1:$PORT$path"; curl -s -o /dev/null "http://127.0.0.1:$PORT$path"
   if [ "${KIND:-}" = h2 ]; then
     h2load -c 4 -m 10 -n "$n" "http://127.0.0.1:$PORT$path" > /dev/null
+  elif [ "${KIND:-}" = gzip ]; then
+    h2load --h1 -c 4 -n "$n" -H "Accept-Encoding: gzip" "http://127.0.0.1:$PORT$path" > /dev/null
   else
     ab -q -k -c 4 -n "$n" "http://127.0.0.1:$PORT$path" > /dev/null
   fi
@@ -61,6 +66,7 @@ verge_server() {
       ;;
     miss) sed -i "s|cache_policy: CachingOptimized|cache_policy: CachingDisabled|" "$WORK/verge.yaml" ;;
     h2) sed -i "s|threads: 1,|threads: 1, h2c: true,|" "$WORK/verge.yaml" ;;
+    gzip) sed -i "s|cache_policy: CachingOptimized }|cache_policy: CachingOptimized, compress: true }|" "$WORK/verge.yaml" ;;
   esac
   VERGE_CMD=(target/release/verge serve --config "$WORK/verge.yaml")
 }
@@ -74,6 +80,7 @@ nginx_server() {
     hit) location=$(nginx_edge "$ORIGIN") ;;
     h2) location=$(nginx_edge "$ORIGIN"); listen_options=" http2" ;;
     hook) location=$(nginx_edge "$ORIGIN" "add_header Strict-Transport-Security \"max-age=63072000; includeSubDomains; preload\"; add_header X-Content-Type-Options nosniff; add_header X-Frame-Options DENY; add_header X-XSS-Protection \"1; mode=block\"; add_header Content-Security-Policy \"default-src 'self'; img-src 'self' data:; object-src 'none'\";") ;;
+    gzip) location=$(nginx_edge "$ORIGIN" "gzip on; gzip_types text/plain; gzip_min_length 1000; gzip_proxied any;") ;;
     miss) location="location / { proxy_pass http://origin; proxy_http_version 1.1; proxy_set_header Connection \"\"; }" ;;
   esac
   cat > "$WORK/edge.conf" <<CONF
@@ -96,7 +103,7 @@ CONF
 per_request() { echo $(( ($2 - $1) / (N2 - N1) )); }
 
 printf "%-12s %16s %16s %10s\n" row "nginx instr/req" "verge instr/req" verge/nginx
-for row in ${ROWS:-1k.bin:hit 100k.bin:hit 1k.bin:hook 1k.bin:miss 1k.bin:h2}; do
+for row in ${ROWS:-1k.bin:hit 100k.bin:hit 1k.bin:hook 1k.bin:miss 1k.bin:h2 2k.txt:gzip}; do
   path=/${row%%:*}; kind=${row#*:}; KIND=$kind
   nginx_server "$kind"; n1=$(count nginx "$N1" "$path" "${NGINX_CMD[@]}")
   nginx_server "$kind"; n2=$(count nginx "$N2" "$path" "${NGINX_CMD[@]}")
