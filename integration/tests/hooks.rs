@@ -429,6 +429,11 @@ every_abi! {
             std::thread::yield_now();
         };
         assert_eq!((failed.status, failed.x_cache()), (502, "LambdaValidationError from verge"));
+        // The hits pingora serves (a range, a conditional that does not match) get the same error.
+        for headers in [&[("Range", "bytes=0-4")][..], &[("If-None-Match", "\"other\"")][..]] {
+            let resp = verge.request("GET", "/drop-length", headers, b"");
+            assert_eq!((resp.status, resp.x_cache()), (502, "LambdaValidationError from verge"), "{headers:?}");
+        }
         assert_eq!(origin.count(), 1, "served from the cache");
     }
 }

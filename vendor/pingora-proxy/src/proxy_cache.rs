@@ -371,13 +371,10 @@ where
                     "Failed to run response filter in hit: {e}, {}",
                     self.inner.request_summary(session, ctx)
                 );
-                session
-                    .as_mut()
-                    .respond_error(500)
-                    .await
-                    .unwrap_or_else(|e| {
-                        error!("failed to send error response to downstream: {e}");
-                    });
+                // verge: the error response is the user's to make, as for every other error of a
+                // request (`fail_to_proxy`), instead of a fixed 500: a filter that failed for a
+                // reason with its own status (a function's error, say) answers with that status.
+                self.inner.fail_to_proxy(session, &e, ctx).await;
                 // we have not write anything dirty to downstream, it is still reusable
                 return (true, Some(e));
             }
