@@ -177,7 +177,10 @@ fn idle_keepalive_connections_cost_little_and_are_closed_at_the_idle_timeout() {
         .collect();
     let held = verge.rss_kb().saturating_sub(before);
     eprintln!("idle connections: {IDLE} kept-alive viewers hold {held} KB, {} KB each", held / IDLE as u64);
-    assert!(held / IDLE as u64 <= 64, "{} KB per idle connection", held / IDLE as u64);
+    // 2-9 KB measured (an idle connection holds its stream, not a request's state; more here than in
+    // benches/connection-memory.sh, whose 10,000 connections amortise the allocator's pages); 23 KB and
+    // more before it waited outside the request.
+    assert!(held / IDLE as u64 <= 16, "{} KB per idle connection", held / IDLE as u64);
     let started = Instant::now();
     for s in idle.iter_mut() {
         let left = (Duration::from_secs(60)).saturating_sub(started.elapsed()).max(Duration::from_millis(10));
@@ -188,6 +191,22 @@ fn idle_keepalive_connections_cost_little_and_are_closed_at_the_idle_timeout() {
         "idle connections: all {IDLE} closed {:.1} s after the last request (timeout 10 s)",
         started.elapsed().as_secs_f64()
     );
+}
+
+/// An idle kept-alive connection waits outside any request (docs/performance.md, "Idle connections"):
+/// a shutdown still ends it at once, so it does not hold the shutdown for the grace period.
+#[test]
+fn idle_keepalive_connections_are_closed_when_verge_shuts_down() {
+    let app = Origin::fixed(200, "ok");
+    let verge = Verge::start(&distribution(app.port(), "viewer_idle_timeout: 60", ""));
+    let mut idle = BufReader::new(connect(verge.addr));
+    assert_eq!(keepalive_get(&mut idle, "/x").unwrap().0, 200);
+    let status = std::process::Command::new("kill").args(["-TERM", &verge.pid().to_string()]).status().unwrap();
+    assert!(status.success());
+    let (_, closed) = read_until_closed(idle.get_mut(), Duration::from_secs(30));
+    // Not at the idle timeout (60 s) nor when the grace period (10 s) ran out.
+    assert!(closed.is_some_and(|after| after < Duration::from_secs(8)), "closed after {closed:?}");
+    assert!(verge.wait_for_output("stopped in_flight=0"), "{}", verge.output());
 }
 
 #[test]

@@ -181,7 +181,7 @@ async fn send_rendered(
     head.put_slice(b"\r\nVia: ");
     head.put_slice(via.as_bytes());
     head.put_slice(b"\r\nX-Amz-Cf-Id: ");
-    head.put_slice(ctx.request_id.as_str().as_bytes());
+    head.put_slice(ctx.request_id.as_bytes());
     head.put_slice(b"\r\n");
     let add_date = !rendered.has_date();
 

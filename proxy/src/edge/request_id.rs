@@ -32,6 +32,11 @@ const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwx
 pub struct RequestId([u8; 22]);
 
 impl RequestId {
+    /// The id's bytes, for writing into a response head (no UTF-8 check: they are ASCII).
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.0
+    }
+
     pub fn as_str(&self) -> &str {
         // The bytes all come from ALPHABET, which is ASCII.
         std::str::from_utf8(&self.0).unwrap_or_default()

@@ -35,8 +35,6 @@ use viewer::{Connections, ViewerApp};
 /// How long a cache-lock writer may hold a key before waiting readers go to the origin themselves;
 /// above the longest origin read timeout (120 s), so a slow fill is never duplicated.
 const CACHE_LOCK_AGE: Duration = Duration::from_secs(130);
-/// The viewer write buffer (see `start`).
-const WRITE_BUFFER: usize = 4 * 1024;
 /// How long in-flight requests get to finish after a shutdown signal.
 const GRACE: Duration = Duration::from_secs(10);
 
@@ -168,10 +166,8 @@ pub async fn start(
     for listener in listeners.iter().copied() {
         let app = ViewerApp { shared: connections.clone(), listener };
         let mut service = ListeningService::new(format!("verge viewer {}", listener.addr), app);
-        // pingora's default write buffer is one MSS (1,460 bytes): a small response whose headers do not
-        // fit beside its body then goes out in two sends. 16 KiB holds a small response whole; larger
-        // bodies bypass the buffer.
-        let buffers = L4BufferSettings::new(0, WRITE_BUFFER);
+        // Viewer reads unbuffered; writes through `viewer::WRITE_BUFFER`.
+        let buffers = L4BufferSettings::new(0, viewer::WRITE_BUFFER);
         service.endpoints().add_listener(ListenerConfig::tcp(listener.addr.to_string()).l4_buffer(buffers));
         let (fds, watch) = (fds.clone(), watch.clone());
         tokio::spawn(async move { service.start_service(Some(fds), watch, 1).await });

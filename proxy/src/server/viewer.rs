@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use pingora_core::apps::ServerApp;
+use pingora_core::apps::{HttpPersistentSettings, HttpServerApp, ServerApp};
 use pingora_core::protocols::http::v1::server::HttpSession as Http1Session;
 use pingora_core::protocols::http::ServerSession;
 use pingora_core::protocols::l4::stream::Stream as L4Stream;
@@ -64,7 +64,9 @@ impl ServerApp for ViewerApp {
             let _ = tokio::time::timeout(Duration::from_millis(200), stream.read(&mut sink)).await;
             return None;
         }
-        if let Some((stream, http2)) = self.open(stream).await {
+        // Boxed: the TLS handshake's state (7 KB) is freed once it is done, instead of sizing this
+        // connection's future for its whole life.
+        if let Some((stream, http2)) = Box::pin(self.open(stream)).await {
             if http2 {
                 // pingora's HTTP/2 server: one spawned task per stream, each through the same proxy phases.
                 ServerApp::process_new(&shared.proxy, stream, shutdown).await;
@@ -146,28 +148,85 @@ impl ViewerApp {
         self.shared.snapshot.load().dist.http_version == HttpVersion::Http2
     }
 
-    async fn serve_http1(&self, stream: Stream, shutdown: &ShutdownWatch) {
+    async fn serve_http1(&self, mut stream: Stream, shutdown: &ShutdownWatch) {
         let proxy = &self.shared.proxy;
-        let mut session = self.http1_session(stream);
-        // A service shutting down does not keep connections for another request.
-        let keepalive = if *shutdown.borrow() { None } else { Some(self.shared.idle_timeout_secs) };
-        session.set_keepalive(keepalive);
-        // RFC 9112 §9.3.2: pipelined requests are answered in order (pingora's default drops the second
-        // one and closes, after an answer that said keep-alive). Carried to later sessions by pingora.
-        session.set_pipelining_enabled(true);
-        // One await site: each request's future lives in this connection's future (pingora's trait
-        // method would box and move it per request; docs/performance.md).
+        let idle = Duration::from_secs(self.shared.idle_timeout_secs.max(1));
+        let mut persistent = None;
+        let mut first = true;
+        // One receiver per connection (each wait borrows it mutably to learn of a shutdown).
+        let mut shutdown_changes = shutdown.clone();
         loop {
-            let reused = proxy.process_new_http_inline(session, shutdown).await;
-            let Some((stream, persistent)) = reused.map(|r| r.consume()) else { break };
-            session = self.http1_session(stream);
-            if let Some(persistent) = persistent {
-                persistent.apply_to_session(&mut session);
+            // An idle connection waits here, holding its stream only: each request's state (pingora's
+            // request future, its head buffer) is built, in its own box, once the viewer sends something,
+            // and freed when the request ends (docs/performance.md, "Idle connections").
+            let pipelined = persistent.as_ref().is_some_and(HttpPersistentSettings::has_pipelined_prefix);
+            if !pipelined {
+                stream = with_write_buffer(stream, 0);
+                if !next_request_arrives(&stream, idle, &mut shutdown_changes).await {
+                    break;
+                }
+                stream = with_write_buffer(stream, WRITE_BUFFER);
+            }
+            let mut session = self.http1_session(stream);
+            match persistent.take() {
+                Some(persistent) => persistent.apply_to_session(&mut session),
+                None if first => {
+                    // A service shutting down does not keep connections for another request.
+                    let keepalive = if *shutdown.borrow() { None } else { Some(self.shared.idle_timeout_secs) };
+                    session.set_keepalive(keepalive);
+                    // RFC 9112 §9.3.2: pipelined requests are answered in order (pingora's default drops the
+                    // second one and closes, after an answer that said keep-alive). Carried to later
+                    // sessions by pingora.
+                    session.set_pipelining_enabled(true);
+                }
+                None => {}
             }
             if *shutdown.borrow() {
                 session.set_keepalive(None);
             }
+            first = false;
+            // pingora's trait method builds the request future in its box (no copy of it).
+            let reused = HttpServerApp::process_new_http(proxy, session, shutdown).await;
+            let Some((next, settings)) = reused.map(|r| r.consume()) else { break };
+            stream = next;
+            persistent = settings;
         }
+    }
+}
+
+/// The viewer write buffer: pingora's default is one MSS (1,460 bytes), and a small response whose
+/// headers do not fit beside its body then goes out in two sends. 4 KiB holds a small response whole;
+/// larger bodies bypass the buffer. An idle connection holds none (`with_write_buffer`).
+pub const WRITE_BUFFER: usize = 4 * 1024;
+
+/// A plain-TCP stream with a write buffer of `capacity` (when its buffer is empty, as between
+/// requests); other streams as they are.
+fn with_write_buffer(stream: Stream, capacity: usize) -> Stream {
+    if stream.as_any().downcast_ref::<L4Stream>().is_none() {
+        return stream;
+    }
+    match stream.into_any().downcast::<L4Stream>() {
+        Ok(mut l4) => {
+            l4.set_write_capacity(capacity);
+            l4
+        }
+        // Checked just above; a stream is never lost.
+        Err(_) => unreachable!("downcast after a successful type check"),
+    }
+}
+
+/// Whether the viewer sends more on a kept-alive connection within `idle` (bytes or its end, which
+/// pingora then reads) before the service shuts down. Plain TCP only: a TLS stream's readiness is not
+/// its plaintext's, so a TLS connection goes straight to pingora, which waits inside the request.
+async fn next_request_arrives(stream: &Stream, idle: Duration, shutdown: &mut ShutdownWatch) -> bool {
+    let Some(l4) = stream.as_any().downcast_ref::<L4Stream>() else { return true };
+    if *shutdown.borrow() {
+        return false;
+    }
+    tokio::select! {
+        biased;
+        ready = tokio::time::timeout(idle, l4.readable()) => matches!(ready, Ok(Ok(()))),
+        _ = shutdown.changed() => false,
     }
 }
 

@@ -148,6 +148,12 @@ impl HttpPersistentSettings {
         self.pipelined_prefix = Some(prefix);
     }
 
+    /// verge: whether bytes of a pipelined next request came with these settings (then the next request
+    /// is already here: there is nothing to wait for).
+    pub fn has_pipelined_prefix(&self) -> bool {
+        self.pipelined_prefix.as_ref().is_some_and(|prefix| !prefix.is_empty())
+    }
+
     pub fn apply_to_session(self, session: &mut ServerSession) {
         let Self {
             keepalive_timeout,

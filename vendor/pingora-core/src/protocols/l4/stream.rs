@@ -623,6 +623,39 @@ impl Stream {
         }
     }
 
+    /// verge: waits until the connection has something to read (bytes, or its end), without reading:
+    /// a server can wait for a kept-alive connection's next request in a small future and build the
+    /// request's state (buffers, the request future) only once there is one. Ready at once when bytes
+    /// were put back (`rewind`) or are buffered.
+    pub async fn readable(&self) -> io::Result<()> {
+        let buffered = match self.stream() {
+            BufferedStream::BufferedRead(reader) => !reader.buffer().is_empty(),
+            BufferedStream::UnbufferedRead(_) => false,
+        };
+        if buffered || !self.rewind_read_buf.is_empty() {
+            return Ok(());
+        }
+        match &self.stream().get_ref().stream {
+            RawStream::Tcp(s) => s.readable().await,
+            #[cfg(unix)]
+            RawStream::Unix(s) => s.readable().await,
+            RawStream::Virtual(_) => Ok(()),
+        }
+    }
+
+    /// verge: gives the write buffer a new capacity, if it holds nothing and reads are unbuffered;
+    /// `false` leaves it as it was. An idle kept-alive connection gives its buffer back
+    /// (capacity 0: writes go straight through) and takes one again when its next request arrives.
+    pub fn set_write_capacity(&mut self, capacity: usize) -> bool {
+        // Only an unbuffered reader is rebuilt (a read buffer's capacity is not known here).
+        if matches!(self.stream(), BufferedStream::BufferedRead(_)) || !self.stream().writer().buffer().is_empty() {
+            return false;
+        }
+        let stream = self.stream.take().map(|s| BufferedStream::with_capacity(0, capacity, s.into_inner()));
+        self.stream = stream;
+        true
+    }
+
     /// Set the read and write buffer sizes
     /// It is only set later because of the malloc overhead in critical accept() path
     pub(crate) fn set_buffer(&mut self, buffer: L4BufferSettings) {
