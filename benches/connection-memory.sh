@@ -52,11 +52,8 @@ for url in "http://127.0.0.1:$NGINX/1k.bin" "http://127.0.0.1:$VERGE/1k.bin"; do
 done
 
 measure() { # label pid port -> KB per idle connection, KB per in-flight request
-  local idle inflight
   echo 0 > "$WORK/held"
-  inflight=$(python3 benches/connection_memory.py inflight "$2" "$3" "$INFLIGHT" "$WORK/held")
-  idle=$(python3 benches/connection_memory.py idle "$2" "$3" "$IDLE" /1k.bin)
-  echo "$1 $idle $inflight"
+  echo "$1 $(python3 benches/connection_memory.py measure "$2" "$3" "$IDLE" /1k.bin "$INFLIGHT" "$WORK/held")"
 }
 n=$(measure nginx "$NGINX_WORKER" "$NGINX")
 v=$(measure verge "$VERGE_PID" "$VERGE")

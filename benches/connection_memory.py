@@ -1,10 +1,12 @@
 #!/usr/bin/env python3
 """Resident memory per idle keep-alive connection and per in-flight request of one edge server.
 
-Used by benches/connection-memory.sh. `idle PID PORT N PATH`: N connections, each served one request for
-PATH (a cache hit) and then left open; prints the server's RSS growth per connection. `inflight PID PORT N
-HOLD_COUNT_FILE`: N requests for distinct uncached paths whose origin never answers; once the origin has
-seen them all, prints the RSS growth per request. The sockets stay open until the figure is taken.
+Used by benches/connection-memory.sh. `measure PID PORT N PATH M HOLD_COUNT_FILE`: first N connections,
+each served one request for PATH (a cache hit) and then left open (the server's RSS growth per
+connection), then, with those still open, M requests for distinct uncached paths whose origin never
+answers (the growth per request once the origin has seen them all); prints both. Every socket stays open
+until both figures are taken: nothing the server frees between the two is reused by the second, which
+would understate it (measured apart, one after the other, the second figure came out half or below zero).
 """
 import os
 import socket
@@ -53,21 +55,19 @@ def read_response(sock):
         raise SystemExit(head.split(b"\r\n")[0].decode())
 
 
-def idle(pid, port, n, path):
+def idle(pid, port, n, path, sockets):
     before = settle(pid)
-    sockets = []
     for _ in range(n):
         s = socket.create_connection(("127.0.0.1", port))
         s.sendall(f"GET {path} HTTP/1.1\r\nHost: edge.test\r\n\r\n".encode())
         read_response(s)
         sockets.append(s)
     after = settle(pid)
-    print(f"{(after - before) / n:.1f}")
+    return (after - before) / n
 
 
-def inflight(pid, port, n, count_file):
+def inflight(pid, port, n, count_file, sockets):
     before = settle(pid)
-    sockets = []
     for i in range(n):
         s = socket.create_connection(("127.0.0.1", port))
         s.sendall(f"GET /hold/{i} HTTP/1.1\r\nHost: edge.test\r\n\r\n".encode())
@@ -84,7 +84,7 @@ def inflight(pid, port, n, count_file):
     else:
         raise SystemExit(f"the origin saw {seen} of {n} requests")
     after = settle(pid)
-    print(f"{(after - before) / n:.1f}")
+    return (after - before) / n
 
 
 def hold_origin(port, count_file):
@@ -121,10 +121,12 @@ def hold_origin(port, count_file):
 
 if __name__ == "__main__":
     mode = sys.argv[1]
-    if mode == "idle":
-        idle(int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), sys.argv[5])
-    elif mode == "inflight":
-        inflight(int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), sys.argv[5])
+    if mode == "measure":
+        pid, port = int(sys.argv[2]), int(sys.argv[3])
+        held = []
+        per_idle = idle(pid, port, int(sys.argv[4]), sys.argv[5], held)
+        per_request = inflight(pid, port, int(sys.argv[6]), sys.argv[7], held)
+        print(f"{per_idle:.1f} {per_request:.1f}")
     elif mode == "hold-origin":
         hold_origin(int(sys.argv[2]), sys.argv[3])
     else:

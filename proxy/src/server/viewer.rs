@@ -51,17 +51,13 @@ pub(super) struct ViewerApp {
 
 #[async_trait]
 impl ServerApp for ViewerApp {
-    async fn process_new(self: &Arc<Self>, mut stream: Stream, shutdown: &ShutdownWatch) -> Option<Stream> {
+    async fn process_new(self: &Arc<Self>, stream: Stream, shutdown: &ShutdownWatch) -> Option<Stream> {
         let shared = &self.shared;
         if shared.in_flight.fetch_add(1, Ordering::AcqRel) >= shared.max_connections {
             shared.in_flight.fetch_sub(1, Ordering::AcqRel);
             crate::observe::metrics::connection_refused();
-            let _ = stream.write_all(TOO_MANY_CONNECTIONS).await;
-            let _ = stream.flush().await;
-            // Read what the viewer sent before closing (briefly, and a little): closing with its request
-            // unread would reset the connection and could destroy the 503 before the viewer reads it.
-            let mut sink = [0u8; 4096];
-            let _ = tokio::time::timeout(Duration::from_millis(200), stream.read(&mut sink)).await;
+            // Boxed: its read buffer would otherwise size every connection's future (4 KB).
+            Box::pin(refuse(stream)).await;
             return None;
         }
         // Boxed: the TLS handshake's state (7 KB) is freed once it is done, instead of sizing this
@@ -144,6 +140,35 @@ impl ViewerApp {
         ServerSession::H1(session)
     }
 
+    /// The session for a connection's next request: the settings the previous one left, or the first
+    /// request's.
+    fn next_session(
+        &self,
+        stream: Stream,
+        persistent: Option<HttpPersistentSettings>,
+        first: bool,
+        shutting_down: bool,
+    ) -> ServerSession {
+        let mut session = self.http1_session(stream);
+        match persistent {
+            Some(persistent) => persistent.apply_to_session(&mut session),
+            None if first => {
+                // A service shutting down does not keep connections for another request.
+                let keepalive = if shutting_down { None } else { Some(self.shared.idle_timeout_secs) };
+                session.set_keepalive(keepalive);
+                // RFC 9112 §9.3.2: pipelined requests are answered in order (pingora's default drops the
+                // second one and closes, after an answer that said keep-alive). Carried to later sessions
+                // by pingora.
+                session.set_pipelining_enabled(true);
+            }
+            None => {}
+        }
+        if shutting_down {
+            session.set_keepalive(None);
+        }
+        session
+    }
+
     fn http2_allowed(&self) -> bool {
         self.shared.snapshot.load().dist.http_version == HttpVersion::Http2
     }
@@ -167,23 +192,9 @@ impl ViewerApp {
                 }
                 stream = with_write_buffer(stream, WRITE_BUFFER);
             }
-            let mut session = self.http1_session(stream);
-            match persistent.take() {
-                Some(persistent) => persistent.apply_to_session(&mut session),
-                None if first => {
-                    // A service shutting down does not keep connections for another request.
-                    let keepalive = if *shutdown.borrow() { None } else { Some(self.shared.idle_timeout_secs) };
-                    session.set_keepalive(keepalive);
-                    // RFC 9112 §9.3.2: pipelined requests are answered in order (pingora's default drops the
-                    // second one and closes, after an answer that said keep-alive). Carried to later
-                    // sessions by pingora.
-                    session.set_pipelining_enabled(true);
-                }
-                None => {}
-            }
-            if *shutdown.borrow() {
-                session.set_keepalive(None);
-            }
+            // Built outside this future: a session borrowed here would keep its space in the connection's
+            // future for the connection's whole life, moved out or not.
+            let session = self.next_session(stream, persistent.take(), first, *shutdown.borrow());
             first = false;
             // pingora's trait method builds the request future in its box (no copy of it).
             let reused = HttpServerApp::process_new_http(proxy, session, shutdown).await;
@@ -223,11 +234,24 @@ async fn next_request_arrives(stream: &Stream, idle: Duration, shutdown: &mut Sh
     if *shutdown.borrow() {
         return false;
     }
+    // Polled, not awaited through `readable()`: the waker sits in the socket's own read slot instead of
+    // a waiter node in this future (which an idle connection holds for as long as it is idle).
+    let readable = std::future::poll_fn(|cx| l4.poll_readable(cx));
     tokio::select! {
         biased;
-        ready = tokio::time::timeout(idle, l4.readable()) => matches!(ready, Ok(Ok(()))),
+        ready = tokio::time::timeout(idle, readable) => matches!(ready, Ok(Ok(()))),
         _ = shutdown.changed() => false,
     }
+}
+
+/// Answers a connection over `server.max_connections` and closes it.
+async fn refuse(mut stream: Stream) {
+    let _ = stream.write_all(TOO_MANY_CONNECTIONS).await;
+    let _ = stream.flush().await;
+    // Read what the viewer sent before closing (briefly, and a little): closing with its request unread
+    // would reset the connection and could destroy the 503 before the viewer reads it.
+    let mut sink = [0u8; 4096];
+    let _ = tokio::time::timeout(Duration::from_millis(200), stream.read(&mut sink)).await;
 }
 
 /// Reads the PROXY header and makes its client address the connection's peer address.

@@ -229,30 +229,36 @@ impl<A: ServerApp + Send + Sync + 'static> Service<A> {
                 Ok(io) => {
                     let app = app_logic.clone();
                     let shutdown = shutdown.clone();
-                    current_handle().spawn(async move {
-                        let peer_addr = io.peer_addr();
-                        // verge: the handshake's future (8 KB, its TLS state included even for plain
-                        // TCP) in a box of its own, freed once done: inline it sized the connection's
-                        // task for as long as the connection lives.
-                        match timeout(Duration::from_secs(60), Box::pin(io.handshake())).await {
-                            Ok(handshake) => {
-                                match handshake {
-                                    Ok(io) => Self::handle_event(io, app, shutdown).await,
-                                    Err(e) => {
-                                        // TODO: Maybe IOApp trait needs a fn to handle/filter out this error
-                                        if let Some(addr) = peer_addr {
-                                            error!("Downstream handshake error from {}: {e}", addr);
-                                        } else {
-                                            error!("Downstream handshake error: {e}");
-                                        }
+                    // verge: the stream in a box, and the handshake's future (8 KB, its TLS state
+                    // included even for plain TCP) with its timeout in a box of their own, both freed
+                    // once the handshake is done: inline they sized the connection's task for as
+                    // long as the connection lives.
+                    let io = Box::new(io);
+                    let task = async move {
+                        let handshake = Box::pin(async move {
+                            let peer_addr = io.peer_addr();
+                            match timeout(Duration::from_secs(60), io.handshake()).await {
+                                Ok(Ok(io)) => Some(io),
+                                Ok(Err(e)) => {
+                                    // TODO: Maybe IOApp trait needs a fn to handle/filter out this error
+                                    if let Some(addr) = peer_addr {
+                                        error!("Downstream handshake error from {}: {e}", addr);
+                                    } else {
+                                        error!("Downstream handshake error: {e}");
                                     }
+                                    None
+                                }
+                                Err(_) => {
+                                    error!("Downstream handshake timeout");
+                                    None
                                 }
                             }
-                            Err(_) => {
-                                error!("Downstream handshake timeout");
-                            }
+                        });
+                        if let Some(io) = handshake.await {
+                            Self::handle_event(io, app, shutdown).await;
                         }
-                    });
+                    };
+                    current_handle().spawn(task);
                 }
                 Err(e) => {
                     error!("Accept() failed {e}");

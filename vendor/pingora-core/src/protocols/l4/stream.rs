@@ -623,23 +623,24 @@ impl Stream {
         }
     }
 
-    /// verge: waits until the connection has something to read (bytes, or its end), without reading:
-    /// a server can wait for a kept-alive connection's next request in a small future and build the
-    /// request's state (buffers, the request future) only once there is one. Ready at once when bytes
-    /// were put back (`rewind`) or are buffered.
-    pub async fn readable(&self) -> io::Result<()> {
+    /// verge: whether the connection has something to read (bytes, or its end), without reading: a
+    /// server can wait for a kept-alive connection's next request holding no more than a waker (the
+    /// socket's read-readiness slot keeps it) and build the request's state (buffers, the request
+    /// future) only once there is one. Ready at once when bytes were put back (`rewind`) or are
+    /// buffered. As with `poll_read`, one task at a time.
+    pub fn poll_readable(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let buffered = match self.stream() {
             BufferedStream::BufferedRead(reader) => !reader.buffer().is_empty(),
             BufferedStream::UnbufferedRead(_) => false,
         };
         if buffered || !self.rewind_read_buf.is_empty() {
-            return Ok(());
+            return Poll::Ready(Ok(()));
         }
         match &self.stream().get_ref().stream {
-            RawStream::Tcp(s) => s.readable().await,
+            RawStream::Tcp(s) => s.poll_read_ready(cx),
             #[cfg(unix)]
-            RawStream::Unix(s) => s.readable().await,
-            RawStream::Virtual(_) => Ok(()),
+            RawStream::Unix(s) => s.poll_read_ready(cx),
+            RawStream::Virtual(_) => Poll::Ready(Ok(())),
         }
     }
 
