@@ -35,6 +35,8 @@ struct Metrics {
     connections_refused: IntCounter,
     /// By reason: `tls` (handshake failed or timed out), `proxy_protocol` (no valid PROXY header).
     connections_failed: IntCounterVec,
+    /// Idle viewer connections waiting in a listener's lot (`server/parking.rs`).
+    connections_parked: IntGauge,
     generation: IntGauge,
 }
 
@@ -117,6 +119,11 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
         &["reason"],
     )
     .expect("valid metric");
+    let connections_parked = IntGauge::new(
+        "verge_viewer_connections_parked",
+        "Idle kept-alive viewer connections parked off their tasks, waiting for their next request.",
+    )
+    .expect("valid metric");
     // Both reasons exist from the start (at 0), so the family is exported before the first failure.
     for reason in ["tls", "proxy_protocol"] {
         connections_failed.with_label_values(&[reason]);
@@ -151,6 +158,7 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
         Box::new(generation.clone()),
         Box::new(connections_refused.clone()),
         Box::new(connections_failed.clone()),
+        Box::new(connections_parked.clone()),
     ] {
         registry.register(collector).expect("metric registered once");
     }
@@ -168,6 +176,7 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
         reloads_refused,
         connections_refused,
         connections_failed,
+        connections_parked,
         generation,
     }
 });
@@ -214,6 +223,11 @@ pub fn compressed(encoding: &'static str, bytes_in: u64, bytes_out: u64) {
 /// Counts a viewer connection refused at `server.max_connections`.
 pub fn connection_refused() {
     METRICS.connections_refused.inc();
+}
+
+/// Connections parked (`delta` > 0) or leaving a lot.
+pub fn connections_parked(delta: i64) {
+    METRICS.connections_parked.add(delta);
 }
 
 /// Counts a viewer connection lost before its first request (`reason`: `tls` or `proxy_protocol`).

@@ -26,6 +26,7 @@ use reload::{Reloader, Source};
 use verge_config::ServerSettings;
 
 pub(crate) mod admin;
+mod parking;
 pub mod reload;
 pub mod tls;
 mod viewer;
@@ -164,7 +165,7 @@ pub async fn start(
     }
     // One service per listener: each knows whether its connections are TLS or carry a PROXY header.
     for listener in listeners.iter().copied() {
-        let app = ViewerApp { shared: connections.clone(), listener };
+        let app = ViewerApp { shared: connections.clone(), listener, lot: Default::default() };
         let mut service = ListeningService::new(format!("verge viewer {}", listener.addr), app);
         // Viewer reads unbuffered; writes through `viewer::WRITE_BUFFER`.
         let buffers = L4BufferSettings::new(0, viewer::WRITE_BUFFER);

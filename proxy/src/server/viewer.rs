@@ -2,15 +2,15 @@
 //! TLS handshake, then HTTP/2 (ALPN `h2`, or h2c with prior knowledge) through pingora's HTTP/2 server,
 //! or HTTP/1 through verge's own loop (idle timeout, pipelining).
 
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::atomic::AtomicUsize;
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use pingora_core::apps::{HttpPersistentSettings, HttpServerApp, ServerApp};
 use pingora_core::protocols::http::v1::server::HttpSession as Http1Session;
 use pingora_core::protocols::http::ServerSession;
-use pingora_core::protocols::l4::stream::Stream as L4Stream;
+use pingora_core::protocols::l4::stream::{ParkedTcp, Stream as L4Stream};
 use pingora_core::protocols::{GetSocketDigest, SocketDigest, Ssl, Stream, ALPN};
 use pingora_core::server::ShutdownWatch;
 use pingora_proxy::HttpProxy;
@@ -18,6 +18,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use verge_config::model::{HttpVersion, Listener};
 use verge_wire::proxy_protocol;
 
+use super::parking::{ConnectionSlot, Idle, Lot, Resume, PARK_AFTER};
 use super::tls::ViewerTls;
 use crate::phases::VergeProxy;
 use crate::snapshot::SharedSnapshot;
@@ -47,19 +48,20 @@ pub(super) struct Connections {
 pub(super) struct ViewerApp {
     pub shared: Arc<Connections>,
     pub listener: Listener,
+    /// Where its idle connections wait once quiet for `PARK_AFTER` (started with the first).
+    pub lot: OnceLock<Lot>,
 }
 
 #[async_trait]
 impl ServerApp for ViewerApp {
     async fn process_new(self: &Arc<Self>, stream: Stream, shutdown: &ShutdownWatch) -> Option<Stream> {
         let shared = &self.shared;
-        if shared.in_flight.fetch_add(1, Ordering::AcqRel) >= shared.max_connections {
-            shared.in_flight.fetch_sub(1, Ordering::AcqRel);
+        let Some(slot) = ConnectionSlot::take(&shared.in_flight, shared.max_connections) else {
             crate::observe::metrics::connection_refused();
             // Boxed: its read buffer would otherwise size every connection's future (4 KB).
             Box::pin(refuse(stream)).await;
             return None;
-        }
+        };
         // Boxed: the TLS handshake's state (7 KB) is freed once it is done, instead of sizing this
         // connection's future for its whole life.
         if let Some((stream, http2)) = Box::pin(self.open(stream)).await {
@@ -67,11 +69,40 @@ impl ServerApp for ViewerApp {
                 // pingora's HTTP/2 server: one spawned task per stream, each through the same proxy phases.
                 ServerApp::process_new(&shared.proxy, stream, shutdown).await;
             } else {
-                self.serve_http1(stream, shutdown).await;
+                let connection = Http1Connection { stream, persistent: None, first: true, arrived: false, slot };
+                self.serve_http1(connection, shutdown).await;
             }
         }
-        shared.in_flight.fetch_sub(1, Ordering::AcqRel);
         None
+    }
+}
+
+/// Where an HTTP/1 connection's loop starts: a new connection, or a parked one whose viewer sent its
+/// next request.
+struct Http1Connection {
+    stream: Stream,
+    persistent: Option<HttpPersistentSettings>,
+    /// No request served yet.
+    first: bool,
+    /// The next request's bytes are known to have arrived (a resumed connection).
+    arrived: bool,
+    slot: ConnectionSlot,
+}
+
+impl Resume for ViewerApp {
+    fn resume(self: &Arc<Self>, idle: Idle, shutdown: &ShutdownWatch) {
+        let (app, shutdown) = (self.clone(), shutdown.clone());
+        tokio::spawn(async move {
+            let stream: Stream = Box::new(L4Stream::unpark(idle.tcp));
+            let connection = Http1Connection {
+                stream,
+                persistent: idle.persistent,
+                first: idle.first,
+                arrived: true,
+                slot: idle.slot,
+            };
+            app.serve_http1(connection, &shutdown).await;
+        });
     }
 }
 
@@ -173,22 +204,42 @@ impl ViewerApp {
         self.shared.snapshot.load().dist.http_version == HttpVersion::Http2
     }
 
-    async fn serve_http1(&self, mut stream: Stream, shutdown: &ShutdownWatch) {
+    async fn serve_http1(self: &Arc<Self>, connection: Http1Connection, shutdown: &ShutdownWatch) {
+        let Http1Connection { mut stream, mut persistent, mut first, mut arrived, slot } = connection;
         let proxy = &self.shared.proxy;
         let idle = Duration::from_secs(self.shared.idle_timeout_secs.max(1));
-        let mut persistent = None;
-        let mut first = true;
+        // A connection waits `PARK_AFTER` in this task, then in the lot for the rest of the idle timeout.
+        let (wait, parks) = if idle > PARK_AFTER { (PARK_AFTER, true) } else { (idle, false) };
         // One receiver per connection (each wait borrows it mutably to learn of a shutdown).
         let mut shutdown_changes = shutdown.clone();
         loop {
             // An idle connection waits here, holding its stream only: each request's state (pingora's
             // request future, its head buffer) is built, in its own box, once the viewer sends something,
-            // and freed when the request ends (docs/performance.md, "Idle connections").
+            // and freed when the request ends; quiet for `PARK_AFTER`, the connection leaves this task
+            // for its listener's lot (docs/performance.md, "Idle connections").
             let pipelined = persistent.as_ref().is_some_and(HttpPersistentSettings::has_pipelined_prefix);
-            if !pipelined {
+            if !std::mem::take(&mut arrived) && !pipelined {
                 stream = with_write_buffer(stream, 0);
-                if !next_request_arrives(&stream, idle, &mut shutdown_changes).await {
-                    break;
+                match next_request_arrives(&stream, wait, &mut shutdown_changes).await {
+                    Arrival::Request => {}
+                    Arrival::Closed => break,
+                    Arrival::Quiet if !parks => break,
+                    Arrival::Quiet => match park(stream) {
+                        Ok(tcp) => {
+                            let since = Instant::now().checked_sub(PARK_AFTER).unwrap_or_else(Instant::now);
+                            let lot = self.lot.get_or_init(|| Lot::start(self.clone(), idle, shutdown.clone()));
+                            lot.park(Idle::new(tcp, persistent, first, slot, since));
+                            return;
+                        }
+                        // Not a stream that parks: it waits out the idle timeout here.
+                        Err(kept) => {
+                            stream = kept;
+                            let rest = idle - PARK_AFTER;
+                            if next_request_arrives(&stream, rest, &mut shutdown_changes).await != Arrival::Request {
+                                break;
+                            }
+                        }
+                    },
                 }
                 stream = with_write_buffer(stream, WRITE_BUFFER);
             }
@@ -202,6 +253,7 @@ impl ViewerApp {
             stream = next;
             persistent = settings;
         }
+        drop(slot);
     }
 }
 
@@ -226,21 +278,52 @@ fn with_write_buffer(stream: Stream, capacity: usize) -> Stream {
     }
 }
 
-/// Whether the viewer sends more on a kept-alive connection within `idle` (bytes or its end, which
-/// pingora then reads) before the service shuts down. Plain TCP only: a TLS stream's readiness is not
-/// its plaintext's, so a TLS connection goes straight to pingora, which waits inside the request.
-async fn next_request_arrives(stream: &Stream, idle: Duration, shutdown: &mut ShutdownWatch) -> bool {
-    let Some(l4) = stream.as_any().downcast_ref::<L4Stream>() else { return true };
+/// How a kept-alive connection's wait for its next request ended.
+#[derive(Debug, PartialEq, Eq)]
+enum Arrival {
+    /// The viewer sent something (bytes or its end, which pingora then reads).
+    Request,
+    /// Nothing within the wait.
+    Quiet,
+    /// The service is shutting down.
+    Closed,
+}
+
+/// Waits up to `wait` for the viewer's next request on a kept-alive connection. Plain TCP only: a TLS
+/// stream's readiness is not its plaintext's, so a TLS connection goes straight to pingora, which
+/// waits inside the request.
+async fn next_request_arrives(stream: &Stream, wait: Duration, shutdown: &mut ShutdownWatch) -> Arrival {
+    let Some(l4) = stream.as_any().downcast_ref::<L4Stream>() else { return Arrival::Request };
     if *shutdown.borrow() {
-        return false;
+        return Arrival::Closed;
     }
     // Polled, not awaited through `readable()`: the waker sits in the socket's own read slot instead of
     // a waiter node in this future (which an idle connection holds for as long as it is idle).
-    let readable = std::future::poll_fn(|cx| l4.poll_readable(cx));
+    // The first poll peeks: the socket's readiness may be stale (pingora item 11), and a stale one taken
+    // for a request would wait inside pingora's request, out of the lot's reach.
+    let mut first_poll = true;
+    let readable = std::future::poll_fn(move |cx| l4.poll_readable(cx, std::mem::take(&mut first_poll)));
     tokio::select! {
         biased;
-        ready = tokio::time::timeout(idle, readable) => matches!(ready, Ok(Ok(()))),
-        _ = shutdown.changed() => false,
+        ready = tokio::time::timeout(wait, readable) => match ready {
+            Ok(Ok(())) => Arrival::Request,
+            Ok(Err(_)) => Arrival::Closed,
+            Err(_) => Arrival::Quiet,
+        },
+        _ = shutdown.changed() => Arrival::Closed,
+    }
+}
+
+/// The socket of a plain-TCP stream with nothing buffered, taken out to wait in a lot; any other
+/// stream back as it was.
+fn park(stream: Stream) -> Result<ParkedTcp, Stream> {
+    if stream.as_any().downcast_ref::<L4Stream>().is_none() {
+        return Err(stream);
+    }
+    match stream.into_any().downcast::<L4Stream>() {
+        Ok(l4) => (*l4).park().map_err(|l4| Box::new(l4) as Stream),
+        // Checked just above; a stream is never lost.
+        Err(_) => unreachable!("downcast after a successful type check"),
     }
 }
 

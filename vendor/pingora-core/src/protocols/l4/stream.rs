@@ -628,7 +628,12 @@ impl Stream {
     /// socket's read-readiness slot keeps it) and build the request's state (buffers, the request
     /// future) only once there is one. Ready at once when bytes were put back (`rewind`) or are
     /// buffered. As with `poll_read`, one task at a time.
-    pub fn poll_readable(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+    ///
+    /// The socket's readiness can be stale: tokio clears it after a short read, unless an event for
+    /// the socket (a write readiness) raced that read. With `peek`, a TCP socket that looks readable is
+    /// peeked at (one `recv(MSG_PEEK)`) and its stale readiness cleared; use it on a wait's first poll,
+    /// after which readiness comes from new events only.
+    pub fn poll_readable(&self, cx: &mut Context<'_>, peek: bool) -> Poll<io::Result<()>> {
         let buffered = match self.stream() {
             BufferedStream::BufferedRead(reader) => !reader.buffer().is_empty(),
             BufferedStream::UnbufferedRead(_) => false,
@@ -637,11 +642,59 @@ impl Stream {
             return Poll::Ready(Ok(()));
         }
         match &self.stream().get_ref().stream {
+            RawStream::Tcp(s) if peek => poll_peek_one(s, cx),
             RawStream::Tcp(s) => s.poll_read_ready(cx),
             #[cfg(unix)]
             RawStream::Unix(s) => s.poll_read_ready(cx),
             RawStream::Virtual(_) => Poll::Ready(Ok(())),
         }
+    }
+
+    /// verge: takes a plain TCP connection out of its stream to wait for its next request in less
+    /// memory: the socket, its digest and when it was established (56 bytes, against the stream's 376,
+    /// its buffers and its cmsg space). Only a TCP stream with nothing buffered or put back and no proxy
+    /// digest, tracer or rx timestamps is parked; any other is given back as it was.
+    /// [`Stream::unpark`] makes the stream again.
+    pub fn park(mut self) -> std::result::Result<ParkedTcp, Self> {
+        let buffers_empty = match self.stream() {
+            BufferedStream::UnbufferedRead(writer) => writer.buffer().is_empty(),
+            BufferedStream::BufferedRead(reader) => {
+                reader.buffer().is_empty() && reader.get_ref().buffer().is_empty()
+            }
+        };
+        let raw = self.stream().get_ref();
+        #[cfg(target_os = "linux")]
+        let plain = matches!(raw.stream, RawStream::Tcp(_)) && !raw.enable_rx_ts;
+        #[cfg(not(target_os = "linux"))]
+        let plain = matches!(raw.stream, RawStream::Tcp(_));
+        if !plain
+            || !buffers_empty
+            || !self.rewind_read_buf.is_empty()
+            || self.proxy_digest.is_some()
+            || self.tracer.is_some()
+        {
+            return Err(self);
+        }
+        let Some(buffered) = self.stream.take() else {
+            unreachable!("a stream always holds its socket until parked")
+        };
+        let RawStream::Tcp(tcp) = buffered.into_inner().stream else {
+            unreachable!("checked to be TCP above")
+        };
+        Ok(ParkedTcp {
+            tcp,
+            socket_digest: self.socket_digest.take(),
+            established_ts: self.established_ts,
+        })
+    }
+
+    /// verge: the stream of a parked connection, as [`Stream::park`] took it apart (unbuffered: set
+    /// the write buffer with [`Stream::set_write_capacity`]).
+    pub fn unpark(parked: ParkedTcp) -> Self {
+        let mut stream = Stream::from(parked.tcp);
+        stream.socket_digest = parked.socket_digest;
+        stream.established_ts = parked.established_ts;
+        stream
     }
 
     /// verge: gives the write buffer a new capacity, if it holds nothing and reads are unbuffered;
@@ -673,6 +726,34 @@ impl Stream {
         });
         let _ = mem::replace(&mut self.stream, stream);
     }
+}
+
+/// verge: a plain TCP connection taken out of its [`Stream`] while it waits for its next request
+/// ([`Stream::park`]).
+#[derive(Debug)]
+pub struct ParkedTcp {
+    tcp: TcpStream,
+    socket_digest: Option<Arc<SocketDigest>>,
+    established_ts: SystemTime,
+}
+
+impl ParkedTcp {
+    /// As [`Stream::poll_readable`]: whether the socket has bytes (or its end), without reading them.
+    pub fn poll_readable(&self, cx: &mut Context<'_>, peek: bool) -> Poll<io::Result<()>> {
+        if peek {
+            poll_peek_one(&self.tcp, cx)
+        } else {
+            self.tcp.poll_read_ready(cx)
+        }
+    }
+}
+
+/// Ready when a peek finds a byte or the end; a peek that would block clears the socket's readiness
+/// and registers `cx` for the next event.
+fn poll_peek_one(tcp: &TcpStream, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+    let mut byte = [0u8; 1];
+    let mut buf = ReadBuf::new(&mut byte);
+    tcp.poll_peek(cx, &mut buf).map_ok(|_| ())
 }
 
 impl From<TcpStream> for Stream {
@@ -840,8 +921,12 @@ impl Drop for Stream {
         if let Some(t) = self.tracer.as_ref() {
             t.0.on_disconnected();
         }
+        // verge: a parked stream's socket has moved to its `ParkedTcp`.
+        let Some(stream) = self.stream.as_ref() else {
+            return;
+        };
         /* use nodelay/local_addr function to detect socket status */
-        let ret = match &self.stream().get_ref().stream {
+        let ret = match &stream.get_ref().stream {
             RawStream::Tcp(s) => s.nodelay().err(),
             #[cfg(unix)]
             RawStream::Unix(s) => s.local_addr().err(),
