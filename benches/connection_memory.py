@@ -1,10 +1,11 @@
 #!/usr/bin/env python3
 """Resident memory per idle keep-alive connection and per in-flight request of one edge server.
 
-Used by benches/connection-memory.sh. `measure PID PORT N PATH M HOLD_COUNT_FILE`: first N connections,
-each served one request for PATH (a cache hit) and then left open (the server's RSS growth per
-connection), then, with those still open, M requests for distinct uncached paths whose origin never
-answers (the growth per request once the origin has seen them all); prints both. Every socket stays open
+Used by benches/connection-memory.sh. `measure PID PORT N PATH M HOLD_COUNT_FILE TLS_PORT K`: first N
+connections, each served one request for PATH (a cache hit) and then left open (the server's RSS growth
+per connection), then, with those still open, M requests for distinct uncached paths whose origin never
+answers (the growth per request once the origin has seen them all), then K idle TLS connections on
+TLS_PORT (as the first N); prints the three. Every socket stays open
 until both figures are taken: nothing the server frees between the two is reused by the second, which
 would understate it (measured apart, one after the other, the second figure came out half or below zero).
 """
@@ -59,6 +60,23 @@ def idle(pid, port, n, path, sockets):
     before = settle(pid)
     for _ in range(n):
         s = socket.create_connection(("127.0.0.1", port))
+        s.sendall(f"GET {path} HTTP/1.1\r\nHost: edge.test\r\n\r\n".encode())
+        read_response(s)
+        sockets.append(s)
+    after = settle(pid)
+    return (after - before) / n
+
+
+def tls_idle(pid, port, n, path, sockets):
+    """As `idle`, over TLS (no certificate check: the bench's own self-signed one)."""
+    import ssl
+
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    before = settle(pid)
+    for _ in range(n):
+        s = context.wrap_socket(socket.create_connection(("127.0.0.1", port)))
         s.sendall(f"GET {path} HTTP/1.1\r\nHost: edge.test\r\n\r\n".encode())
         read_response(s)
         sockets.append(s)
@@ -126,7 +144,8 @@ if __name__ == "__main__":
         held = []
         per_idle = idle(pid, port, int(sys.argv[4]), sys.argv[5], held)
         per_request = inflight(pid, port, int(sys.argv[6]), sys.argv[7], held)
-        print(f"{per_idle:.1f} {per_request:.1f}")
+        per_tls = tls_idle(pid, int(sys.argv[8]), int(sys.argv[9]), sys.argv[5], held)
+        print(f"{per_idle:.1f} {per_request:.1f} {per_tls:.1f}")
     elif mode == "hold-origin":
         hold_origin(int(sys.argv[2]), sys.argv[3])
     else:

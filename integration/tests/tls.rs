@@ -363,6 +363,11 @@ impl TlsConnection {
     /// GET `path` on this connection; the status and body.
     fn get(&mut self, path: &str) -> (u16, String) {
         write!(self.0, "GET {path} HTTP/1.1\r\nHost: default.test\r\n\r\n").unwrap();
+        self.read_response()
+    }
+
+    /// The next response on this connection: its status and body.
+    fn read_response(&mut self) -> (u16, String) {
         let mut reader = BufReader::new(&mut self.0);
         let mut status_line = String::new();
         reader.read_line(&mut status_line).unwrap();
@@ -381,6 +386,39 @@ impl TlsConnection {
         reader.read_exact(&mut body).unwrap();
         (status_line.split(' ').nth(1).unwrap().parse().unwrap(), String::from_utf8(body).unwrap())
     }
+}
+
+/// A kept-alive TLS connection waits for its next request outside the request (docs/performance.md,
+/// "Idle connections"): requests after a quiet spell, pipelined ones (plaintext rustls already holds)
+/// and the idle timeout all behave as before.
+#[test]
+fn kept_alive_tls_connections_answer_late_and_pipelined_requests_and_close_at_the_idle_timeout() {
+    let app = Origin::fixed(200, "ok");
+    let ca = TestCa::new("idle CA");
+    let dir = TempDir::new();
+    let certs = certificates(&ca, &dir);
+    let yaml =
+        tls_yaml(certs, app.port(), "  viewer_idle_timeout: 2\n", "default_cache_behavior: {target_origin_id: app}\n");
+    let verge = Verge::start_in(dir, &yaml);
+    let mut conn = TlsConnection::open(verge.listener("https"), "default.test", &ca.pem());
+    assert_eq!(conn.get("/a"), (200, "ok".to_string()));
+    // Quiet for longer than a plain connection's wait in its task (100 ms), well within the idle timeout.
+    std::thread::sleep(std::time::Duration::from_millis(400));
+    assert_eq!(conn.get("/b"), (200, "ok".to_string()), "a request after a quiet spell");
+    // Two requests in one write: the second's plaintext is in rustls's buffer when the first is answered.
+    conn.0
+        .write_all(b"GET /c HTTP/1.1\r\nHost: default.test\r\n\r\nGET /d HTTP/1.1\r\nHost: default.test\r\n\r\n")
+        .unwrap();
+    assert_eq!(conn.read_response(), (200, "ok".to_string()));
+    assert_eq!(conn.read_response(), (200, "ok".to_string()), "the pipelined request");
+    let answered = std::time::Instant::now();
+    let mut rest = Vec::new();
+    // The end: close_notify (Ok) or the socket's end without one (an error); either way no more bytes.
+    let _ = conn.0.read_to_end(&mut rest);
+    let after = answered.elapsed();
+    assert!(rest.is_empty(), "nothing after the last response: {rest:?}");
+    assert!(after >= std::time::Duration::from_millis(1_900), "closed {after:?} after the last response (timeout 2 s)");
+    assert!(after < std::time::Duration::from_secs(20), "closed at the idle timeout, not {after:?}");
 }
 
 #[test]

@@ -11,6 +11,7 @@ use pingora_core::apps::{HttpPersistentSettings, HttpServerApp, ServerApp};
 use pingora_core::protocols::http::v1::server::HttpSession as Http1Session;
 use pingora_core::protocols::http::ServerSession;
 use pingora_core::protocols::l4::stream::{ParkedTcp, Stream as L4Stream};
+use pingora_core::protocols::tls::TlsStream;
 use pingora_core::protocols::{GetSocketDigest, SocketDigest, Ssl, Stream, ALPN};
 use pingora_core::server::ShutdownWatch;
 use pingora_proxy::HttpProxy;
@@ -220,7 +221,7 @@ impl ViewerApp {
             let pipelined = persistent.as_ref().is_some_and(HttpPersistentSettings::has_pipelined_prefix);
             if !std::mem::take(&mut arrived) && !pipelined {
                 stream = with_write_buffer(stream, 0);
-                match next_request_arrives(&stream, wait, &mut shutdown_changes).await {
+                match next_request_arrives(&mut stream, wait, &mut shutdown_changes).await {
                     Arrival::Request => {}
                     Arrival::Closed => break,
                     Arrival::Quiet if !parks => break,
@@ -235,7 +236,8 @@ impl ViewerApp {
                         Err(kept) => {
                             stream = kept;
                             let rest = idle - PARK_AFTER;
-                            if next_request_arrives(&stream, rest, &mut shutdown_changes).await != Arrival::Request {
+                            if next_request_arrives(&mut stream, rest, &mut shutdown_changes).await != Arrival::Request
+                            {
                                 break;
                             }
                         }
@@ -262,20 +264,16 @@ impl ViewerApp {
 /// larger bodies bypass the buffer. An idle connection holds none (`with_write_buffer`).
 pub const WRITE_BUFFER: usize = 4 * 1024;
 
-/// A plain-TCP stream with a write buffer of `capacity` (when its buffer is empty, as between
-/// requests); other streams as they are.
-fn with_write_buffer(stream: Stream, capacity: usize) -> Stream {
-    if stream.as_any().downcast_ref::<L4Stream>().is_none() {
-        return stream;
+/// A plain-TCP or TLS stream whose socket has a write buffer of `capacity` (when its buffer is empty, as
+/// between requests); other streams as they are.
+fn with_write_buffer(mut stream: Stream, capacity: usize) -> Stream {
+    let any = stream.as_any_mut();
+    if let Some(l4) = any.downcast_mut::<L4Stream>() {
+        l4.set_write_capacity(capacity);
+    } else if let Some(socket) = any.downcast_mut::<TlsStream<L4Stream>>().and_then(TlsStream::socket_mut) {
+        socket.set_write_capacity(capacity);
     }
-    match stream.into_any().downcast::<L4Stream>() {
-        Ok(mut l4) => {
-            l4.set_write_capacity(capacity);
-            l4
-        }
-        // Checked just above; a stream is never lost.
-        Err(_) => unreachable!("downcast after a successful type check"),
-    }
+    stream
 }
 
 /// How a kept-alive connection's wait for its next request ended.
@@ -289,20 +287,33 @@ enum Arrival {
     Closed,
 }
 
-/// Waits up to `wait` for the viewer's next request on a kept-alive connection. Plain TCP only: a TLS
-/// stream's readiness is not its plaintext's, so a TLS connection goes straight to pingora, which
-/// waits inside the request.
-async fn next_request_arrives(stream: &Stream, wait: Duration, shutdown: &mut ShutdownWatch) -> Arrival {
-    let Some(l4) = stream.as_any().downcast_ref::<L4Stream>() else { return Arrival::Request };
+/// Waits up to `wait` for the viewer's next request on a kept-alive connection, plain TCP or TLS (the
+/// TLS session's socket: records arriving end the wait; any plaintext rustls holds already means there
+/// is nothing to wait for). A record that carries no request (a TLS alert, a key update) sends the
+/// connection on to pingora, which then waits inside the request, as it does for streams of other kinds.
+async fn next_request_arrives(stream: &mut Stream, wait: Duration, shutdown: &mut ShutdownWatch) -> Arrival {
     if *shutdown.borrow() {
         return Arrival::Closed;
     }
-    // Polled, not awaited through `readable()`: the waker sits in the socket's own read slot instead of
-    // a waiter node in this future (which an idle connection holds for as long as it is idle).
+    let socket = if let Some(l4) = stream.as_any().downcast_ref::<L4Stream>() {
+        Socket::Tcp(l4)
+    } else if stream.as_any().is::<TlsStream<L4Stream>>() {
+        if has_buffered_plaintext(stream) {
+            return Arrival::Request;
+        }
+        match stream.as_any().downcast_ref::<TlsStream<L4Stream>>() {
+            Some(tls) => Socket::Tls(tls),
+            None => return Arrival::Request,
+        }
+    } else {
+        return Arrival::Request;
+    };
     // The first poll peeks: the socket's readiness may be stale (pingora item 11), and a stale one taken
-    // for a request would wait inside pingora's request, out of the lot's reach.
+    // for a request would wait inside pingora's request, out of the lot's reach. Polled, not awaited
+    // through an `async fn`: the waker sits in the socket's own read slot instead of a waiter node in
+    // this future (which an idle connection holds for as long as it is idle).
     let mut first_poll = true;
-    let readable = std::future::poll_fn(move |cx| l4.poll_readable(cx, std::mem::take(&mut first_poll)));
+    let readable = std::future::poll_fn(move |cx| socket.poll_readable(cx, std::mem::take(&mut first_poll)));
     tokio::select! {
         biased;
         ready = tokio::time::timeout(wait, readable) => match ready {
@@ -312,6 +323,26 @@ async fn next_request_arrives(stream: &Stream, wait: Duration, shutdown: &mut Sh
         },
         _ = shutdown.changed() => Arrival::Closed,
     }
+}
+
+/// The socket a kept-alive connection waits on.
+enum Socket<'a> {
+    Tcp(&'a L4Stream),
+    Tls(&'a TlsStream<L4Stream>),
+}
+
+impl Socket<'_> {
+    fn poll_readable(&self, cx: &mut std::task::Context<'_>, peek: bool) -> std::task::Poll<std::io::Result<()>> {
+        match self {
+            Socket::Tcp(l4) => l4.poll_readable(cx, peek),
+            Socket::Tls(tls) => tls.poll_readable(cx, peek),
+        }
+    }
+}
+
+/// Whether a TLS stream holds decrypted plaintext not read yet (or its peer closed it).
+fn has_buffered_plaintext(stream: &mut Stream) -> bool {
+    stream.as_any_mut().downcast_mut::<TlsStream<L4Stream>>().is_none_or(TlsStream::has_buffered_plaintext)
 }
 
 /// The socket of a plain-TCP stream with nothing buffered, taken out to wait in a lot; any other

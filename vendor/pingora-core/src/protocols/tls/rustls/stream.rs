@@ -186,6 +186,39 @@ where
     }
 }
 
+/// verge: what a server needs to wait for a kept-alive TLS connection's next request outside the
+/// request (as `l4::Stream::poll_readable` does for plain TCP).
+impl TlsStream<crate::protocols::l4::stream::Stream> {
+    /// Whether the connection has plaintext decrypted and not read yet, or its peer has closed it (or
+    /// its records fail): then the next read returns at once, so there is nothing to wait for.
+    pub fn has_buffered_plaintext(&mut self) -> bool {
+        let state = match self.tls.stream.as_mut() {
+            Some(RusTlsStream::Server(s)) => s.get_mut().1.process_new_packets(),
+            Some(RusTlsStream::Client(s)) => s.get_mut().1.process_new_packets(),
+            None => return true,
+        };
+        state.map_or(true, |state| state.plaintext_bytes_to_read() > 0 || state.peer_has_closed())
+    }
+
+    /// The stream under the TLS session (to size its write buffer while the connection is idle).
+    pub fn socket_mut(&mut self) -> Option<&mut crate::protocols::l4::stream::Stream> {
+        match self.tls.stream.as_mut()? {
+            RusTlsStream::Server(s) => Some(s.get_mut().0),
+            RusTlsStream::Client(s) => Some(s.get_mut().0),
+        }
+    }
+
+    /// Whether the socket under the TLS session has bytes (or its end): records, which may or may not
+    /// carry a request. See `l4::Stream::poll_readable` for `peek`.
+    pub fn poll_readable(&self, cx: &mut Context<'_>, peek: bool) -> Poll<IoResult<()>> {
+        match self.tls.stream.as_ref() {
+            Some(RusTlsStream::Server(s)) => s.get_ref().0.poll_readable(cx, peek),
+            Some(RusTlsStream::Client(s)) => s.get_ref().0.poll_readable(cx, peek),
+            None => Poll::Ready(Ok(())),
+        }
+    }
+}
+
 impl<T> AsyncRead for TlsStream<T>
 where
     T: AsyncRead + AsyncWrite + Unpin,
