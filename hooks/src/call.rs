@@ -44,7 +44,7 @@ pub struct CallOrigin {
 }
 
 /// Everything one invocation sees and changes.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct Call {
     pub event: Option<EventType>,
     /// distributionDomainName, distributionId (shared per snapshot).
@@ -81,12 +81,30 @@ pub struct Call {
     /// Keep `request_headers`/`response_headers` current as changes are made (needed when the function
     /// can read headers back, and to print a result).
     pub track_headers: bool,
+    /// While an inline call runs: what to go back to if it must run again (inline.rs).
+    pub(crate) retry: Option<RetryPoint>,
+}
+
+/// The call as it was before an inline attempt: the lengths of the change lists (changes are appended)
+/// and the first rule broken and error, and, from the first change that rewrites something in place (a
+/// tracked header map, the uri, the origin, the status, the body), a copy of the whole call. A function
+/// that only appends header changes (the common kind) costs no copy.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct RetryPoint {
+    request_ops: usize,
+    response_ops: usize,
+    violation: Option<String>,
+    error: Option<String>,
+    before: Option<Box<Call>>,
 }
 
 impl Call {
     /// A call for `event` with nothing to show yet.
     pub fn new(event: EventType) -> Box<Self> {
-        Box::new(Self { event: Some(event), ..Default::default() })
+        // Built in its box (`Box::new(Self { .. })` built it on the stack and copied ~600 bytes).
+        let mut call = Box::<Self>::default();
+        call.event = Some(event);
+        call
     }
 
     pub fn event(&self) -> EventType {
@@ -112,9 +130,59 @@ impl Call {
         }
     }
 
+    /// Marks where an inline attempt starts (`roll_back` returns here).
+    pub(crate) fn set_retry_point(&mut self) {
+        self.retry = Some(RetryPoint {
+            request_ops: self.request_ops.len(),
+            response_ops: self.response_ops.len(),
+            violation: self.violation.clone(),
+            error: self.error.clone(),
+            before: None,
+        });
+    }
+
+    /// Keeps a copy of the call before its first change in place during an inline attempt. Every host
+    /// call that changes something other than the change lists, the violation or the error calls this
+    /// first.
+    pub(crate) fn before_rewrite(&mut self) {
+        if self.retry.as_ref().is_some_and(|r| r.before.is_none()) {
+            let mut copy = Box::new(self.clone());
+            copy.retry = None;
+            copy.roll_back_lists(self.retry.as_ref().expect("checked above"));
+            if let Some(retry) = self.retry.as_mut() {
+                retry.before = Some(copy);
+            }
+        }
+    }
+
+    fn roll_back_lists(&mut self, point: &RetryPoint) {
+        self.request_ops.truncate(point.request_ops);
+        self.response_ops.truncate(point.response_ops);
+        self.violation.clone_from(&point.violation);
+        self.error.clone_from(&point.error);
+    }
+
+    /// The call as it was at `set_retry_point`.
+    pub(crate) fn roll_back(mut self: Box<Self>) -> Box<Self> {
+        let Some(point) = self.retry.take() else { return self };
+        match point.before {
+            Some(before) => before,
+            None => {
+                self.roll_back_lists(&point);
+                self
+            }
+        }
+    }
+
+    /// Ends an inline attempt that stands.
+    pub(crate) fn clear_retry_point(&mut self) {
+        self.retry = None;
+    }
+
     /// Records a validated change (and applies it to the shown map when tracking).
     pub(crate) fn apply(&mut self, side: Side, op: HeaderOp) {
         if self.track_headers {
+            self.before_rewrite();
             let map = self.map(side);
             match &op {
                 HeaderOp::Set(n, v) => {
@@ -142,5 +210,48 @@ impl Call {
     /// The number of header changes made so far.
     pub(crate) fn changes(&self) -> usize {
         self.request_ops.len() + self.response_ops.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn set(name: &'static str, value: &'static str) -> HeaderOp {
+        HeaderOp::Set(HeaderName::from_static(name), HeaderValue::from_static(value))
+    }
+
+    #[test]
+    fn a_rolled_back_call_is_the_call_before_the_attempt() {
+        let mut call = Call::new(EventType::ViewerRequest);
+        call.uri = "/a".into();
+        call.apply(Side::Request, set("x-before", "1"));
+
+        // Changes appended to the lists only: no copy is made, the lists are cut back.
+        call.set_retry_point();
+        call.apply(Side::Request, set("x-during", "1"));
+        call.apply(Side::Response, set("x-during", "1"));
+        call.violate("broken".into());
+        call.error = Some("failed".into());
+        assert!(call.retry.as_ref().is_some_and(|r| r.before.is_none()));
+        let call = call.roll_back();
+        assert_eq!((call.request_ops.len(), call.response_ops.len()), (1, 0));
+        assert_eq!((call.violation.as_deref(), call.error.as_deref()), (None, None));
+
+        // A change in place copies the call first (lists as at the retry point), once.
+        let mut call = call;
+        call.track_headers = true;
+        call.set_retry_point();
+        call.apply(Side::Request, set("x-during", "1"));
+        call.before_rewrite();
+        call.uri = "/b".into();
+        call.before_rewrite();
+        call.uri = "/c".into();
+        call.body = Some(b"new".to_vec());
+        let call = call.roll_back();
+        assert_eq!((call.uri.as_str(), call.body.as_ref()), ("/a", None));
+        assert_eq!(call.request_ops, [set("x-before", "1")]);
+        assert!(call.request_headers.get("x-during").is_none(), "the tracked map as it was");
+        assert!(call.retry.is_none());
     }
 }

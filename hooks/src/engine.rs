@@ -7,17 +7,20 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use wasmtime::{
-    Config, Engine, InstanceAllocationStrategy, InstancePre, Linker, Memory, Module, PoolingAllocationConfig,
+    Config, Engine, Instance, InstanceAllocationStrategy, InstancePre, Linker, Memory, Module, PoolingAllocationConfig,
     ResourceLimiter, Store, Trap, TypedFunc, UpdateDeadline,
 };
 use wasmtime_wasi::p1::WasiP1Ctx;
 use wasmtime_wasi::p2::pipe::{MemoryInputPipe, MemoryOutputPipe};
 use wasmtime_wasi::WasiCtxBuilder;
 
+use crate::abi::inline;
 use crate::error::HookError;
 use crate::hook_log::HookLog;
 use crate::host_calls::{self, FastHost, FastState};
 use crate::ticker::{self, InFlight};
+/// The deepest stack a guest may use.
+pub(crate) const MAX_WASM_STACK: usize = 1 << 20;
 /// Instance slots of the pooling allocator: hooks running at once plus warm instances kept.
 const POOL_SLOTS: u32 = 256;
 /// The pool's slots: `VERGE_HOOK_INSTANCE_SLOTS` when set (a positive number), else `POOL_SLOTS`.
@@ -32,8 +35,8 @@ fn pool_slots() -> u32 {
         .unwrap_or(POOL_SLOTS)
 }
 
-/// Warm instances kept per function.
-const WARM_PER_FUNCTION: usize = 16;
+/// Warm instances kept per function (and as many more for its inline calls).
+pub(crate) const WARM_PER_FUNCTION: usize = 16;
 /// A warm instance is recycled after this many calls, or once its memory grew past this size.
 const MAX_WARM_CALLS: u32 = 10_000;
 const MAX_WARM_MEMORY: usize = 64 << 20;
@@ -51,16 +54,22 @@ pub const MAX_MEMORY_BYTES: usize = (verge_config::model::FunctionSettings::MAX_
 pub struct HookEngine {
     engine: Engine,
     linker: Arc<Linker<HostState>>,
+    /// Synchronous host functions only, for inline calls (inline.rs).
+    inline_linker: Arc<Linker<HostState>>,
     in_flight: InFlight,
 }
 
 pub(crate) struct HostState {
     /// When the current call must end (checked by the epoch callback, set per call).
-    deadline: Instant,
-    wasi: WasiP1Ctx,
+    pub(crate) deadline: Instant,
+    /// An inline call's budget (inline.rs): past it, the call is interrupted and run again on a fiber.
+    pub(crate) inline_until: Option<Instant>,
+    /// Set when the epoch callback interrupted an inline call for its budget, not its timeout.
+    pub(crate) overran: bool,
+    pub(crate) wasi: WasiP1Ctx,
     pub(crate) fast: FastState,
     limiter: MemoryLimiter,
-    stderr: HookLog,
+    pub(crate) stderr: HookLog,
 }
 
 impl FastHost for HostState {
@@ -93,7 +102,7 @@ impl HookEngine {
     pub fn new(cache_dir: Option<&Path>) -> Result<Self, String> {
         let mut config = Config::new();
         config.epoch_interruption(true);
-        config.max_wasm_stack(1 << 20);
+        config.max_wasm_stack(MAX_WASM_STACK);
         let slots = pool_slots();
         let mut pool = PoolingAllocationConfig::default();
         pool.total_core_instances(slots)
@@ -118,21 +127,12 @@ impl HookEngine {
         let mut linker: Linker<HostState> = Linker::new(&engine);
         wasmtime_wasi::p1::add_to_linker_async(&mut linker, |s: &mut HostState| &mut s.wasi)
             .map_err(|e| format!("wasi: {e}"))?;
-        // Blocking host calls ignore epoch deadlines, so a sleeping hook could hold a worker: deny them.
-        linker.allow_shadowing(true);
-        linker
-            .func_wrap(
-                "wasi_snapshot_preview1",
-                "poll_oneoff",
-                |_: i32, _: i32, _: i32, _: i32| -> wasmtime::Result<i32> {
-                    wasmtime::bail!("poll_oneoff (sleep) is not available to hooks")
-                },
-            )
-            .map_err(|e| format!("wasi: {e}"))?;
+        deny_sleep(&mut linker)?;
         host_calls::add_to_linker(&mut linker).map_err(|e| format!("verge host functions: {e}"))?;
+        let inline_linker = Arc::new(inline::linker(&engine)?);
         let in_flight = InFlight::default();
         ticker::start(engine.weak(), in_flight.clone()).map_err(|e| format!("epoch ticker: {e}"))?;
-        Ok(Self { engine, linker: Arc::new(linker), in_flight })
+        Ok(Self { engine, linker: Arc::new(linker), inline_linker, in_flight })
     }
 
     /// Compiles and checks a module (binary or text). `max_bytes` is the package limit of its strictest
@@ -170,11 +170,14 @@ impl HookEngine {
             fields: abi != Abi::Fast || imports("get"),
             uri: abi != Abi::Fast || imports("get") || imports("set"),
         };
+        let inline =
+            inline::Inline::for_module(&module, abi, &self.inline_linker).map_err(|e| format!("{arn}: {e:#}"))?;
         Ok(Function {
             arn: arn.to_string(),
             engine: self.engine.clone(),
             in_flight: self.in_flight.clone(),
             pre,
+            inline,
             abi,
             reads,
             limits: settings,
@@ -182,6 +185,18 @@ impl HookEngine {
             warm: Mutex::new(Vec::new()),
         })
     }
+}
+
+/// Replaces WASI's `poll_oneoff` with a trap: a blocking host call ignores epoch deadlines, so a sleeping
+/// hook could hold a worker.
+pub(crate) fn deny_sleep(linker: &mut Linker<HostState>) -> Result<(), String> {
+    linker.allow_shadowing(true);
+    linker
+        .func_wrap("wasi_snapshot_preview1", "poll_oneoff", |_: i32, _: i32, _: i32, _: i32| -> wasmtime::Result<i32> {
+            wasmtime::bail!("poll_oneoff (sleep) is not available to hooks")
+        })
+        .map_err(|e| format!("wasi: {e}"))?;
+    Ok(())
 }
 
 /// Per-function limits and environment.
@@ -228,11 +243,18 @@ impl Abi {
     }
 }
 
+/// Warm instances, each boxed: taken and put back on every call, it moves as a pointer (a `Warm` is
+/// ~100 bytes, copied out of and into the vector each time).
+#[allow(clippy::vec_box)]
+pub(crate) type WarmPool = Mutex<Vec<Box<Warm>>>;
+
 pub(crate) struct Warm {
     pub(crate) store: Store<HostState>,
     pub(crate) memory: Memory,
     pub(crate) entry: Entry,
     calls: u32,
+    /// Made by the inline linker: goes back to the inline pool.
+    inline: bool,
 }
 
 pub(crate) enum Entry {
@@ -257,17 +279,20 @@ pub struct Function {
     engine: Engine,
     pub(crate) in_flight: InFlight,
     pub(crate) pre: InstancePre<HostState>,
+    /// Set when the function can run inline, without a fiber (inline.rs).
+    pub(crate) inline: Option<inline::Inline>,
     pub abi: Abi,
     pub reads: Reads,
     pub limits: Limits,
     /// Invocations by trigger, recorded by the caller (which knows the trigger and the outcome).
     pub stats: crate::stats::FunctionStats,
-    warm: Mutex<Vec<Warm>>,
+    warm: WarmPool,
 }
 
 impl Function {
-    /// A store with the function's environment, memory limiter and deadline armed from now.
-    pub(crate) fn new_store(&self, stdin: Option<Vec<u8>>, stdout: Option<MemoryOutputPipe>) -> Store<HostState> {
+    /// A store's state: the function's environment, an empty call, the memory limiter and the deadline
+    /// armed from now.
+    pub(crate) fn host_state(&self, stdin: Option<Vec<u8>>, stdout: Option<MemoryOutputPipe>) -> HostState {
         let stderr = HookLog::new(STDERR_CAP);
         let mut wasi = WasiCtxBuilder::new();
         wasi.envs(&self.limits.env).stderr(stderr.clone());
@@ -277,15 +302,20 @@ impl Function {
         if let Some(out) = stdout {
             wasi.stdout(out);
         }
-        let state = HostState {
+        HostState {
             deadline: Instant::now() + self.limits.timeout,
+            inline_until: None,
+            overran: false,
             wasi: wasi.build_p1(),
             fast: FastState { memory: None, call: Box::default(), interned: Default::default() },
             limiter: MemoryLimiter { max_bytes: self.limits.memory_bytes, exceeded: false },
             stderr,
-        };
-        let mut store = Store::new(&self.engine, state);
-        store.limiter(|s| &mut s.limiter);
+        }
+    }
+
+    /// A store for calls on a fiber, with the deadline armed from now.
+    pub(crate) fn new_store(&self, stdin: Option<Vec<u8>>, stdout: Option<MemoryOutputPipe>) -> Store<HostState> {
+        let mut store = self.bare_store(self.host_state(stdin, stdout));
         // Set once per store: every epoch tick during a call yields to tokio, so a spinning hook cannot
         // stall the worker, and interrupts once the call's deadline has passed.
         store.epoch_deadline_callback(|store| {
@@ -299,8 +329,16 @@ impl Function {
         store
     }
 
+    /// A store on the shared engine with the function's memory limiter (the caller sets the epoch
+    /// callback).
+    pub(crate) fn bare_store(&self, state: HostState) -> Store<HostState> {
+        let mut store = Store::new(&self.engine, state);
+        store.limiter(|s| &mut s.limiter);
+        store
+    }
+
     /// Arms the per-call deadline (the callback set in `new_store` enforces it).
-    fn arm_deadline_from(store: &mut Store<HostState>, now: Instant, timeout: Duration) {
+    pub(crate) fn arm_deadline_from(store: &mut Store<HostState>, now: Instant, timeout: Duration) {
         store.data_mut().deadline = now + timeout;
         store.set_epoch_deadline(1);
     }
@@ -335,12 +373,22 @@ impl Function {
         }
     }
 
-    async fn new_warm(&self) -> Result<Warm, HookError> {
+    async fn new_warm(&self) -> Result<Box<Warm>, HookError> {
         let mut store = self.new_store(None, None);
         let instance = match self.pre.instantiate_async(&mut store).await {
             Ok(i) => i,
             Err(e) => return Err(self.classify(e, &store)),
         };
+        self.warm_from(store, instance, false)
+    }
+
+    /// A new instance's store with its entry points found (`inline`: made for inline calls).
+    pub(crate) fn warm_from(
+        &self,
+        mut store: Store<HostState>,
+        instance: Instance,
+        inline: bool,
+    ) -> Result<Box<Warm>, HookError> {
         let missing = |what: &str| HookError::execution(format!("export {what} has the wrong type"));
         let memory = instance.get_memory(&mut store, "memory").ok_or_else(|| missing("memory"))?;
         store.data_mut().fast.memory = Some(memory);
@@ -356,11 +404,12 @@ impl Function {
             let free = instance.get_typed_func(&mut store, FREE).map_err(|_| missing(FREE))?;
             Entry::Json { alloc, handle, free }
         };
-        Ok(Warm { store, memory, entry, calls: 0 })
+        // Boxed: taken from and put back into a pool on every call, it moves as a pointer.
+        Ok(Box::new(Warm { store, memory, entry, calls: 0, inline }))
     }
 
     /// A warm instance (or a new one) with its deadline armed from `now`.
-    pub(crate) async fn take_warm_at(&self, now: Instant) -> Result<Warm, HookError> {
+    pub(crate) async fn take_warm_at(&self, now: Instant) -> Result<Box<Warm>, HookError> {
         debug_assert!(self.abi.is_warm());
         let reused =
             if self.limits.per_request { None } else { self.warm.lock().unwrap_or_else(|e| e.into_inner()).pop() };
@@ -376,11 +425,15 @@ impl Function {
 
     /// Returns a healthy instance to the pool; others are dropped. (Dropping on a background thread was
     /// measured: with two cores the reset thread competes with the workers and p99 got worse.)
-    pub(crate) fn put_back(&self, mut warm: Warm) {
+    pub(crate) fn put_back(&self, mut warm: Box<Warm>) {
         warm.calls += 1;
         let healthy = warm.calls < MAX_WARM_CALLS && warm.memory.data_size(&warm.store) <= MAX_WARM_MEMORY;
         if healthy && !self.limits.per_request {
-            let mut pool = self.warm.lock().unwrap_or_else(|e| e.into_inner());
+            let pool = match (&self.inline, warm.inline) {
+                (Some(inline), true) => &inline.warm,
+                _ => &self.warm,
+            };
+            let mut pool = pool.lock().unwrap_or_else(|e| e.into_inner());
             if pool.len() < WARM_PER_FUNCTION {
                 pool.push(warm);
             }

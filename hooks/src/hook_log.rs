@@ -47,7 +47,7 @@ impl HookLog {
         Some((drained.kept, drained.dropped))
     }
 
-    fn append(&self, bytes: &[u8]) {
+    pub(crate) fn append(&self, bytes: &[u8]) {
         let mut buffer = self.buffer.lock().unwrap_or_else(|e| e.into_inner());
         let room = self.cap.saturating_sub(buffer.kept.len());
         let kept = bytes.len().min(room);

@@ -3,7 +3,7 @@
 //! `Call`. Lazy: a hook that sets five headers costs five host calls, not an event encode, a JSON parse
 //! and a JSON serialise on each side.
 
-use http::{HeaderName, HeaderValue};
+use http::HeaderValue;
 use verge_abi::fast::{field, ABSENT, BAD_POINTER, MAX_HEADER_CHANGES, MODULE, RESPONSE};
 use wasmtime::{Caller, Linker, Memory};
 
@@ -67,23 +67,38 @@ fn side(which: u32) -> Side {
     }
 }
 
-/// A header change from the guest: checked by the shared validator, then recorded.
-fn change(call: &mut Call, which: u32, name: Option<Name>, op: impl FnOnce(HeaderName) -> Option<HeaderOp>) -> i32 {
-    let Some(name) = name else { return call.violate("invalid header name".to_string()) };
+/// A header change from the guest: its value (`None`: not a valid value) unless it is a removal.
+enum Op {
+    Set(Option<HeaderValue>),
+    Add(Option<HeaderValue>),
+    Remove,
+}
+
+/// A header change from the guest: checked by the shared validator, then recorded (the interned name
+/// moves into the change: no second copy).
+fn change(call: &mut Call, which: u32, name: Option<Name>, op: Op) -> i32 {
+    let Some(Name { name, rules }) = name else { return call.violate("invalid header name".to_string()) };
     let side = side(which);
-    let Some(kind) = op(name.name.clone()) else { return call.violate("invalid header value".to_string()) };
-    let change = match &kind {
-        HeaderOp::Remove(_) => Change::Delete,
-        HeaderOp::Add(..) => Change::Add,
-        HeaderOp::Set(..) => Change::Modify,
+    let (change, value) = match op {
+        Op::Set(value) => (Change::Modify, Some(value)),
+        Op::Add(value) => (Change::Add, Some(value)),
+        Op::Remove => (Change::Delete, None),
     };
+    if value.as_ref().is_some_and(Option::is_none) {
+        return call.violate("invalid header value".to_string());
+    }
     // The name's rules came with it from the intern table: no name compares here.
-    if let Err(reason) = validate::header_change_by_rules(call, side, name.name.as_str(), name.rules, change) {
+    if let Err(reason) = validate::header_change_by_rules(call, side, name.as_str(), rules, change) {
         return call.violate(reason);
     }
     if call.changes() >= MAX_HEADER_CHANGES {
         return call.violate(format!("the function made more than {MAX_HEADER_CHANGES} header changes"));
     }
+    let kind = match (change, value.flatten()) {
+        (Change::Modify, Some(value)) => HeaderOp::Set(name, value),
+        (Change::Add, Some(value)) => HeaderOp::Add(name, value),
+        _ => HeaderOp::Remove(name),
+    };
     call.apply(side, kind);
     0
 }
@@ -143,6 +158,7 @@ pub fn add_to_linker<T: FastHost>(linker: &mut Linker<T>) -> wasmtime::Result<()
         let Some(memory) = memory_of(&mut caller) else { return BAD_POINTER };
         let Some(bytes) = read(memory, &caller, ptr, len) else { return BAD_POINTER };
         let call = &mut caller.data_mut().fast().call;
+        call.before_rewrite();
         let Ok(text) = String::from_utf8(bytes) else { return call.violate("uri must be UTF-8".to_string()) };
         if (field::ORIGIN_DOMAIN_NAME..=field::ORIGIN_PATH).contains(&field) {
             return set_origin(call, field, text);
@@ -197,7 +213,7 @@ pub fn add_to_linker<T: FastHost>(linker: &mut Linker<T>) -> wasmtime::Result<()
         |mut caller: Caller<'_, T>, which: u32, name_ptr: u32, name_len: u32, value_ptr: u32, value_len: u32| -> i32 {
             let name = name_arg(&mut caller, name_ptr, name_len);
             let value = value_arg(&mut caller, value_ptr, value_len);
-            change(&mut caller.data_mut().fast().call, which, name, |n| value.map(|v| HeaderOp::Set(n, v)))
+            change(&mut caller.data_mut().fast().call, which, name, Op::Set(value))
         },
     )?;
     linker.func_wrap(
@@ -206,7 +222,7 @@ pub fn add_to_linker<T: FastHost>(linker: &mut Linker<T>) -> wasmtime::Result<()
         |mut caller: Caller<'_, T>, which: u32, name_ptr: u32, name_len: u32, value_ptr: u32, value_len: u32| -> i32 {
             let name = name_arg(&mut caller, name_ptr, name_len);
             let value = value_arg(&mut caller, value_ptr, value_len);
-            change(&mut caller.data_mut().fast().call, which, name, |n| value.map(|v| HeaderOp::Add(n, v)))
+            change(&mut caller.data_mut().fast().call, which, name, Op::Add(value))
         },
     )?;
     linker.func_wrap(
@@ -214,13 +230,14 @@ pub fn add_to_linker<T: FastHost>(linker: &mut Linker<T>) -> wasmtime::Result<()
         "header_remove",
         |mut caller: Caller<'_, T>, which: u32, name_ptr: u32, name_len: u32| -> i32 {
             let name = name_arg(&mut caller, name_ptr, name_len);
-            change(&mut caller.data_mut().fast().call, which, name, |n| Some(HeaderOp::Remove(n)))
+            change(&mut caller.data_mut().fast().call, which, name, Op::Remove)
         },
     )?;
     // Request triggers: answer with this status (then set response headers and body).
     // origin-response: change the status.
     linker.func_wrap(MODULE, "respond", |mut caller: Caller<'_, T>, status: u32| -> i32 {
         let call = &mut caller.data_mut().fast().call;
+        call.before_rewrite();
         if call.is_request_trigger() {
             if !(200..=599).contains(&status) {
                 return call.violate(format!("status {status} is outside 200-599"));
@@ -249,6 +266,7 @@ pub fn add_to_linker<T: FastHost>(linker: &mut Linker<T>) -> wasmtime::Result<()
         let Some(memory) = memory_of(&mut caller) else { return BAD_POINTER };
         let Some(bytes) = read(memory, &caller, ptr, len) else { return BAD_POINTER };
         let call = &mut caller.data_mut().fast().call;
+        call.before_rewrite();
         if let Err(reason) = validate::body(call, bytes.len()) {
             return call.violate(reason);
         }

@@ -162,16 +162,12 @@ every_abi! {
 }
 }
 
-every_abi! {
-    fn a_spinning_hook_is_cut_at_its_timeout_while_other_requests_succeed(guest) {
-    let origin = Origin::fixed(200, "origin");
-    let settings = "  settings:\n    misbehave: {timeout_ms: 2000}\n";
-    let yaml = misbehave_yaml(origin.port(), &["viewer-request"], "")
-        .replace("  store: ./functions\n", &format!("  store: ./functions\n{settings}"));
-    let verge = Verge::start_with_functions(&yaml, &[("misbehave", Module::Guest(guest))]);
-    let addr = verge.addr;
+/// Sends `spinners` requests to `spin_path` (a hook that spins until its timeout) and, for 1.5 s
+/// meanwhile, requests for `/ok`; checks the spinners end in the timeout's error and returns how many
+/// `/ok` requests were served.
+fn serve_while_hooks_spin(addr: std::net::SocketAddr, spin_path: &'static str, spinners: usize) -> usize {
     let spinners: Vec<_> =
-        (0..2).map(|_| std::thread::spawn(move || http_request(addr, "GET", "/spin", &[], b""))).collect();
+        (0..spinners).map(|_| std::thread::spawn(move || http_request(addr, "GET", spin_path, &[], b""))).collect();
     let started = Instant::now();
     let mut served = 0;
     while started.elapsed() < Duration::from_millis(1500) {
@@ -182,6 +178,17 @@ every_abi! {
         let resp = s.join().unwrap();
         assert_eq!((resp.status, resp.x_cache()), (503, "LambdaLimitExceeded from verge"));
     }
+    served
+}
+
+every_abi! {
+    fn a_spinning_hook_is_cut_at_its_timeout_while_other_requests_succeed(guest) {
+    let origin = Origin::fixed(200, "origin");
+    let settings = "  settings:\n    misbehave: {timeout_ms: 2000}\n";
+    let yaml = misbehave_yaml(origin.port(), &["viewer-request"], "")
+        .replace("  store: ./functions\n", &format!("  store: ./functions\n{settings}"));
+    let verge = Verge::start_with_functions(&yaml, &[("misbehave", Module::Guest(guest))]);
+    let served = serve_while_hooks_spin(verge.addr, "/spin", 2);
     assert!(served >= 10, "requests kept flowing on both workers while hooks spun: {served}");
 }
 }
@@ -436,4 +443,114 @@ every_abi! {
         }
         assert_eq!(origin.count(), 1, "served from the cache");
     }
+}
+
+/// A fast-ABI function in WebAssembly text on `trigger` for paths under `/hooked/` (other paths run
+/// none), with `settings` for it under `functions.settings.inline`.
+fn inline_yaml(origin_port: u16, trigger: &str, settings: &str) -> String {
+    format!(
+        "server: {{threads: 1}}\nfunctions:\n  store: ./functions\n  settings:\n    inline: {{{settings}}}\norigins:\n  - {{id: app, domain_name: 127.0.0.1, http_port: {origin_port}}}\n\
+default_cache_behavior: {{target_origin_id: app, cache_policy: CachingDisabled}}\n\
+cache_behaviors:\n  - {{path_pattern: '/hooked/*', target_origin_id: app, cache_policy: CachingDisabled, origin_request_policy: AllViewer, lambda_function_associations: [{{event_type: {trigger}, lambda_function_arn: '{}'}}]}}\n",
+        arn("inline", 1)
+    )
+}
+
+#[test]
+fn inline_functions_that_spin_move_to_a_fiber_and_time_out_while_their_worker_serves_others() {
+    // No imports: this function runs inline, on the one worker's own stack, until its budget.
+    let spin = r#"(module (memory (export "memory") 1)
+      (func (export "verge_fast_handle") (param i32) (result i32) (loop $l (br $l)) (i32.const 0)))"#;
+    let origin = Origin::fixed(200, "origin");
+    let verge = Verge::start_with_functions(
+        &inline_yaml(origin.port(), "viewer-request", "timeout_ms: 2000"),
+        &[("inline", Module::Wat(spin))],
+    );
+    let served = serve_while_hooks_spin(verge.addr, "/hooked/spin", 3);
+    assert!(served >= 10, "the only worker kept serving while three inline hooks spun: {served}");
+    assert!(
+        verge.wait_for_output(
+            "ran past its inline budget (3 of 3 times), run again on a fiber; its calls run on a fiber from now on"
+        ),
+        "three overruns put the function on fibers for good:\n{}",
+        verge.output()
+    );
+    assert_eq!(verge.get("/hooked/again").status, 503, "on a fiber, it still times out");
+}
+
+#[test]
+fn an_inline_call_run_again_on_a_fiber_keeps_only_the_second_runs_changes() {
+    // Appends "x" to the uri (a change in place: the call is copied first) and adds a header (a
+    // change appended to a list), then runs 50 ms: past the inline budget, so the call is rolled
+    // back and run again on a fiber. One "x" and one header, or the roll-back lost something.
+    let wat = r#"(module
+      (import "verge" "get" (func $get (param i32 i32 i32) (result i32)))
+      (import "verge" "set" (func $set (param i32 i32 i32) (result i32)))
+      (import "verge" "header_add" (func $add (param i32 i32 i32 i32 i32) (result i32)))
+      (import "wasi_snapshot_preview1" "clock_time_get" (func $clock (param i32 i64 i32) (result i32)))
+      (memory (export "memory") 1)
+      (data (i32.const 0) "x-run")
+      (data (i32.const 8) "1")
+      (func $now (result i64)
+        (drop (call $clock (i32.const 1) (i64.const 1) (i32.const 16)))
+        (i64.load (i32.const 16)))
+      (func (export "verge_fast_handle") (param i32) (result i32)
+        (local $len i32) (local $until i64)
+        (local.set $len (call $get (i32.const 0) (i32.const 100) (i32.const 1000)))
+        (i32.store8 (i32.add (i32.const 100) (local.get $len)) (i32.const 120))
+        (drop (call $set (i32.const 0) (i32.const 100) (i32.add (local.get $len) (i32.const 1))))
+        (drop (call $add (i32.const 0) (i32.const 0) (i32.const 5) (i32.const 8) (i32.const 1)))
+        (local.set $until (i64.add (call $now) (i64.const 50000000)))
+        (loop $l (br_if $l (i64.lt_u (call $now) (local.get $until))))
+        (i32.const 0)))"#;
+    let origin = Origin::start(|req| {
+        let runs: Vec<_> = req.headers.iter().filter(|(n, _)| n == "x-run").map(|(_, v)| v.as_str()).collect();
+        OriginResponse::new(200, format!("{} {runs:?}", req.target))
+    });
+    let verge =
+        Verge::start_with_functions(&inline_yaml(origin.port(), "viewer-request", ""), &[("inline", Module::Wat(wat))]);
+    for round in 1..=2 {
+        assert_eq!(verge.get("/hooked/page").text(), "/hooked/pagex [\"1\"]");
+        let overrun = format!("inline budget ({round} of 3 times), run again on a fiber");
+        assert!(verge.wait_for_output(&overrun), "the inline run overran and was run again:\n{}", verge.output());
+    }
+}
+
+#[test]
+fn inline_functions_log_their_stderr_and_fail_cleanly_when_they_recurse_too_deep() {
+    // Writes to stdout (dropped) and stderr (logged with the ARN) through this path's own `fd_write`;
+    // on `/hooked/deep` (a response header the origin sets) it recurses until the stack runs out.
+    let wat = r#"(module
+      (import "wasi_snapshot_preview1" "fd_write" (func $fd_write (param i32 i32 i32 i32) (result i32)))
+      (import "verge" "header_get" (func $header_get (param i32 i32 i32 i32 i32 i32) (result i32)))
+      (memory (export "memory") 1)
+      (data (i32.const 64) "hello from an inline hook\n")
+      (data (i32.const 128) "x-deep")
+      (func $deeper (param i32) (result i32) (call $deeper (i32.add (local.get 0) (i32.const 1))))
+      (func (export "verge_fast_handle") (param i32) (result i32)
+        (if (i32.ge_s (call $header_get (i32.const 1) (i32.const 128) (i32.const 6) (i32.const 0) (i32.const 256) (i32.const 16)) (i32.const 0))
+          (then (drop (call $deeper (i32.const 0)))))
+        (i32.store (i32.const 0) (i32.const 64))
+        (i32.store (i32.const 4) (i32.const 26))
+        (drop (call $fd_write (i32.const 1) (i32.const 0) (i32.const 1) (i32.const 8)))
+        (drop (call $fd_write (i32.const 2) (i32.const 0) (i32.const 1) (i32.const 8)))
+        (i32.const 0)))"#;
+    let origin = Origin::start(|req| match req.path() {
+        "/hooked/deep" => OriginResponse::new(200, "deep").header("x-deep", "1"),
+        _ => OriginResponse::new(200, "page"),
+    });
+    let verge = Verge::start_with_functions(
+        &inline_yaml(origin.port(), "viewer-response", ""),
+        &[("inline", Module::Wat(wat))],
+    );
+    let resp = verge.get("/hooked/page");
+    assert_eq!((resp.status, resp.text().as_str()), (200, "page"));
+    assert!(verge.wait_for_output("hello from an inline hook"), "the hook's stderr is logged:\n{}", verge.output());
+    let line = verge.output().lines().find(|l| l.contains("hello from an inline hook")).unwrap_or_default().to_string();
+    assert!(line.contains(&format!("arn={}", arn("inline", 1))), "{line}");
+    assert_eq!(verge.output().matches("hello from an inline hook").count(), 1, "stdout is not logged");
+    let deep = verge.get("/hooked/deep");
+    assert_eq!((deep.status, deep.x_cache()), (503, "LambdaExecutionError from verge"));
+    assert!(verge.wait_for_output("call stack exhausted"), "{}", verge.output());
+    assert_eq!(verge.get("/hooked/page").status, 200, "the worker survived the overflow");
 }

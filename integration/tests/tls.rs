@@ -2,7 +2,7 @@
 //! protocol and CloudFront's connection headers: real handshakes (curl, rustls) with certificates the
 //! tests make.
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::process::Command;
 use std::sync::Arc;
@@ -366,15 +366,13 @@ impl TlsConnection {
         self.read_response()
     }
 
-    /// The next response on this connection: its status and body.
+    /// The next response on this connection: its status and body. Read a byte at a time: a buffered
+    /// reader dropped after one response would take the next (pipelined) one's bytes with it.
     fn read_response(&mut self) -> (u16, String) {
-        let mut reader = BufReader::new(&mut self.0);
-        let mut status_line = String::new();
-        reader.read_line(&mut status_line).unwrap();
+        let status_line = self.read_line();
         let mut length = 0;
         loop {
-            let mut line = String::new();
-            reader.read_line(&mut line).unwrap();
+            let line = self.read_line();
             if line == "\r\n" {
                 break;
             }
@@ -383,8 +381,19 @@ impl TlsConnection {
             }
         }
         let mut body = vec![0; length];
-        reader.read_exact(&mut body).unwrap();
+        self.0.read_exact(&mut body).unwrap();
         (status_line.split(' ').nth(1).unwrap().parse().unwrap(), String::from_utf8(body).unwrap())
+    }
+
+    /// One line, with its end.
+    fn read_line(&mut self) -> String {
+        let mut line = Vec::new();
+        let mut byte = [0u8];
+        while !line.ends_with(b"\n") {
+            self.0.read_exact(&mut byte).unwrap();
+            line.push(byte[0]);
+        }
+        String::from_utf8(line).unwrap()
     }
 }
 

@@ -13,7 +13,12 @@ use crate::error::HookError;
 /// Runs a fast-ABI function on `call`: the call moves into a warm instance's store, the guest's host
 /// calls check and record its changes, and the call comes back out. No outer timer: `poll_oneoff` is
 /// denied and these host calls never block, so the epoch deadline alone bounds the call.
-pub(super) async fn run(function: &Function, mut call: Box<Call>, request_id: &str, started: Instant) -> Invoked {
+pub(super) async fn run(function: &Function, call: Box<Call>, request_id: &str, started: Instant) -> Invoked {
+    let mut call = match super::inline::run(function, call, request_id, started) {
+        Ok(invoked) => return invoked,
+        // Not inline, or rolled back after running past the inline budget.
+        Err(call) => call,
+    };
     let trigger = call.event().index() as u32;
     let mut warm = function.take_warm_at(started).await?;
     // The store keeps an empty call between invocations; swapping moves two pointers.
@@ -30,6 +35,12 @@ pub(super) async fn run(function: &Function, mut call: Box<Call>, request_id: &s
     };
     std::mem::swap(&mut warm.store.data_mut().fast.call, &mut call);
     function.put_back(warm);
+    outcome(call, code)
+}
+
+/// The call's result once the guest returned `code`: the first rule it broke, the error it reported,
+/// or its changes.
+pub(super) fn outcome(mut call: Box<Call>, code: i32) -> Invoked {
     if let Some(violation) = call.violation.take() {
         return Err(HookError::validation(violation));
     }

@@ -2,12 +2,14 @@
 //! `Call` to that ABI's file and gets it back with the function's changes, so the proxy and
 //! `verge invoke` are written once for all three:
 //!
-//! - `fast`: host calls, no JSON, warm instances (the SDK's `fast_handler!`).
+//! - `fast`: host calls, no JSON, warm instances (the SDK's `fast_handler!`); run inline, without a
+//!   fiber, when its imports never wait (`inline`).
 //! - `sdk`: Lambda@Edge JSON through guest memory, warm instances (the SDK's `handler!`).
 //! - `command`: a WASI command, JSON on stdin/stdout, a fresh instance per call (any WASI language).
 
 mod command;
 mod fast;
+pub(crate) mod inline;
 mod sdk;
 
 use std::time::{Duration, Instant};

@@ -63,7 +63,7 @@ pub fn new_call(
     distribution: &Arc<[String; 2]>,
     function: &Function,
     event: EventType,
-    request_id: &str,
+    request_id: &crate::edge::request_id::RequestId,
     client_ip: &str,
     req: &RequestHeader,
     resp: Option<&ResponseHeader>,
@@ -77,7 +77,7 @@ pub fn new_call(
     }
     if reads.fields {
         call.distribution = Some(distribution.clone());
-        call.request_id = request_id.to_string();
+        call.request_id = request_id.as_str().to_string();
         call.method = req.method.as_str().to_string();
         call.client_ip = client_ip.to_string();
     }
@@ -179,15 +179,14 @@ mod tests {
         let (a, b) = op("x-frame-options", "DENY");
         let (c, d) = op("x-custom", "1");
         let (e, f) = op("x-custom", "2");
-        Box::new(Call {
-            response_ops: vec![
-                HeaderOp::Set(a, b),
-                HeaderOp::Add(c, d),
-                HeaderOp::Add(e, f),
-                HeaderOp::Remove("server".parse().unwrap()),
-            ],
-            ..Default::default()
-        })
+        let mut call = Box::<Call>::default();
+        call.response_ops = vec![
+            HeaderOp::Set(a, b),
+            HeaderOp::Add(c, d),
+            HeaderOp::Add(e, f),
+            HeaderOp::Remove("server".parse().unwrap()),
+        ];
+        call
     }
 
     /// Cache hits (no case map) take the direct path, responses from the origin pingora's own; both
