@@ -451,8 +451,9 @@ impl ProxyHttp for VergeProxy {
         if let Some(client) = forwarded_client {
             // Believed from a trusted proxy: functions, logs and CloudFront-Viewer-Address see it; the
             // origin's X-Forwarded-For still gets the connection's peer appended.
-            ctx.client_ip = client.ip().to_string();
-            ctx.xff_peer = session.client_addr().and_then(|a| a.as_inet()).map(|a| a.ip().to_string());
+            ctx.client_ip = crate::edge::context::ip_text(client.ip());
+            ctx.xff_peer =
+                session.client_addr().and_then(|a| a.as_inet()).map(|a| crate::edge::context::ip_text(a.ip()));
         }
         match behavior.viewer_protocol_policy {
             ViewerProtocolPolicy::AllowAll => {}

@@ -191,7 +191,7 @@ impl RequestContext {
     pub fn ensure_client_ip(&mut self, session: &pingora_proxy::Session) {
         if self.client_ip.is_empty() {
             if let Some(addr) = session.client_addr().and_then(|a| a.as_inet()) {
-                self.client_ip = addr.ip().to_string();
+                self.client_ip = ip_text(addr.ip());
             }
         }
     }
@@ -219,6 +219,46 @@ impl RequestContext {
     /// Whether an origin-request function answered this request.
     pub fn is_generated_by_origin_request(&self) -> bool {
         matches!(self.origin_request, OriginRequestState::Generated(_))
+    }
+}
+
+/// An IP address as text, as `Display` writes it; an IPv4 address by hand (through the formatter it
+/// cost ~1.3k instructions, on every miss and every hooked request).
+pub fn ip_text(ip: std::net::IpAddr) -> String {
+    let std::net::IpAddr::V4(v4) = ip else { return ip.to_string() };
+    let mut text = String::with_capacity(15);
+    for (i, octet) in v4.octets().into_iter().enumerate() {
+        if i > 0 {
+            text.push('.');
+        }
+        if octet >= 100 {
+            text.push(char::from(b'0' + octet / 100));
+        }
+        if octet >= 10 {
+            text.push(char::from(b'0' + octet / 10 % 10));
+        }
+        text.push(char::from(b'0' + octet % 10));
+    }
+    text
+}
+
+#[cfg(test)]
+mod ip_text {
+    #[test]
+    fn writes_what_display_writes() {
+        for ip in [
+            "0.0.0.0",
+            "127.0.0.1",
+            "10.20.30.40",
+            "255.255.255.255",
+            "1.100.9.99",
+            "::1",
+            "2001:db8::8a2e:370:7334",
+            "::ffff:192.0.2.1",
+        ] {
+            let ip: std::net::IpAddr = ip.parse().unwrap();
+            assert_eq!(super::ip_text(ip), ip.to_string());
+        }
     }
 }
 

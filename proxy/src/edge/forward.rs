@@ -60,8 +60,8 @@ pub struct OriginTarget<'a> {
     pub origin: &'a Origin,
     /// The origin path to prefix; "" for the origin-request event, which shows it in `origin.custom.path`.
     pub path: &'a str,
-    /// The connection to the origin is TLS (its `Host` port is then the HTTPS one).
-    pub tls: bool,
+    /// `host_header(origin, tls)` for the connection's TLS or not (built with the snapshot).
+    pub host: &'a http::HeaderValue,
 }
 
 /// Rewrites `req` (a copy of the viewer request) into the origin request.
@@ -70,10 +70,10 @@ pub fn origin_request(
     behavior: &Behavior,
     target: OriginTarget<'_>,
     client_ip: Option<&str>,
-    via: &str,
+    via: &http::HeaderValue,
     request_id: &str,
 ) -> Result<()> {
-    let OriginTarget { origin, path: origin_path, tls } = target;
+    let OriginTarget { origin, path: origin_path, host } = target;
     let orp = behavior.origin_request_policy.as_deref();
     let policy = &behavior.cache_policy;
 
@@ -152,24 +152,26 @@ pub fn origin_request(
     if let Some(ae) = accept_encoding {
         req.insert_header(header::ACCEPT_ENCODING, ae)?;
     }
+    // Values built once (the snapshot's) or borrowed where they can be: no formatting per miss.
     if !forward_host {
-        req.insert_header(header::HOST, host_header(origin, tls))?;
+        req.insert_header(header::HOST, host.clone())?;
     }
     if !forwards(behavior, "user-agent") {
-        req.insert_header(header::USER_AGENT, "verge")?;
+        req.insert_header(header::USER_AGENT, http::HeaderValue::from_static("verge"))?;
     }
     if let Some(ip) = client_ip.filter(|ip| !ip.is_empty()) {
-        let xff = match previous_xff {
-            Some(prev) => format!("{prev}, {ip}"),
-            None => ip.to_string(),
-        };
-        req.insert_header(X_FORWARDED_FOR.clone(), xff)?;
+        match previous_xff {
+            Some(prev) => req.insert_header(X_FORWARDED_FOR.clone(), format!("{prev}, {ip}"))?,
+            None => req.insert_header(X_FORWARDED_FOR.clone(), ip)?,
+        }
     }
-    let via_value = match req.headers.get(header::VIA).and_then(|v| v.to_str().ok()) {
-        Some(prev) => format!("{prev}, {via}"),
-        None => via.to_string(),
-    };
-    req.insert_header(header::VIA, via_value)?;
+    match req.headers.get(header::VIA).and_then(|v| v.to_str().ok()) {
+        Some(prev) => {
+            let chained = format!("{prev}, {}", via.to_str().unwrap_or_default());
+            req.insert_header(header::VIA, chained)?
+        }
+        None => req.insert_header(header::VIA, via.clone())?,
+    }
     req.insert_header(X_AMZ_CF_ID.clone(), request_id)?;
     for (name, value) in &origin.custom_headers {
         req.insert_header(name.clone(), value.as_str())?;
@@ -179,7 +181,7 @@ pub fn origin_request(
 
 /// The origin's `Host`: its domain name (an IPv6 address in brackets), with the port unless it is the
 /// scheme's default.
-fn host_header(origin: &Origin, tls: bool) -> String {
+pub(crate) fn host_header(origin: &Origin, tls: bool) -> String {
     let (port, default) = if tls { (origin.https_port, 443) } else { (origin.http_port, 80) };
     let name =
         if origin.domain_name.contains(':') { format!("[{}]", origin.domain_name) } else { origin.domain_name.clone() };

@@ -168,8 +168,9 @@ impl Future for Waiting {
             return Poll::Ready(None);
         }
         let Some(idle) = &this.idle else { return Poll::Ready(None) };
-        // The first poll peeks (a stale readiness is not a request); then readiness comes from events.
-        match idle.tcp.poll_readable(cx, this.waker.is_none()) {
+        // Every poll peeks: a readiness event can be stale (for bytes already read before the driver
+        // delivered it), and a stale one taken for a request would wait inside pingora's request.
+        match idle.tcp.poll_readable(cx, true) {
             Poll::Ready(Ok(())) => Poll::Ready(this.idle.take()),
             Poll::Ready(Err(_)) => Poll::Ready(None),
             Poll::Pending => {

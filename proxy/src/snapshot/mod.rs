@@ -21,9 +21,7 @@ pub struct Snapshot {
     pub event_distribution: std::sync::Arc<[String; 2]>,
     /// The distribution's Lambda@Edge functions, compiled.
     pub functions: functions::LoadedFunctions,
-    /// `1.1 <domain> (verge)`: sent to origins and viewers.
-    pub via: String,
-    /// `via` as a header value, built once.
+    /// `1.1 <domain> (verge)`, sent to origins and viewers, as a header value built once.
     pub via_value: http::HeaderValue,
     /// Prebuilt peers per origin, cloned per request (no DNS, no parsing per request).
     pub peers: Vec<OriginPeers>,
@@ -39,9 +37,17 @@ pub struct OriginPeers {
     addrs: Arc<crate::dns::Addresses>,
     http: Option<HttpPeer>,
     https: Option<HttpPeer>,
+    /// The origin request's `Host` (plain, TLS), built once instead of formatted per miss.
+    host: [http::HeaderValue; 2],
 }
 
 impl OriginPeers {
+    /// The `Host` an origin request to this origin carries (over TLS or not) when the viewer's is not
+    /// forwarded.
+    pub fn host(&self, tls: bool) -> &http::HeaderValue {
+        &self.host[usize::from(tls)]
+    }
+
     /// The peer for a viewer that came over HTTPS (`viewer_https`) or not, on connection attempt
     /// `attempt` (0-based; each attempt takes the name's next address).
     pub fn peer(&self, viewer_https: bool, attempt: usize) -> HttpPeer {
@@ -109,7 +115,12 @@ impl Snapshot {
             let http = plain.then(|| peer_for((ip, origin.http_port).into(), &origin.domain_name, origin, false, None));
             let https =
                 tls.then(|| peer_for((ip, origin.https_port).into(), &origin.domain_name, origin, true, ca.clone()));
-            peers.push(OriginPeers { addrs, http, https });
+            let host = [false, true].map(|tls| {
+                http::HeaderValue::from_str(&crate::edge::forward::host_header(origin, tls))
+                    .map_err(|e| format!("origin `{}`: domain_name is not a Host value: {e}", origin.id))
+            });
+            let [plain_host, tls_host] = host;
+            peers.push(OriginPeers { addrs, http, https, host: [plain_host?, tls_host?] });
         }
         let via = format!("1.1 {} (verge)", dist.domain_name);
         let via_value = http::HeaderValue::from_str(&via).map_err(|e| format!("distribution.domain_name: {e}"))?;
@@ -122,7 +133,7 @@ impl Snapshot {
             );
         }
         let edge_headers = dist.behaviors.iter().map(EdgeHeaders::of).collect();
-        Ok(Self { dist, event_distribution, functions, via, via_value, peers, geo, edge_headers })
+        Ok(Self { dist, event_distribution, functions, via_value, peers, geo, edge_headers })
     }
 
     /// The first behavior whose pattern matches `path` (the default one matches everything).

@@ -93,9 +93,10 @@ pub async fn origin_request(session: &mut Session, ctx: &mut RequestContext) -> 
     let mut preview = session.req_header().clone();
     let behavior = snapshot.behavior(ctx.route.behavior);
     let tls = crate::snapshot::origin_tls(origin, ctx.route.viewer_https);
-    let target = forward::OriginTarget { origin, path: "", tls };
+    let host = snapshot.peers[ctx.route.origin].host(tls);
+    let target = forward::OriginTarget { origin, path: "", host };
     let xff = ctx.xff_peer.as_deref().unwrap_or(&ctx.client_ip);
-    forward::origin_request(&mut preview, behavior, target, Some(xff), &snapshot.via, &ctx.request_id)?;
+    forward::origin_request(&mut preview, behavior, target, Some(xff), &snapshot.via_value, &ctx.request_id)?;
     let mut call = call::new_call(
         &snapshot.event_distribution,
         &function,
@@ -157,16 +158,13 @@ pub fn prepare_origin_request(req: &mut RequestHeader, ctx: &mut RequestContext)
     let snapshot = ctx.snapshot.clone();
     let origin = &snapshot.dist.origins[ctx.route.origin];
     let behavior = snapshot.behavior(ctx.route.behavior);
+    let tls = crate::snapshot::origin_tls(origin, ctx.route.viewer_https);
     forward::origin_request(
         req,
         behavior,
-        forward::OriginTarget {
-            origin,
-            path: &origin.origin_path,
-            tls: crate::snapshot::origin_tls(origin, ctx.route.viewer_https),
-        },
+        forward::OriginTarget { origin, path: &origin.origin_path, host: snapshot.peers[ctx.route.origin].host(tls) },
         Some(ctx.xff_peer.as_deref().unwrap_or(&ctx.client_ip)),
-        &snapshot.via,
+        &snapshot.via_value,
         &ctx.request_id,
     )?;
     if let OriginRequestState::Ran { changes: Some(call), .. } = &ctx.origin_request {

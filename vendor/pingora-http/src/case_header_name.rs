@@ -56,6 +56,15 @@ pub trait IntoCaseHeaderName {
             .or_err(InvalidHTTPHeader, "invalid header name")?;
         Ok((header_name, case_header_name))
     }
+
+    // verge: the name alone, for a header without a case map: a `HeaderName` needs no wire case made
+    // for it (for a non-standard name, an allocation thrown away).
+    fn into_header_name(self) -> Result<HeaderName>
+    where
+        Self: Sized,
+    {
+        self.into_header_names().map(|(name, _)| name)
+    }
 }
 
 // verge: a name with its wire case, both known (e.g. kept in a `static`): nothing to parse.
@@ -66,6 +75,10 @@ impl IntoCaseHeaderName for (HeaderName, CaseHeaderName) {
 
     fn into_header_names(self) -> Result<(HeaderName, CaseHeaderName)> {
         Ok(self)
+    }
+
+    fn into_header_name(self) -> Result<HeaderName> {
+        Ok(self.0)
     }
 }
 
@@ -97,6 +110,10 @@ impl IntoCaseHeaderName for HeaderName {
         let case_header_name = CaseHeaderName(titled_header_name(&self));
         Ok((self, case_header_name))
     }
+
+    fn into_header_name(self) -> Result<HeaderName> {
+        Ok(self)
+    }
 }
 
 impl IntoCaseHeaderName for &HeaderName {
@@ -107,6 +124,10 @@ impl IntoCaseHeaderName for &HeaderName {
     // verge: the name is already parsed.
     fn into_header_names(self) -> Result<(HeaderName, CaseHeaderName)> {
         Ok((self.clone(), CaseHeaderName(titled_header_name(self))))
+    }
+
+    fn into_header_name(self) -> Result<HeaderName> {
+        Ok(self.clone())
     }
 }
 
