@@ -430,7 +430,9 @@ impl Function {
         let healthy = warm.calls < MAX_WARM_CALLS && warm.memory.data_size(&warm.store) <= MAX_WARM_MEMORY;
         if healthy && !self.limits.per_request {
             let pool = match (&self.inline, warm.inline) {
-                (Some(inline), true) => &inline.warm,
+                (Some(inline), true) if inline.in_use() => &inline.warm,
+                // A function moved to fibers keeps no inline instances (each holds a pool slot).
+                (_, true) => return,
                 _ => &self.warm,
             };
             let mut pool = pool.lock().unwrap_or_else(|e| e.into_inner());

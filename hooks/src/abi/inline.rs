@@ -73,7 +73,7 @@ impl Inline {
     }
 
     /// Whether calls still start inline.
-    fn in_use(&self) -> bool {
+    pub(crate) fn in_use(&self) -> bool {
         self.overruns.load(Ordering::Relaxed) < OVERRUNS_ALLOWED
     }
 
@@ -105,6 +105,10 @@ impl Inline {
         let overruns = self.overruns.fetch_add(1, Ordering::Relaxed) + 1;
         if overruns <= OVERRUNS_ALLOWED {
             let then = if overruns == OVERRUNS_ALLOWED { "; its calls run on a fiber from now on" } else { "" };
+            if overruns == OVERRUNS_ALLOWED {
+                // Its warm inline instances would only hold pool slots from now on.
+                self.warm.lock().unwrap_or_else(|e| e.into_inner()).clear();
+            }
             tracing::info!(target: "verge::hooks", arn = %function.arn, budget_ms = BUDGET.as_millis() as u64,
                 "the function ran past its inline budget ({overruns} of {OVERRUNS_ALLOWED} times), run again on a fiber{then}");
         }
