@@ -3,8 +3,12 @@
 //! replaced body or a re-targeted origin. The proxy builds a `Call`, `Function::invoke` runs it on
 //! whichever ABI the module speaks, and the proxy replays the changes on its own request or response.
 
+use std::sync::Arc;
+
 use http::{HeaderMap, HeaderName, HeaderValue};
 use verge_config::model::EventType;
+
+use crate::header_block::HeaderBlock;
 
 /// A header change, replayed by the proxy in order.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -12,12 +16,24 @@ pub enum HeaderOp {
     Set(HeaderName, HeaderValue),
     Add(HeaderName, HeaderValue),
     Remove(HeaderName),
+    /// A `Set` of each of the block's fields, in order (`verge.header_set_block`).
+    SetBlock(Arc<HeaderBlock>),
 }
 
 impl HeaderOp {
-    pub fn name(&self) -> &HeaderName {
+    /// The one name this change is about (`None` for a block: see its fields).
+    pub fn name(&self) -> Option<&HeaderName> {
         match self {
-            HeaderOp::Set(n, _) | HeaderOp::Add(n, _) | HeaderOp::Remove(n) => n,
+            HeaderOp::Set(n, _) | HeaderOp::Add(n, _) | HeaderOp::Remove(n) => Some(n),
+            HeaderOp::SetBlock(_) => None,
+        }
+    }
+
+    /// How many header changes this is (a block counts its fields).
+    pub fn count(&self) -> usize {
+        match self {
+            HeaderOp::SetBlock(block) => block.fields().len(),
+            _ => 1,
         }
     }
 }
@@ -61,6 +77,8 @@ pub struct Call {
     pub uri_changed: bool,
     pub request_ops: Vec<HeaderOp>,
     pub response_ops: Vec<HeaderOp>,
+    /// Header changes made (a block's fields each count): bounded by `MAX_HEADER_CHANGES`.
+    pub(crate) header_changes: usize,
     /// A request trigger answered with this status; `response_headers` and `body` are its response.
     pub generated_status: Option<u16>,
     /// A body set by the function: of the generated response, of the origin response (origin-response),
@@ -93,6 +111,7 @@ pub struct Call {
 pub(crate) struct RetryPoint {
     request_ops: usize,
     response_ops: usize,
+    header_changes: usize,
     violation: Option<String>,
     error: Option<String>,
     before: Option<Box<Call>>,
@@ -135,6 +154,7 @@ impl Call {
         self.retry = Some(RetryPoint {
             request_ops: self.request_ops.len(),
             response_ops: self.response_ops.len(),
+            header_changes: self.header_changes,
             violation: self.violation.clone(),
             error: self.error.clone(),
             before: None,
@@ -158,6 +178,7 @@ impl Call {
     fn roll_back_lists(&mut self, point: &RetryPoint) {
         self.request_ops.truncate(point.request_ops);
         self.response_ops.truncate(point.response_ops);
+        self.header_changes = point.header_changes;
         self.violation.clone_from(&point.violation);
         self.error.clone_from(&point.error);
     }
@@ -194,8 +215,14 @@ impl Call {
                 HeaderOp::Remove(n) => {
                     map.remove(n);
                 }
+                HeaderOp::SetBlock(block) => {
+                    for (n, v) in block.fields() {
+                        map.insert(n.clone(), v.clone());
+                    }
+                }
             }
         }
+        self.header_changes += op.count();
         let ops = match side {
             Side::Response => &mut self.response_ops,
             Side::Request => &mut self.request_ops,
@@ -209,7 +236,7 @@ impl Call {
 
     /// The number of header changes made so far.
     pub(crate) fn changes(&self) -> usize {
-        self.request_ops.len() + self.response_ops.len()
+        self.header_changes
     }
 }
 

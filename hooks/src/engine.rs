@@ -183,6 +183,7 @@ impl HookEngine {
             limits: settings,
             stats: Default::default(),
             warm: Mutex::new(Vec::new()),
+            blocks: Default::default(),
         })
     }
 }
@@ -287,6 +288,9 @@ pub struct Function {
     /// Invocations by trigger, recorded by the caller (which knows the trigger and the outcome).
     pub stats: crate::stats::FunctionStats,
     warm: WarmPool,
+    /// The header blocks its instances have set, shared so that every instance hands out the same
+    /// block (and block id) for the same bytes (intern.rs).
+    blocks: crate::intern::SharedBlocks,
 }
 
 impl Function {
@@ -307,7 +311,11 @@ impl Function {
             inline_until: None,
             overran: false,
             wasi: wasi.build_p1(),
-            fast: FastState { memory: None, call: Box::default(), interned: Default::default() },
+            fast: FastState {
+                memory: None,
+                call: Box::default(),
+                interned: crate::intern::Interned::with_shared_blocks(self.blocks.clone()),
+            },
             limiter: MemoryLimiter { max_bytes: self.limits.memory_bytes, exceeded: false },
             stderr,
         }

@@ -268,7 +268,7 @@ fn apply_header_changes(
     after: &http::HeaderMap,
 ) -> Result<(), HookError> {
     for op in header_diff(before, after) {
-        let name = op.name().as_str();
+        let Some(name) = op.name().map(http::HeaderName::as_str) else { continue };
         let change = match &op {
             HeaderOp::Remove(_) => Change::Delete,
             _ if before.contains_key(name) => Change::Modify,
@@ -609,6 +609,7 @@ mod tests {
                 HeaderOp::Set(n, v) => format!("set {n}={}", v.to_str().unwrap()),
                 HeaderOp::Add(n, v) => format!("add {n}={}", v.to_str().unwrap()),
                 HeaderOp::Remove(n) => format!("remove {n}"),
+                HeaderOp::SetBlock(_) => unreachable!("a diff makes single changes"),
             })
             .collect();
         assert_eq!(text, ["remove b", "set c=y", "add c=z", "set d=4"]);

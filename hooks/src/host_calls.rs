@@ -3,11 +3,14 @@
 //! `Call`. Lazy: a hook that sets five headers costs five host calls, not an event encode, a JSON parse
 //! and a JSON serialise on each side.
 
+use std::sync::Arc;
+
 use http::HeaderValue;
 use verge_abi::fast::{field, ABSENT, BAD_POINTER, MAX_HEADER_CHANGES, MODULE, RESPONSE};
 use wasmtime::{Caller, Linker, Memory};
 
 use crate::call::{Call, HeaderOp, Side};
+use crate::header_block::HeaderBlock;
 use crate::intern::{Interned, Name};
 use crate::validate::{self, is_disallowed, Change};
 
@@ -100,6 +103,35 @@ fn change(call: &mut Call, which: u32, name: Option<Name>, op: Op) -> i32 {
         _ => HeaderOp::Remove(name),
     };
     call.apply(side, kind);
+    0
+}
+
+fn block_arg(caller: &mut Caller<'_, impl FastHost>, ptr: u32, len: u32) -> Option<Result<Arc<HeaderBlock>, String>> {
+    let memory = memory_of(caller)?;
+    let (bytes, host) = memory.data_and_store_mut(caller);
+    Some(host.fast().interned.block(bytes.get(ptr as usize..(ptr as usize).checked_add(len as usize)?)?))
+}
+
+/// `verge.header_set_block`: a `Set` of each field, checked and recorded as one change. The union of the
+/// names' rules is checked once; only when it forbids something is each name checked, for the reason.
+fn set_block(call: &mut Call, which: u32, block: Result<Arc<HeaderBlock>, String>) -> i32 {
+    let block = match block {
+        Ok(block) => block,
+        Err(reason) => return call.violate(reason),
+    };
+    let side = side(which);
+    if let Err(reason) = validate::header_change_by_rules(call, side, "", block.rules(), Change::Modify) {
+        let first = block.names_with_rules().find_map(|(name, rules)| {
+            validate::header_change_by_rules(call, side, name.as_str(), rules, Change::Modify).err()
+        });
+        return call.violate(first.unwrap_or(reason));
+    }
+    if call.changes() + block.fields().len() > MAX_HEADER_CHANGES {
+        return call.violate(format!("the function made more than {MAX_HEADER_CHANGES} header changes"));
+    }
+    if !block.fields().is_empty() {
+        call.apply(side, HeaderOp::SetBlock(block));
+    }
     0
 }
 
@@ -223,6 +255,15 @@ pub fn add_to_linker<T: FastHost>(linker: &mut Linker<T>) -> wasmtime::Result<()
             let name = name_arg(&mut caller, name_ptr, name_len);
             let value = value_arg(&mut caller, value_ptr, value_len);
             change(&mut caller.data_mut().fast().call, which, name, Op::Add(value))
+        },
+    )?;
+    // `name: value` lines, each set as by `header_set` (header_block.rs).
+    linker.func_wrap(
+        MODULE,
+        "header_set_block",
+        |mut caller: Caller<'_, T>, which: u32, ptr: u32, len: u32| -> i32 {
+            let Some(block) = block_arg(&mut caller, ptr, len) else { return BAD_POINTER };
+            set_block(&mut caller.data_mut().fast().call, which, block)
         },
     )?;
     linker.func_wrap(

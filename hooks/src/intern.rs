@@ -4,13 +4,18 @@
 //! first call each one is a comparison and a reference-count increment, not a parse, a validation and
 //! a copy. Dynamic values (a cookie with a timestamp) simply miss: the table stops growing at its cap.
 
+use std::sync::{Arc, Mutex};
+
 use http::{HeaderName, HeaderValue};
 
+use crate::header_block::HeaderBlock;
 use crate::validate::NameRules;
 
 /// Entries kept per table, and the longest value kept (a long value is rarely a constant).
 const CAP: usize = 32;
 const MAX_VALUE: usize = 256;
+/// The longest header block kept (a security-headers block is ~300 bytes).
+const MAX_BLOCK: usize = 8192;
 
 /// A header name from the guest, with what functions may do with it (docs/cloudfront.md, "What a
 /// function may change"), worked out when the name was first seen.
@@ -24,13 +29,25 @@ pub struct Name {
 pub struct Interned {
     names: Table<Name>,
     values: Table<HeaderValue>,
+    blocks: Table<Arc<HeaderBlock>>,
+    shared: SharedBlocks,
 }
+
+/// A function's header blocks, across its instances: a block an instance has not seen is looked up
+/// here before it is parsed, so the same bytes are the same block (and `HeaderBlock::id`) in every
+/// instance. A proxy caches per stored object whether a block's lines can be appended to its head, by
+/// that id.
+#[derive(Default, Clone)]
+pub struct SharedBlocks(Arc<Mutex<Seen<Arc<HeaderBlock>>>>);
+
+/// Items with the bytes they were made from.
+type Seen<T> = Vec<(Box<[u8]>, T)>;
 
 /// Entries in the order first seen, and where the next lookup probably lands: a hook makes the same
 /// calls in the same order every time, so the entry after the last hit is tried first (one compare
 /// per call instead of a scan).
 struct Table<T> {
-    entries: Vec<(Box<[u8]>, T)>,
+    entries: Seen<T>,
     next: usize,
 }
 
@@ -82,6 +99,36 @@ impl Interned {
         }
         Some(value)
     }
+
+    pub fn with_shared_blocks(shared: SharedBlocks) -> Self {
+        Interned { shared, ..Default::default() }
+    }
+
+    /// `raw` as a header block, or the reason it is not one.
+    pub fn block(&mut self, raw: &[u8]) -> Result<Arc<HeaderBlock>, String> {
+        if let Some(block) = self.blocks.get(raw) {
+            return Ok(block);
+        }
+        if raw.len() > MAX_BLOCK {
+            return HeaderBlock::parse(raw).map(Arc::new);
+        }
+        let block = {
+            // Held only while a block is first seen by an instance.
+            let mut shared = self.shared.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            match shared.iter().find(|(seen, _)| **seen == *raw) {
+                Some((_, block)) => block.clone(),
+                None => {
+                    let block = Arc::new(HeaderBlock::parse(raw)?);
+                    if shared.len() < CAP {
+                        shared.push((raw.into(), block.clone()));
+                    }
+                    block
+                }
+            }
+        };
+        self.blocks.keep(raw, &block);
+        Ok(block)
+    }
 }
 
 #[cfg(test)]
@@ -107,6 +154,25 @@ mod tests {
             assert_eq!(interned.value(value.as_bytes()).unwrap(), value.as_str(), "past the cap, still parsed");
         }
         assert_eq!(interned.values.entries.len(), CAP);
+    }
+
+    #[test]
+    fn a_block_seen_again_is_the_same_block_and_a_bad_one_stays_bad() {
+        let mut interned = Interned::default();
+        let first = interned.block(b"x-a: 1\nx-b: 2").unwrap();
+        let again = interned.block(b"x-a: 1\nx-b: 2").unwrap();
+        assert!(Arc::ptr_eq(&first, &again), "parsed once");
+        assert_ne!(interned.block(b"x-a: 1\nx-b: 3").unwrap().fields(), first.fields());
+        for _ in 0..2 {
+            assert!(interned.block(b"x-a 1").is_err());
+        }
+        assert_eq!(interned.blocks.entries.len(), 2, "refused blocks are not kept");
+
+        // Another instance of the same function gets the same block; another function's, its own.
+        let mut sibling = Interned::with_shared_blocks(interned.shared.clone());
+        assert!(Arc::ptr_eq(&sibling.block(b"x-a: 1\nx-b: 2").unwrap(), &first));
+        let other = Interned::default().block(b"x-a: 1\nx-b: 2").unwrap();
+        assert_ne!(other.id(), first.id());
     }
 
     #[test]

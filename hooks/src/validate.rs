@@ -103,6 +103,16 @@ impl NameRules {
             .fold(0, |bits, event| bits | 1 << event.index());
         NameRules { disallowed: is_disallowed(name), read_only, viewer_country: name == "cloudfront-viewer-country" }
     }
+
+    /// What either name's rules forbid: a block of names passes one check with the union when it
+    /// forbids nothing (`header_block.rs`).
+    pub fn union(self, other: Self) -> Self {
+        NameRules {
+            disallowed: self.disallowed || other.disallowed,
+            read_only: self.read_only | other.read_only,
+            viewer_country: self.viewer_country || other.viewer_country,
+        }
+    }
 }
 
 /// May the function of `call` make `change` to header `name` on `side`? Request triggers change the

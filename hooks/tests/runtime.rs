@@ -207,3 +207,79 @@ async fn fast_abi_changes_are_validated_as_they_are_made() {
     assert_eq!(f.stats.trigger(ViewerResponse.index()).failures, [1, 0, 0]);
     assert_eq!(f.stats.trigger(OriginResponse.index()).calls, 0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fast_abi_header_blocks_are_single_sets_checked_as_they_are_made() {
+    use verge_abi::fast::MAX_HEADER_CHANGES;
+    use verge_hooks::HeaderOp;
+    // viewer-response: a two-field block on the response, three times (the same block each time);
+    // viewer-request and origin-request: a block with `host` on the request (read-only in
+    // viewer-request); origin-response: a malformed block; with `x-many` in the request, the two-field
+    // block 600 times (1,200 changes).
+    let wat = r#"(module
+      (import "verge" "header_set_block" (func $block (param i32 i32 i32) (result i32)))
+      (import "verge" "header_get" (func $get (param i32 i32 i32 i32 i32 i32) (result i32)))
+      (memory (export "memory") 1)
+      (data (i32.const 0) "x-a: 1\r\nX-Frame-Options:  DENY \n")
+      (data (i32.const 64) "x-b: 2\nhost: evil")
+      (data (i32.const 128) "nocolon")
+      (data (i32.const 192) "x-many")
+      (func (export "verge_fast_handle") (param $event i32) (result i32)
+        (local $i i32)
+        (if (i32.ge_s (call $get (i32.const 0) (i32.const 192) (i32.const 6) (i32.const 0) (i32.const 256) (i32.const 16)) (i32.const 0))
+          (then
+            (loop $more
+              (drop (call $block (i32.const 1) (i32.const 0) (i32.const 31)))
+              (local.set $i (i32.add (local.get $i) (i32.const 1)))
+              (br_if $more (i32.lt_u (local.get $i) (i32.const 600))))
+            (return (i32.const 0))))
+        (if (i32.eq (local.get $event) (i32.const 3))
+          (then
+            (drop (call $block (i32.const 1) (i32.const 0) (i32.const 31)))
+            (drop (call $block (i32.const 1) (i32.const 0) (i32.const 31)))
+            (drop (call $block (i32.const 1) (i32.const 0) (i32.const 31)))))
+        (if (i32.lt_u (local.get $event) (i32.const 2))
+          (then (drop (call $block (i32.const 0) (i32.const 64) (i32.const 17)))))
+        (if (i32.eq (local.get $event) (i32.const 2))
+          (then (drop (call $block (i32.const 1) (i32.const 128) (i32.const 7)))))
+        (i32.const 0)))"#;
+    let f = engine().load("arn:test:block:1", wat.as_bytes(), 1 << 20, limits(5000)).unwrap();
+    let call = |event| {
+        let mut call = Call::new(event);
+        call.uri = "/".into();
+        call.response_status = Some(200);
+        // As the proxy makes it for a function that reads headers.
+        call.track_headers = true;
+        call
+    };
+    let fields = |op: &HeaderOp| match op {
+        HeaderOp::SetBlock(block) => {
+            block.fields().iter().map(|(n, v)| format!("{n}={}", v.to_str().unwrap())).collect::<Vec<_>>()
+        }
+        other => panic!("not a block: {other:?}"),
+    };
+    for _ in 0..2 {
+        let done = f.invoke(call(EventType::ViewerResponse), "r1").await.unwrap();
+        assert_eq!(done.response_ops.len(), 3, "one change per block");
+        for op in &done.response_ops {
+            assert_eq!(fields(op), ["x-a=1", "x-frame-options=DENY"]);
+        }
+        // The function reads headers, so the shown map is kept current: as three rounds of two sets.
+        assert_eq!(done.response_headers.get_all("x-frame-options").iter().count(), 1);
+        assert_eq!(done.response_headers["x-a"], "1");
+    }
+    let to_origin = f.invoke(call(EventType::OriginRequest), "r2").await.unwrap();
+    assert_eq!(fields(&to_origin.request_ops[0]), ["x-b=2", "host=evil"]);
+    let readonly = f.invoke(call(EventType::ViewerRequest), "r3").await.unwrap_err();
+    assert_eq!(readonly.kind, HookErrorKind::Validation);
+    assert!(readonly.reason.contains("read-only header, headerName : host"), "{readonly}");
+    let malformed = f.invoke(call(EventType::OriginResponse), "r4").await.unwrap_err();
+    assert_eq!(
+        (malformed.kind, malformed.reason.as_str()),
+        (HookErrorKind::Validation, "a header block line has no ':'")
+    );
+    let mut many = call(EventType::ViewerResponse);
+    many.request_headers.insert("x-many", "1".parse().unwrap());
+    let error = f.invoke(many, "r5").await.unwrap_err();
+    assert!(error.reason.contains(&format!("more than {MAX_HEADER_CHANGES} header changes")), "{error}");
+}

@@ -96,9 +96,7 @@ pub async fn serve(session: &mut Session, ctx: &mut RequestContext, store: &Obje
     // lacks are appended to it (the security-headers kind), others take the header copy.
     let call = triggers::invoke_viewer_response(session, hit.header(), ctx).await?;
     match call {
-        Some(call) if !appendable(&call, hit.header()) => {
-            send_changed_header(session, ctx, hit, now, head_only, call).await?
-        }
+        Some(call) if !appendable(&call, &hit) => send_changed_header(session, ctx, hit, now, head_only, call).await?,
         call => {
             let ops = call.map(|mut c| std::mem::take(&mut c.response_ops)).unwrap_or_default();
             send_rendered(session, ctx, hit, now, head_only, &ops).await?;
@@ -124,20 +122,39 @@ fn is_set_per_hit(name: &http::header::HeaderName) -> bool {
     )
 }
 
+/// Whether a change is about `name`.
+fn mentions(op: &HeaderOp, name: &http::header::HeaderName) -> bool {
+    match op {
+        HeaderOp::SetBlock(block) => block.fields().iter().any(|(n, _)| n == name),
+        op => op.name() == Some(name),
+    }
+}
+
 /// Whether a viewer-response call's changes can be appended to the stored head as lines: the status
 /// stays, and each change adds a field the stored header lacks (a `Set` not after another change to
-/// the same name, no `Remove`).
-fn appendable(call: &Call, stored: &ResponseHeader) -> bool {
+/// the same name, no `Remove`). A header block found to add only fresh fields is remembered by the
+/// stored object (`FreshHit::remember_appendable`): the next hits with it look no name up.
+fn appendable(call: &Call, hit: &FreshHit) -> bool {
     if call.response_status.is_some_and(|s| s != 200) {
         return false;
     }
-    call.response_ops.iter().enumerate().all(|(i, op)| {
-        let name = op.name();
-        let fresh = !stored.headers.contains_key(name) && !is_set_per_hit(name);
-        match op {
-            HeaderOp::Add(..) => fresh,
-            HeaderOp::Set(..) => fresh && !call.response_ops[..i].iter().any(|earlier| earlier.name() == name),
-            HeaderOp::Remove(_) => false,
+    let stored = hit.header();
+    let fresh = |name: &http::header::HeaderName| !stored.headers.contains_key(name) && !is_set_per_hit(name);
+    let ops = &call.response_ops;
+    ops.iter().enumerate().all(|(i, op)| match op {
+        HeaderOp::Add(name, _) => fresh(name),
+        HeaderOp::Set(name, _) => fresh(name) && !ops[..i].iter().any(|earlier| mentions(earlier, name)),
+        HeaderOp::Remove(_) => false,
+        HeaderOp::SetBlock(block) => {
+            let adds_fresh_fields = hit.appendable_block(block.id()) || {
+                let fresh_fields = block.distinct() && block.fields().iter().all(|(name, _)| fresh(name));
+                if fresh_fields {
+                    hit.remember_appendable(block.id());
+                }
+                fresh_fields
+            };
+            adds_fresh_fields
+                && block.fields().iter().all(|(name, _)| !ops[..i].iter().any(|earlier| mentions(earlier, name)))
         }
     })
 }
@@ -155,7 +172,7 @@ async fn send_rendered(
     let via = &ctx.snapshot.via_value;
     // Room for the per-hit fields, `Connection` and, when pingora sends it in the same buffer, the body.
     let body_room = if head_only || hit.body().len() > RENDERED_INLINE_BODY { 0 } else { hit.body().len() };
-    let added_room: usize = added.iter().map(|op| op.name().as_str().len() + 4 + op_value_len(op)).sum();
+    let added_room: usize = added.iter().map(op_room).sum();
     let policy_room: usize = ctx
         .response_policy
         .as_ref()
@@ -164,11 +181,15 @@ async fn send_rendered(
         BytesMut::with_capacity(rendered.bytes().len() + via.len() + 160 + body_room + added_room + policy_room);
     head.put_slice(rendered.bytes());
     for op in added {
-        if let HeaderOp::Set(name, value) | HeaderOp::Add(name, value) = op {
-            head.put_slice(wire_name(name));
-            head.put_slice(b": ");
-            head.put_slice(value.as_bytes());
-            head.put_slice(b"\r\n");
+        match op {
+            HeaderOp::Set(name, value) | HeaderOp::Add(name, value) => {
+                head.put_slice(wire_name(name));
+                head.put_slice(b": ");
+                head.put_slice(value.as_bytes());
+                head.put_slice(b"\r\n");
+            }
+            HeaderOp::SetBlock(block) => head.put_slice(block.wire()),
+            HeaderOp::Remove(_) => {}
         }
     }
     if let Some(policy) = &ctx.response_policy {
@@ -260,9 +281,11 @@ async fn send_response(
     Ok(())
 }
 
-fn op_value_len(op: &HeaderOp) -> usize {
+/// The bytes a change appended to a rendered head takes.
+fn op_room(op: &HeaderOp) -> usize {
     match op {
-        HeaderOp::Set(_, v) | HeaderOp::Add(_, v) => v.len(),
+        HeaderOp::Set(n, v) | HeaderOp::Add(n, v) => n.as_str().len() + 4 + v.len(),
+        HeaderOp::SetBlock(block) => block.wire().len(),
         HeaderOp::Remove(_) => 0,
     }
 }

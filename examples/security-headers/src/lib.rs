@@ -1,16 +1,22 @@
 //! Security headers hook (viewer-response): adds HSTS, X-Content-Type-Options, X-Frame-Options,
-//! X-XSS-Protection and a Content-Security-Policy to every response, hits included. Fast ABI: five
-//! host calls per response, no event to parse.
+//! X-XSS-Protection and a Content-Security-Policy to every response, hits included. Fast ABI: the five
+//! fields are one constant header block, set in one host call; no event to parse.
 
 use verge_hook_sdk::fast::Ctx;
-use verge_hook_sdk::fast_handler;
+use verge_hook_sdk::{fast_handler, header_block};
+
+/// Built at compile time; verge parses and checks it once per warm instance and, on a cache hit, appends
+/// its rendered lines to the stored head as they are.
+const SECURITY_HEADERS: &str = header_block![
+    "strict-transport-security" => "max-age=63072000; includeSubDomains; preload",
+    "x-content-type-options" => "nosniff",
+    "x-frame-options" => "DENY",
+    "x-xss-protection" => "1; mode=block",
+    "content-security-policy" => "default-src 'self'; img-src 'self' data:; object-src 'none'",
+];
 
 fn handle(ctx: &mut Ctx) -> Result<(), String> {
-    ctx.set_response_header("strict-transport-security", "max-age=63072000; includeSubDomains; preload");
-    ctx.set_response_header("x-content-type-options", "nosniff");
-    ctx.set_response_header("x-frame-options", "DENY");
-    ctx.set_response_header("x-xss-protection", "1; mode=block");
-    ctx.set_response_header("content-security-policy", "default-src 'self'; img-src 'self' data:; object-src 'none'");
+    ctx.set_response_headers(SECURITY_HEADERS);
     Ok(())
 }
 

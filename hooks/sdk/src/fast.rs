@@ -22,6 +22,7 @@ mod host {
         pub fn header_set(which: u32, name: *const u8, name_len: u32, value: *const u8, value_len: u32) -> i32;
         pub fn header_add(which: u32, name: *const u8, name_len: u32, value: *const u8, value_len: u32) -> i32;
         pub fn header_remove(which: u32, name: *const u8, name_len: u32) -> i32;
+        pub fn header_set_block(which: u32, block: *const u8, len: u32) -> i32;
         pub fn respond(status: u32) -> i32;
         pub fn body_get(ptr: *mut u8, cap: u32) -> i32;
         pub fn body_set(ptr: *const u8, len: u32) -> i32;
@@ -52,6 +53,9 @@ mod host {
         -1
     }
     pub unsafe fn header_remove(_: u32, _: *const u8, _: u32) -> i32 {
+        -1
+    }
+    pub unsafe fn header_set_block(_: u32, _: *const u8, _: u32) -> i32 {
         -1
     }
     pub unsafe fn respond(_: u32) -> i32 {
@@ -207,6 +211,19 @@ impl Ctx {
     pub fn remove_response_header(&mut self, name: &str) {
         // Safety: as above.
         unsafe { host::header_remove(RESPONSE, name.as_ptr(), name.len() as u32) };
+    }
+
+    /// Sets each `name: value` line of `block` as `set_response_header` would, in one host call. Build a
+    /// constant block with `header_block!`: verge parses and checks a block it has seen before once per
+    /// instance, so constant headers cost one call and one compare however many there are.
+    pub fn set_response_headers(&mut self, block: &str) {
+        // Safety: pointer and length describe `block`.
+        unsafe { host::header_set_block(RESPONSE, block.as_ptr(), block.len() as u32) };
+    }
+    /// `set_response_headers` for the request (request triggers).
+    pub fn set_request_headers(&mut self, block: &str) {
+        // Safety: as above.
+        unsafe { host::header_set_block(REQUEST, block.as_ptr(), block.len() as u32) };
     }
 
     /// Request triggers: answer with `status` instead of continuing (then set response headers and a

@@ -58,6 +58,16 @@ macro_rules! fast_handler {
     };
 }
 
+/// A constant header block for `Ctx::set_response_headers` / `set_request_headers`, made at compile
+/// time: `header_block!["x-frame-options" => "DENY", "x-content-type-options" => "nosniff"]` is
+/// `"x-frame-options: DENY\r\nx-content-type-options: nosniff\r\n"`.
+#[macro_export]
+macro_rules! header_block {
+    ($($name:literal => $value:literal),* $(,)?) => {
+        concat!($($name, ": ", $value, "\r\n"),*)
+    };
+}
+
 /// Exports `handle: fn(Event) -> Result<Outcome, String>` through the fast ABI: the event is read with
 /// host calls and the outcome applied as the host calls that differ from what was read. The same
 /// handler then runs on all three ABIs (`handler!`, `command!`, this), which is how verge's tests run
@@ -80,4 +90,14 @@ macro_rules! command {
             $crate::__run_command($handle)
         }
     };
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_header_block_is_its_lines() {
+        const BLOCK: &str = header_block!["x-frame-options" => "DENY", "x-a" => "1; b",];
+        assert_eq!(BLOCK, "x-frame-options: DENY\r\nx-a: 1; b\r\n");
+        assert_eq!(header_block![], "");
+    }
 }

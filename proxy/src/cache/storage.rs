@@ -122,6 +122,9 @@ struct Entry {
     body: Bytes,
     /// The invalidation path (`/a/b.jpg` or `/a/b.jpg?q=1`), taken from the primary key.
     path: Box<str>,
+    /// The id of the last viewer-response header block found to add only fields `head` lacks (0: none):
+    /// each hit after the first with the same block appends its lines without looking its names up.
+    appendable_block: AtomicU64,
 }
 
 /// What one stored object costs beyond its header and body bytes: the moka entry, the `Arc`, the header
@@ -239,6 +242,7 @@ impl ObjectStore {
                 generation: old.generation,
                 body: old.body.clone(),
                 path: old.path.clone(),
+                appendable_block: AtomicU64::new(0),
             };
             self.objects.insert(k, Arc::new(entry));
         }
@@ -275,6 +279,17 @@ impl FreshHit {
     /// The stored header (the logs read the content type and length from it).
     pub fn header(&self) -> &ResponseHeader {
         &self.entry.meta.header
+    }
+
+    /// Whether header block `id` was found to add only fields this head lacks (`remember_appendable`).
+    pub fn appendable_block(&self, id: u64) -> bool {
+        self.entry.appendable_block.load(Ordering::Relaxed) == id
+    }
+
+    /// Remembers that header block `id` adds only fields this head lacks (one block per object: a
+    /// second block replaces the first, and is checked again when the first comes back).
+    pub fn remember_appendable(&self, id: u64) {
+        self.entry.appendable_block.store(id, Ordering::Relaxed);
     }
 
     /// Seconds since the response was made or last revalidated, as pingora's `CacheMeta::age` counts.
@@ -420,7 +435,14 @@ impl HandleMiss for Miss {
         let generation = self.store.generations.fetch_add(1, Ordering::Relaxed);
         self.store.index.add(&self.path, self.key, generation);
         let head = self.head.and_then(|h| h.finish(size));
-        let entry = Entry { meta, head, generation, body: self.body.freeze(), path: self.path };
+        let entry = Entry {
+            meta,
+            head,
+            generation,
+            body: self.body.freeze(),
+            path: self.path,
+            appendable_block: AtomicU64::new(0),
+        };
         self.store.objects.insert(self.key, Arc::new(entry));
         Ok(MissFinishType::Created(size))
     }
@@ -479,6 +501,7 @@ impl Storage for ObjectStore {
             generation: old.generation,
             body: old.body.clone(),
             path: old.path.clone(),
+            appendable_block: AtomicU64::new(0),
         };
         self.objects.insert(k, Arc::new(entry));
         Ok(true)

@@ -106,6 +106,11 @@ pub fn replay_request(req: &mut RequestHeader, call: &Call, path_prefix: &str) -
             HeaderOp::Remove(n) => {
                 req.remove_header(n);
             }
+            HeaderOp::SetBlock(block) => {
+                for (n, v) in block.fields() {
+                    req.insert_header(case_name(n), v.clone())?;
+                }
+            }
         }
     }
     Ok(())
@@ -134,6 +139,11 @@ pub fn replay_response(resp: &mut ResponseHeader, call: &mut Call) -> pingora_er
             HeaderOp::Remove(n) => {
                 resp.remove_header(&n);
             }
+            HeaderOp::SetBlock(block) => {
+                for (n, v) in block.fields() {
+                    resp.insert_header(case_name(n), v.clone())?;
+                }
+            }
         }
     }
     Ok(())
@@ -150,7 +160,7 @@ fn replay_on_map(resp: &mut ResponseHeader, ops: Vec<verge_hooks::HeaderOp>) -> 
     let placeholder = ResponseHeader::from(http::Response::new(()).into_parts().0);
     let mut parts = http::response::Parts::from(std::mem::replace(resp, placeholder));
     // The non-panicking forms: a map at http's size limit is an error, never an abort.
-    let mut result = parts.headers.try_reserve(ops.len()).map(|_| ());
+    let mut result = parts.headers.try_reserve(ops.iter().map(HeaderOp::count).sum()).map(|_| ());
     for op in ops {
         result = result.and_then(|()| match op {
             HeaderOp::Set(n, v) => parts.headers.try_insert(n, v).map(|_| ()),
@@ -158,6 +168,9 @@ fn replay_on_map(resp: &mut ResponseHeader, ops: Vec<verge_hooks::HeaderOp>) -> 
             HeaderOp::Remove(n) => {
                 parts.headers.remove(n);
                 Ok(())
+            }
+            HeaderOp::SetBlock(block) => {
+                block.fields().iter().try_for_each(|(n, v)| parts.headers.try_insert(n.clone(), v.clone()).map(|_| ()))
             }
         });
     }
