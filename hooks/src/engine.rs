@@ -370,14 +370,15 @@ impl Function {
     }
 
     /// Logs what the call wrote to stderr, tagged with the ARN and request.
-    pub(crate) fn log_stderr(&self, state: &mut HostState, request_id: &str) {
+    pub(crate) fn log_stderr(&self, state: &mut HostState, request_id: &[u8]) {
         let Some((kept, dropped)) = state.stderr.drain() else { return };
         let text = String::from_utf8_lossy(&kept);
         for line in text.lines().filter(|l| !l.trim().is_empty()) {
-            tracing::info!(target: "verge::hook_log", arn = %self.arn, request_id, "{line}");
+            tracing::info!(target: "verge::hook_log", arn = %self.arn, request_id = %crate::invoke::IdText(request_id), "{line}");
         }
         if dropped > 0 {
-            tracing::info!(target: "verge::hook_log", arn = %self.arn, request_id, "({dropped} more bytes of stderr dropped)");
+            tracing::info!(target: "verge::hook_log", arn = %self.arn, request_id = %crate::invoke::IdText(request_id),
+                "({dropped} more bytes of stderr dropped)");
         }
     }
 

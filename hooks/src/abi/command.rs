@@ -11,7 +11,7 @@ use crate::engine::{Function, OUTPUT_CAP};
 use crate::error::HookError;
 use crate::event;
 
-pub(super) async fn run(function: &Function, mut call: Box<Call>, request_id: &str) -> Result<Box<Call>, HookError> {
+pub(super) async fn run(function: &Function, mut call: Box<Call>, request_id: &[u8]) -> Result<Box<Call>, HookError> {
     let input = event::encode_call(&call);
     let stdout = MemoryOutputPipe::new(OUTPUT_CAP);
     let mut store = function.new_store(Some(input), Some(stdout.clone()));

@@ -13,7 +13,7 @@ use crate::error::HookError;
 /// Runs a fast-ABI function on `call`: the call moves into a warm instance's store, the guest's host
 /// calls check and record its changes, and the call comes back out. No outer timer: `poll_oneoff` is
 /// denied and these host calls never block, so the epoch deadline alone bounds the call.
-pub(super) async fn run(function: &Function, call: Box<Call>, request_id: &str, started: Instant) -> Invoked {
+pub(super) async fn run(function: &Function, call: Box<Call>, request_id: &[u8], started: Instant) -> Invoked {
     let mut call = match super::inline::run(function, call, request_id, started) {
         Ok(invoked) => return invoked,
         // Not inline, or rolled back after running past the inline budget.

@@ -120,7 +120,7 @@ impl Inline {
 pub(super) fn run(
     function: &Function,
     mut call: Box<Call>,
-    request_id: &str,
+    request_id: &[u8],
     started: Instant,
 ) -> Result<Invoked, Box<Call>> {
     let Some(inline) = function.inline.as_ref().filter(|i| i.in_use()) else { return Err(call) };

@@ -25,7 +25,7 @@ type Invoked = Result<Box<Call>, HookError>;
 pub(crate) async fn run(
     function: &Function,
     call: Box<Call>,
-    request_id: &str,
+    request_id: &[u8],
     started: Instant,
 ) -> Result<Box<Call>, HookError> {
     match function.abi {

@@ -13,7 +13,7 @@ use crate::event;
 
 use super::Invoked;
 
-pub(super) async fn run(function: &Function, mut call: Box<Call>, request_id: &str, started: Instant) -> Invoked {
+pub(super) async fn run(function: &Function, mut call: Box<Call>, request_id: &[u8], started: Instant) -> Invoked {
     let input = event::encode_call(&call);
     let mut warm = function.take_warm_at(started).await?;
     let result = call_guest(function, &mut warm, &input).await;

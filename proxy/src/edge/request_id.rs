@@ -43,6 +43,12 @@ impl RequestId {
     }
 }
 
+impl AsRef<[u8]> for RequestId {
+    fn as_ref(&self) -> &[u8] {
+        &self.0
+    }
+}
+
 impl std::ops::Deref for RequestId {
     type Target = str;
     fn deref(&self) -> &str {
