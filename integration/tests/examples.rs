@@ -73,6 +73,38 @@ fn security_headers_are_added_to_misses_and_hits() {
     assert_eq!(origin.count(), 2);
 }
 
+/// HTTP/2 hits take the stored header's copy, where the hook's header block is replayed field by field
+/// (HTTP/1 hits append its rendered lines): the same fields either way, once each.
+#[test]
+fn security_headers_reach_http2_viewers_on_misses_and_hits() {
+    let origin = Origin::start(|_| {
+        OriginResponse::new(200, "hello").header("cache-control", "max-age=60").header("x-frame-options", "SAMEORIGIN")
+    });
+    let yaml = example_yaml("security-headers", origin.port())
+        .replace(r#"server: { listen: ["127.0.0.1:8080"] }"#, r#"server: { listen: ["127.0.0.1:8080"], h2c: true }"#);
+    assert!(yaml.contains("h2c: true"), "the example's server line moved");
+    let verge = Verge::start_with_functions(&yaml, &[("security-headers", Module::Guest("security_headers"))]);
+    let url = format!("http://{}/page", verge.addr);
+    for expected in ["miss from verge", "hit from verge"] {
+        let out = std::process::Command::new("curl")
+            .args(["-s", "--max-time", "30", "--http2-prior-knowledge", "-D", "-", "-o", "/dev/null", &url])
+            .output()
+            .expect("curl runs");
+        let head = String::from_utf8_lossy(&out.stdout).to_ascii_lowercase();
+        assert!(head.starts_with("http/2 200"), "{head}");
+        let field = |name: &str| -> Vec<String> {
+            head.lines().filter_map(|l| l.strip_prefix(&format!("{name}: ")).map(|v| v.trim().to_string())).collect()
+        };
+        assert_eq!(field("x-cache"), [expected]);
+        assert_eq!(field("x-frame-options"), ["deny"], "replaced, not sent twice");
+        assert_eq!(field("strict-transport-security"), ["max-age=63072000; includesubdomains; preload"]);
+        assert_eq!(field("x-content-type-options"), ["nosniff"]);
+        assert_eq!(field("x-xss-protection"), ["1; mode=block"]);
+        assert_eq!(field("content-security-policy").len(), 1);
+    }
+    assert_eq!(origin.count(), 1, "the second response was a hit");
+}
+
 #[test]
 fn webp_is_served_only_to_viewers_that_accept_it_even_from_cache() {
     let origin = Origin::start(|req| {
