@@ -413,6 +413,36 @@ fn cloudfront_headers_a_viewer_sends_never_reach_the_origin() {
     assert!(seen.headers.iter().all(|(n, _)| !n.starts_with("cloudfront-")), "{:?}", seen.headers);
 }
 
+/// Even with AllViewer, hop-by-hop fields (RFC 9110 §7.6.1) and the fields a viewer's `Connection`
+/// names stay between the viewer and verge.
+#[test]
+fn hop_by_hop_and_connection_named_fields_never_reach_the_origin() {
+    let app = Origin::start(|_| OriginResponse::new(200, "ok"));
+    let verge = Verge::start(&one_origin(
+        app.port(),
+        "default_cache_behavior: {target_origin_id: app, cache_policy: CachingDisabled, origin_request_policy: AllViewer}\n",
+    ));
+    let hop = [
+        ("Connection", "keep-alive, X-Named"),
+        ("X-Named", "1"),
+        ("Keep-Alive", "timeout=5"),
+        ("Proxy-Connection", "keep-alive"),
+        ("Proxy-Authorization", "Basic eDp5"),
+        ("TE", "trailers"),
+        ("Trailer", "x-t"),
+        ("HTTP2-Settings", "AAMAAABkAAQCAAAAAAIAAAAA"),
+        ("X-Kept", "yes"),
+    ];
+    for _ in 0..2 {
+        assert_eq!(verge.request("GET", "/x", &hop, b"").status, 200);
+        let seen = app.requests().pop().unwrap();
+        assert_eq!(seen.header("x-kept"), Some("yes"), "AllViewer forwards the others");
+        for (name, _) in &hop[..8] {
+            assert_eq!(seen.header(&name.to_ascii_lowercase()), None, "{name} reached the origin: {:?}", seen.headers);
+        }
+    }
+}
+
 #[test]
 fn pipelined_requests_are_all_answered_in_order() {
     use std::io::{Read, Write};
