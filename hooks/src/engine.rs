@@ -81,6 +81,9 @@ impl FastHost for HostState {
 struct MemoryLimiter {
     max_bytes: usize,
     exceeded: bool,
+    /// The largest size a memory of the instance was allowed to reach: what `put_back` checks, without
+    /// asking wasmtime for the memory's size on every call (a cache miss, ~0.25% of a hooked hit's time).
+    largest: usize,
 }
 
 impl ResourceLimiter for MemoryLimiter {
@@ -89,6 +92,7 @@ impl ResourceLimiter for MemoryLimiter {
             self.exceeded = true;
             wasmtime::bail!("memory limit of {} MB exceeded", self.max_bytes >> 20);
         }
+        self.largest = self.largest.max(desired);
         Ok(true)
     }
 
@@ -316,7 +320,7 @@ impl Function {
                 call: Box::default(),
                 interned: crate::intern::Interned::with_shared_blocks(self.blocks.clone()),
             },
-            limiter: MemoryLimiter { max_bytes: self.limits.memory_bytes, exceeded: false },
+            limiter: MemoryLimiter { max_bytes: self.limits.memory_bytes, exceeded: false, largest: 0 },
             stderr,
         }
     }
@@ -436,7 +440,7 @@ impl Function {
     /// measured: with two cores the reset thread competes with the workers and p99 got worse.)
     pub(crate) fn put_back(&self, mut warm: Box<Warm>) {
         warm.calls += 1;
-        let healthy = warm.calls < MAX_WARM_CALLS && warm.memory.data_size(&warm.store) <= MAX_WARM_MEMORY;
+        let healthy = warm.calls < MAX_WARM_CALLS && warm.store.data().limiter.largest <= MAX_WARM_MEMORY;
         if healthy && !self.limits.per_request {
             let pool = match (&self.inline, warm.inline) {
                 (Some(inline), true) if inline.in_use() => &inline.warm,

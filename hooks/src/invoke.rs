@@ -27,9 +27,12 @@ impl Function {
         let started = Instant::now();
         let event = call.event();
         let _running = self.in_flight.enter();
-        let result = abi::run(self, call, request_id, started)
-            .await
-            .and_then(|call| validate::finished(&call).map(|()| call).map_err(HookError::validation));
+        // An inline call never waits: run it before any of the ABIs' futures is built.
+        let result = match abi::run_inline(self, call, request_id, started) {
+            Ok(invoked) => invoked,
+            Err(call) => abi::run(self, call, request_id, started).await,
+        };
+        let result = result.and_then(|call| validate::finished(&call).map(|()| call).map_err(HookError::validation));
         let micros = started.elapsed().as_micros() as u64;
         self.stats.record(event.index(), micros, result.as_ref().err().map(|e| e.kind));
         log_outcome(&self.arn, event, request_id, micros, result.as_ref().err());

@@ -283,3 +283,38 @@ async fn fast_abi_header_blocks_are_single_sets_checked_as_they_are_made() {
     let error = f.invoke(many, "r5").await.unwrap_err();
     assert!(error.reason.contains(&format!("more than {MAX_HEADER_CHANGES} header changes")), "{error}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_warm_instance_whose_memory_grew_past_64_mib_is_not_reused() {
+    use verge_hooks::HeaderOp;
+    // Grows its memory to `pages` on its first call and sets `x-fresh: 1`; a reused instance, already
+    // grown, sets `x-fresh: 0`.
+    let guest = |pages: u32| {
+        format!(
+            r#"(module
+      (import "verge" "header_set" (func $set (param i32 i32 i32 i32 i32) (result i32)))
+      (memory (export "memory") 1)
+      (data (i32.const 0) "x-fresh10")
+      (func (export "verge_fast_handle") (param $event i32) (result i32)
+        (if (i32.lt_u (memory.size) (i32.const {pages}))
+          (then
+            (drop (memory.grow (i32.const {grow})))
+            (drop (call $set (i32.const 1) (i32.const 0) (i32.const 7) (i32.const 7) (i32.const 1))))
+          (else (drop (call $set (i32.const 1) (i32.const 0) (i32.const 7) (i32.const 8) (i32.const 1)))))
+        (i32.const 0)))"#,
+            grow = pages - 1
+        )
+    };
+    let fresh = |call: &Call| match call.response_ops.as_slice() {
+        [HeaderOp::Set(_, value)] => value.to_str().unwrap().to_string(),
+        other => panic!("{other:?}"),
+    };
+    // 1,100 pages is 68.75 MiB; 32 pages 2 MiB.
+    for (pages, second) in [(1100, "1"), (32, "0")] {
+        let f = engine().load("arn:test:grow:1", guest(pages).as_bytes(), 1 << 20, limits(5000)).unwrap();
+        let first = f.invoke(Call::new(EventType::ViewerResponse), "r1").await.unwrap();
+        assert_eq!(fresh(&first), "1");
+        let again = f.invoke(Call::new(EventType::ViewerResponse), "r2").await.unwrap();
+        assert_eq!(fresh(&again), second, "{pages} pages: the second call's instance");
+    }
+}

@@ -10,15 +10,12 @@ use crate::call::Call;
 use crate::engine::{Entry, Function};
 use crate::error::HookError;
 
-/// Runs a fast-ABI function on `call`: the call moves into a warm instance's store, the guest's host
-/// calls check and record its changes, and the call comes back out. No outer timer: `poll_oneoff` is
-/// denied and these host calls never block, so the epoch deadline alone bounds the call.
-pub(super) async fn run(function: &Function, call: Box<Call>, request_id: &[u8], started: Instant) -> Invoked {
-    let mut call = match super::inline::run(function, call, request_id, started) {
-        Ok(invoked) => return invoked,
-        // Not inline, or rolled back after running past the inline budget.
-        Err(call) => call,
-    };
+/// Runs a fast-ABI function on `call` on a fiber: the call moves into a warm instance's store, the
+/// guest's host calls check and record its changes, and the call comes back out. No outer timer:
+/// `poll_oneoff` is denied and these host calls never block, so the epoch deadline alone bounds the
+/// call. Reached when the call could not run inline, or was rolled back after running past the inline
+/// budget (`abi::run_inline` comes first).
+pub(super) async fn run(function: &Function, mut call: Box<Call>, request_id: &[u8], started: Instant) -> Invoked {
     let trigger = call.event().index() as u32;
     let mut warm = function.take_warm_at(started).await?;
     // The store keeps an empty call between invocations; swapping moves two pointers.

@@ -21,7 +21,21 @@ use crate::error::HookError;
 /// What an ABI's `run` gives back: the call with the function's changes, or why it failed.
 type Invoked = Result<Box<Call>, HookError>;
 
-/// Runs `call` on the function's ABI.
+/// Runs `call` inline when the function can be (fast ABI, imports that never wait, still within its
+/// overruns); `Err` gives the call back, as it was, for `run`.
+pub(crate) fn run_inline(
+    function: &Function,
+    call: Box<Call>,
+    request_id: &[u8],
+    started: Instant,
+) -> Result<Invoked, Box<Call>> {
+    match function.abi {
+        Abi::Fast => inline::run(function, call, request_id, started),
+        _ => Err(call),
+    }
+}
+
+/// Runs `call` on the function's ABI (a fast-ABI call here runs on a fiber: `run_inline` came first).
 pub(crate) async fn run(
     function: &Function,
     call: Box<Call>,
