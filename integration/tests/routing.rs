@@ -558,3 +558,41 @@ fn malformed_requests_get_a_400_not_a_silent_close() {
         assert!(answer.to_ascii_lowercase().contains("connection: close"), "{what}: {answer:?}");
     }
 }
+
+/// A viewer that closes its connection while verge waits for the origin ends the request there: it is
+/// logged as CloudFront logs it (`Error`, `ClientHungUpRequest`) without waiting for the origin's answer or
+/// its read timeout, and the origin connection it left mid-response is not reused for the next request.
+#[test]
+fn a_viewer_hanging_up_while_the_origin_is_slow_ends_the_request() {
+    use std::io::Write;
+    let origin = Origin::start(|req| {
+        let delay = if req.path() == "/slow" { Duration::from_secs(600) } else { Duration::ZERO };
+        OriginResponse::new(200, "ok").delay(delay)
+    });
+    let verge = Verge::start(&format!(
+        "origins:\n  - {{id: app, domain_name: 127.0.0.1, http_port: {}, read_timeout: 120}}\ndefault_cache_behavior: {{target_origin_id: app, cache_policy: CachingDisabled}}\n",
+        origin.port()
+    ));
+    assert_eq!(verge.get("/fast").status, 200, "{}", verge.output());
+
+    let mut viewer = std::net::TcpStream::connect(verge.addr).unwrap();
+    viewer.write_all(b"GET /slow HTTP/1.1\r\nHost: a\r\n\r\n").unwrap();
+    let deadline = std::time::Instant::now() + TIMEOUT;
+    while origin.requests().iter().all(|r| r.path() != "/slow") {
+        assert!(std::time::Instant::now() < deadline, "the origin never saw /slow");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    viewer.shutdown(std::net::Shutdown::Both).unwrap();
+    drop(viewer);
+
+    // Without watching the viewer, this line would come only after the 120 s read timeout (the wait is 30 s), as a 504.
+    assert!(verge.wait_for_output("uri=/slow"), "{}", verge.output());
+    let output = verge.output();
+    let line = output.lines().find(|l| l.contains("uri=/slow")).unwrap();
+    assert!(line.contains("result=\"Error\"") && line.contains("ClientHungUpRequest"), "{line}");
+
+    let before = origin.count();
+    let again = verge.get("/fast");
+    assert_eq!((again.status, again.text().as_str()), (200, "ok"), "{}", verge.output());
+    assert_eq!(origin.count(), before + 1);
+}

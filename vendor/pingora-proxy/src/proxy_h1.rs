@@ -113,7 +113,8 @@ where
             return (false, true, Some(e));
         }
 
-        session.set_upstream_h1_upgrade_request_status(is_h1_upgrade_req(&req));
+        let upgrade_request = is_h1_upgrade_req(&req);
+        session.set_upstream_h1_upgrade_request_status(upgrade_request);
 
         session.upstream_compression.request_filter(&req);
 
@@ -138,6 +139,25 @@ where
             Ok(reader) => reader,
             Err(e) => return (false, false, Some(e)),
         };
+
+        // verge: a request with nothing to stream either way (see `proxy_1to1_in_order`) is exchanged in
+        // order, without the duplex pipe's channels and tasks.
+        if !upgrade_request
+            && downstream_custom_message_writer.is_none()
+            && downstream_custom_message_reader.is_none()
+            && !session.cache.enabled()
+            && !session.cache.bypassing()
+            && session.as_mut().is_body_empty()
+            && session.as_mut().is_body_done()
+            && session.as_ref().get_retry_buffer().is_none()
+        {
+            return match self.proxy_1to1_in_order(session, client_session, ctx).await {
+                Ok((downstream_can_reuse, upstream_can_reuse)) => {
+                    (downstream_can_reuse, upstream_can_reuse, None)
+                }
+                Err(e) => (false, false, Some(e)),
+            };
+        }
 
         let (tx_upstream, rx_upstream) = mpsc::channel::<HttpTask>(TASK_BUFFER_SIZE);
         let (tx_downstream, rx_downstream) = mpsc::channel::<HttpTask>(TASK_BUFFER_SIZE);
@@ -189,6 +209,103 @@ where
             }
             Err(e) => (false, false, Some(e)),
         }
+    }
+
+    // verge: the exchange for a request without a body, an upgrade, custom messages or the cache: its
+    // (empty) body goes through the request body filters and to the upstream first, then the response is
+    // read, filtered and written downstream batch by batch, the same steps the duplex pipe takes for
+    // such a request, in the order it would take them. The viewer is still watched while the response
+    // is awaited, so a viewer that closes early ends the exchange as it does in the pipe. Saves the two
+    // task channels, the shared pipe state and the `try_join!`/`select!` futures of every such request.
+    // Returns (downstream can be reused, upstream can be reused).
+    async fn proxy_1to1_in_order(
+        &self,
+        session: &mut Session,
+        client_session: &mut HttpSessionV1,
+        ctx: &mut SV::CTX,
+    ) -> Result<(bool, bool)>
+    where
+        SV: ProxyHttp + Send + Sync,
+        SV::CTX: Send + Sync,
+    {
+        session.as_mut().enable_retry_buffering();
+
+        let mut upstream_can_reuse = true;
+        let mut send_error = None;
+        if let Some(task) = self.request_body_task(session, None, true, ctx).await? {
+            if let Err(e) = send_body_to1(client_session, Some(task)).await {
+                warn!("send error, draining read buf: {e}");
+                upstream_can_reuse = false;
+                send_error = Some(e);
+            }
+        }
+
+        let mut response_state = ResponseStateMachine::new();
+        let mut serve_from_cache = proxy_cache::ServeFromCache::new();
+        let mut range_body_filter = proxy_cache::range_filter::RangeBodyFilter::new();
+        let mut watch_downstream = true;
+        loop {
+            let read = if watch_downstream {
+                tokio::select! {
+                    res = client_session.read_response_task() => res,
+                    body = session.downstream_session.read_body_or_idle(true) => {
+                        // Ok: bytes of a pipelined request, kept for the next request; the viewer has
+                        // nothing more to say about this one.
+                        body.map_err(|e| e.into_down())?;
+                        watch_downstream = false;
+                        continue;
+                    }
+                }
+            } else {
+                client_session.read_response_task().await
+            };
+            let mut tasks = Vec::with_capacity(TASK_BUFFER_SIZE);
+            let mut read = Some(read);
+            // Whatever more of the response is already buffered goes in the same batch, as the pipe
+            // batches what its channel holds.
+            while let Some(result) = read.take() {
+                match result {
+                    Ok(task) => {
+                        let end = task.is_end();
+                        tasks.push(task);
+                        if !end {
+                            read = tokio::task::unconstrained(client_session.read_response_task())
+                                .now_or_never();
+                        }
+                    }
+                    Err(e) => {
+                        // A response read error leaves the HTTP/1 message boundary unknown.
+                        upstream_can_reuse = false;
+                        tasks.push(HttpTask::Failed(send_error.take().unwrap_or(e).into_up()));
+                    }
+                }
+            }
+            let Some(response_done) = self
+                .filter_and_write_tasks(
+                    session,
+                    ctx,
+                    tasks,
+                    &mut serve_from_cache,
+                    &mut range_body_filter,
+                    &mut response_state,
+                )
+                .await?
+            else {
+                continue;
+            };
+            if response_done {
+                break;
+            }
+        }
+
+        let reuse_downstream = match session.as_mut().finish_body().await {
+            Ok(_) => true,
+            Err(e) => {
+                error!("Error finish sending body to downstream: {}", e);
+                false
+            }
+        };
+        Ok((reuse_downstream, upstream_can_reuse))
     }
 
     pub(crate) async fn proxy_to_h1_upstream(
@@ -394,6 +511,31 @@ where
             }
         }
 
+        self.filter_and_write_tasks(
+            session,
+            ctx,
+            tasks,
+            serve_from_cache,
+            range_body_filter,
+            response_state,
+        )
+        .await
+    }
+
+    // verge: the second half of `process_upstream_tasks`, shared with `proxy_1to1_in_order`.
+    async fn filter_and_write_tasks(
+        &self,
+        session: &mut Session,
+        ctx: &mut SV::CTX,
+        tasks: Vec<HttpTask>,
+        serve_from_cache: &mut ServeFromCache,
+        range_body_filter: &mut proxy_cache::range_filter::RangeBodyFilter,
+        response_state: &mut ResponseStateMachine,
+    ) -> Result<Option<bool>>
+    where
+        SV: ProxyHttp + Send + Sync,
+        SV::CTX: Send + Sync,
+    {
         /* run filters before sending to downstream */
         let mut filtered_tasks = Vec::with_capacity(TASK_BUFFER_SIZE);
         for mut t in tasks {
@@ -1020,11 +1162,34 @@ where
     async fn send_body_to_pipe(
         &self,
         session: &mut Session,
-        mut data: Option<Bytes>,
+        data: Option<Bytes>,
         end_of_body: bool,
         tx: mpsc::Permit<'_, HttpTask>,
         ctx: &mut SV::CTX,
     ) -> Result<bool>
+    where
+        SV: ProxyHttp + Send + Sync,
+        SV::CTX: Send + Sync,
+    {
+        let end_of_body = end_of_body || data.is_none();
+        if let Some(task) = self
+            .request_body_task(session, data, end_of_body, ctx)
+            .await?
+        {
+            tx.send(task);
+        }
+        Ok(end_of_body)
+    }
+
+    // verge: the body filters of `send_body_to_pipe`, shared with `proxy_1to1_in_order`: the task to
+    // send upstream, or None when there is nothing to send yet.
+    async fn request_body_task(
+        &self,
+        session: &mut Session,
+        mut data: Option<Bytes>,
+        end_of_body: bool,
+        ctx: &mut SV::CTX,
+    ) -> Result<Option<HttpTask>>
     where
         SV: ProxyHttp + Send + Sync,
         SV::CTX: Send + Sync,
@@ -1053,7 +1218,7 @@ where
          * Don't write 0 bytes to the network since it will be
          * treated as the terminating chunk */
         if !upstream_end_of_body && data.as_ref().is_some_and(|d| d.is_empty()) {
-            return Ok(false);
+            return Ok(None);
         }
 
         debug!(
@@ -1063,12 +1228,10 @@ where
 
         // upgraded body needs to be marked
         if session.was_upgraded() {
-            tx.send(HttpTask::UpgradedBody(data, upstream_end_of_body));
+            Ok(Some(HttpTask::UpgradedBody(data, upstream_end_of_body)))
         } else {
-            tx.send(HttpTask::Body(data, upstream_end_of_body));
+            Ok(Some(HttpTask::Body(data, upstream_end_of_body)))
         }
-
-        Ok(end_of_body)
     }
 }
 
