@@ -486,3 +486,91 @@ fn a_response_without_framing_is_never_advertised_as_kept_alive() {
         assert!(body.contains("until the close"), "{what}: {text}");
     }
 }
+
+/// An origin written out for the upstream-pool tests: HTTP/1.1 keep-alive answers of `ok` to each
+/// request head, counting connections; each connection's end (verge closed it: EOF) is sent on the
+/// channel, and with `close_after_each` the origin closes a connection itself after each answer
+/// (without saying `Connection: close`, as a server whose keep-alive timer fired would), sending the
+/// closed connection's number once it has.
+fn pool_origin(close_after_each: bool) -> (u16, Arc<AtomicUsize>, std::sync::mpsc::Receiver<usize>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let connections = Arc::new(AtomicUsize::new(0));
+    let (ended, ends) = std::sync::mpsc::channel();
+    let counted = connections.clone();
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(conn) = conn else { return };
+            let n = counted.fetch_add(1, Ordering::SeqCst) + 1;
+            let ended = ended.clone();
+            std::thread::spawn(move || {
+                let mut reader = BufReader::new(conn);
+                loop {
+                    let mut line = String::new();
+                    let mut head_lines = 0;
+                    loop {
+                        line.clear();
+                        match reader.read_line(&mut line) {
+                            Ok(0) | Err(_) => {
+                                let _ = ended.send(n);
+                                return;
+                            }
+                            Ok(_) if line == "\r\n" && head_lines > 0 => break,
+                            Ok(_) => head_lines += 1,
+                        }
+                    }
+                    let answer = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nCache-Control: no-store\r\n\r\nok";
+                    if reader.get_mut().write_all(answer).is_err() {
+                        return;
+                    }
+                    if close_after_each {
+                        let _ = reader.get_mut().shutdown(std::net::Shutdown::Both);
+                        let _ = ended.send(n);
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    (port, connections, ends)
+}
+
+/// verge keeps an origin connection for the next request, and closes it once it has idled past the
+/// origin's `keepalive_timeout` even when no request comes to reuse it (the idle pool's sweeper; a
+/// connection left open would hold a file descriptor, and the origin's slot, indefinitely).
+#[test]
+fn origin_connections_are_reused_and_closed_after_their_idle_timeout() {
+    let (port, connections, ends) = pool_origin(false);
+    let verge = Verge::start(&format!(
+        "origins:\n  - {{id: app, domain_name: 127.0.0.1, http_port: {port}, keepalive_timeout: 1}}\ndefault_cache_behavior: {{target_origin_id: app, cache_policy: CachingDisabled}}\n"
+    ));
+    for i in 0..5 {
+        let resp = verge.get(&format!("/r{i}"));
+        assert_eq!((resp.status, resp.text().as_str()), (200, "ok"), "{}", verge.output());
+    }
+    assert_eq!(connections.load(Ordering::SeqCst), 1, "one origin connection serves requests in turn");
+    let idle_since = Instant::now();
+    let closed = ends.recv_timeout(TIMEOUT).expect("verge never closed its idle origin connection");
+    println!("the idle origin connection was closed after {:?} (keepalive_timeout 1 s)", idle_since.elapsed());
+    assert_eq!(closed, 1);
+    let resp = verge.get("/after");
+    assert_eq!((resp.status, resp.text().as_str()), (200, "ok"));
+    assert_eq!(connections.load(Ordering::SeqCst), 2, "a new connection after the idle one was closed");
+}
+
+/// An origin that closes a kept-alive connection between requests: verge does not send the next
+/// request on it (it would fail, or be retried), it opens a new one.
+#[test]
+fn an_origin_connection_closed_while_idle_is_not_reused() {
+    let (port, connections, ends) = pool_origin(true);
+    let verge = Verge::start(&format!(
+        "origins:\n  - {{id: app, domain_name: 127.0.0.1, http_port: {port}, connection_attempts: 1, keepalive_timeout: 60}}\ndefault_cache_behavior: {{target_origin_id: app, cache_policy: CachingDisabled}}\n"
+    ));
+    for i in 1..=4 {
+        let resp = verge.get(&format!("/r{i}"));
+        assert_eq!((resp.status, resp.text().as_str()), (200, "ok"), "request {i}: {}", verge.output());
+        assert_eq!(ends.recv_timeout(TIMEOUT), Ok(i), "the origin closed connection {i}");
+    }
+    assert_eq!(connections.load(Ordering::SeqCst), 4);
+    assert!(!verge.output().contains("status=502"), "{}", verge.output());
+}
