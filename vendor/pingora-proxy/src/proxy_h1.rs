@@ -141,12 +141,16 @@ where
         };
 
         // verge: a request with nothing to stream either way (see `proxy_1to1_in_order`) is exchanged in
-        // order, without the duplex pipe's channels and tasks.
+        // order, without the duplex pipe's channels and tasks. Nothing may turn the exchange into an
+        // answer from the cache: no cache, or a plain miss (no stale object to revalidate or serve on
+        // error) on a storage that does not stream a miss to readers while it is written.
+        let answered_from_upstream = (!session.cache.enabled() && !session.cache.bypassing())
+            || (session.cache.phase() == CachePhase::Miss
+                && session.cache.support_streaming_partial_write() == Some(false));
         if !upgrade_request
+            && answered_from_upstream
             && downstream_custom_message_writer.is_none()
             && downstream_custom_message_reader.is_none()
-            && !session.cache.enabled()
-            && !session.cache.bypassing()
             && session.as_mut().is_body_empty()
             && session.as_mut().is_body_done()
             && session.as_ref().get_retry_buffer().is_none()
@@ -211,7 +215,8 @@ where
         }
     }
 
-    // verge: the exchange for a request without a body, an upgrade, custom messages or the cache: its
+    // verge: the exchange for a request without a body, an upgrade or custom messages, that only the
+    // upstream can answer (no cache, or a plain miss on a storage that does not stream misses): its
     // (empty) body goes through the request body filters and to the upstream first, then the response is
     // read, filtered and written downstream batch by batch, the same steps the duplex pipe takes for
     // such a request, in the order it would take them. The viewer is still watched while the response
