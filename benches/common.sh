@@ -76,13 +76,14 @@ alternate_rounds() {
 }
 
 # nginx_origin PORT [PREFIX...]: a one-worker nginx origin serving www/ with `Cache-Control: max-age=3600`
-# on PORT, started in the background (run under PREFIX, e.g. `taskset -c 1`).
+# on PORT (and 1k.bin for any path under /m/, so that every request can be a new object), started in the
+# background (run under PREFIX, e.g. `taskset -c 1`).
 nginx_origin() {
   local port=$1; shift
   cat > "$WORK/origin.conf" <<CONF
 worker_processes 1; daemon off; pid $WORK/origin.pid; error_log $WORK/origin-error.log warn;
 events { worker_connections 1024; }
-http { access_log off; server { listen 127.0.0.1:$port; root $WORK/www; add_header Cache-Control "max-age=3600"; } }
+http { access_log off; server { listen 127.0.0.1:$port; root $WORK/www; add_header Cache-Control "max-age=3600"; location /m/ { try_files /1k.bin =404; } } }
 CONF
   "$@" nginx -c "$WORK/origin.conf" -p "$WORK" &
 }

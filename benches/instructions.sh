@@ -9,6 +9,9 @@
 #                     figure minus the 1k.bin row's);
 #   1k.bin miss       every request to the origin, nothing stored: verge with CachingDisabled vs nginx
 #                     with proxy_cache off, both on kept-alive origin connections;
+#   1k.bin stored-miss every request a new path (one connection, `h2load --h1 -c 1 -i`), each a miss
+#                     fetched and stored: verge with CachingOptimized (in memory) vs nginx proxy_cache
+#                     (a file per object: its user-space side only, as everywhere here);
 #   1k.bin h2         cached 1 KiB hits over HTTP/2 without TLS (h2c, prior knowledge; `h2load -c 4 -m 10`);
 #   2k.txt gzip       cached hits on 2.5 KB of text for viewers that accept gzip (`h2load --h1 -c 4`):
 #                     verge with `compress: true` (the compressed variant is stored, hits send it as it is)
@@ -44,7 +47,10 @@ count() {
   local pid=$!
   wait_port "$PORT" 1200 0.25   # under valgrind a server takes seconds to start
   curl -s -o /dev/null "http://127.0.0.1:$PORT$path"; curl -s -o /dev/null "http://127.0.0.1:$PORT$path"
-  if [ "${KIND:-}" = h2 ]; then
+  if [ "${KIND:-}" = stored-miss ]; then
+    seq 1 "$n" | sed "s|^|http://127.0.0.1:$PORT/m/$name-$n/|" > "$WORK/urls"
+    h2load --h1 -c 1 -n "$n" -i "$WORK/urls" > /dev/null
+  elif [ "${KIND:-}" = h2 ]; then
     h2load -c 4 -m 10 -n "$n" "http://127.0.0.1:$PORT$path" > /dev/null
   elif [ "${KIND:-}" = gzip ]; then
     h2load --h1 -c 4 -n "$n" -H "Accept-Encoding: gzip" "http://127.0.0.1:$PORT$path" > /dev/null
@@ -77,7 +83,7 @@ nginx_server() {
   rm -rf "$WORK/cache"/*
   local location listen_options=""
   case $1 in
-    hit) location=$(nginx_edge "$ORIGIN") ;;
+    hit|stored-miss) location=$(nginx_edge "$ORIGIN") ;;
     h2) location=$(nginx_edge "$ORIGIN"); listen_options=" http2" ;;
     hook) location=$(nginx_edge "$ORIGIN" "add_header Strict-Transport-Security \"max-age=63072000; includeSubDomains; preload\"; add_header X-Content-Type-Options nosniff; add_header X-Frame-Options DENY; add_header X-XSS-Protection \"1; mode=block\"; add_header Content-Security-Policy \"default-src 'self'; img-src 'self' data:; object-src 'none'\";") ;;
     gzip) location=$(nginx_edge "$ORIGIN" "gzip on; gzip_types text/plain; gzip_min_length 1000; gzip_proxied any;") ;;
@@ -102,8 +108,8 @@ CONF
 
 per_request() { echo $(( ($2 - $1) / (N2 - N1) )); }
 
-printf "%-12s %16s %16s %10s\n" row "nginx instr/req" "verge instr/req" verge/nginx
-for row in ${ROWS:-1k.bin:hit 100k.bin:hit 1k.bin:hook 1k.bin:miss 1k.bin:h2 2k.txt:gzip}; do
+printf "%-18s %16s %16s %10s\n" row "nginx instr/req" "verge instr/req" verge/nginx
+for row in ${ROWS:-1k.bin:hit 100k.bin:hit 1k.bin:hook 1k.bin:miss 1k.bin:stored-miss 1k.bin:h2 2k.txt:gzip}; do
   path=/${row%%:*}; kind=${row#*:}; KIND=$kind
   nginx_server "$kind"; n1=$(count nginx "$N1" "$path" "${NGINX_CMD[@]}")
   nginx_server "$kind"; n2=$(count nginx "$N2" "$path" "${NGINX_CMD[@]}")
@@ -117,5 +123,5 @@ for row in ${ROWS:-1k.bin:hit 100k.bin:hit 1k.bin:hook 1k.bin:miss 1k.bin:h2 2k.
   verge_server "$kind"; v2=$(count verge "$N2" "$path" "${VERGE_CMD[@]}")
   n=$(per_request "$n1" "$n2"); v=$(per_request "$v1" "$v2")
   label=${path#/}; [ "$kind" = hit ] || label="$label $kind"
-  printf "%-12s %16d %16d %10.2f\n" "$label" "$n" "$v" "$(echo "$v / $n" | bc -l)"
+  printf "%-18s %16d %16d %10.2f\n" "$label" "$n" "$v" "$(echo "$v / $n" | bc -l)"
 done
