@@ -4,11 +4,33 @@
 //! policy allows, and an `Age` that is not one field of digits never leaves the object fresh. A stored
 //! `200`'s rendered head (what fresh hits send, `cache/rendered_head.rs`) parses back into exactly the
 //! stored fields, less those each hit sets, plus `Accept-Ranges` and the body's `Content-Length`.
+//! verge's `Cache-Control` reading (`cache/cache_control.rs`) reads exactly what pingora-cache's parser,
+//! which it replaced, reads.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
+use pingora_cache::cache_control::CacheControl;
 use pingora_http::ResponseHeader;
-use verge::fuzzing::{decide, freshness, merge_not_modified, render, strip_unstorable, Decision, TtlPolicy};
+use verge::fuzzing::{
+    cache_directives, decide, freshness, merge_not_modified, render, strip_unstorable, CacheDirectives, Decision,
+    TtlPolicy,
+};
+
+/// pingora-cache's reading of the same fields.
+fn pingora_directives(resp: &ResponseHeader) -> CacheDirectives {
+    let Some(cc) = CacheControl::from_resp_headers(resp) else { return CacheDirectives::default() };
+    CacheDirectives {
+        no_store: cc.no_store(),
+        no_cache: cc.no_cache(),
+        private: cc.private(),
+        must_revalidate: cc.must_revalidate(),
+        proxy_revalidate: cc.proxy_revalidate(),
+        max_age: cc.max_age().ok().flatten(),
+        s_maxage: cc.s_maxage().ok().flatten(),
+        stale_while_revalidate: cc.stale_while_revalidate().ok().flatten(),
+        stale_if_error: cc.stale_if_error().ok().flatten(),
+    }
+}
 
 fn header_block(status: u16, text: &str) -> Option<ResponseHeader> {
     let mut resp = ResponseHeader::build(status, None).ok()?;
@@ -39,6 +61,7 @@ fuzz_target!(|data: &[u8]| {
     let statuses = [200, 203, 204, 206, 301, 304, 400, 403, 404, 410, 500, 502, 503, 504, 599];
     let status = statuses[status_byte as usize % statuses.len()];
     let Some(resp) = header_block(status, first) else { return };
+    assert_eq!(cache_directives(&resp), pingora_directives(&resp), "Cache-Control read differently: {text:?}");
     let origin = freshness(&resp);
     for policy in &POLICIES {
         if let Decision::Store { fresh_secs, .. } = decide(&origin, policy) {

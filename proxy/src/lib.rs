@@ -21,6 +21,7 @@ pub use cli::run;
 /// The cache's parsers of origin and viewer input, for the fuzz targets in `fuzz/` (not an API).
 #[doc(hidden)]
 pub mod fuzzing {
+    pub use crate::cache::cache_control::{cache_directives, CacheDirectives};
     pub use crate::cache::freshness::freshness;
     pub use crate::cache::key::primary_key;
     pub use crate::cache::rendered_head::render;

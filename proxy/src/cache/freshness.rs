@@ -3,15 +3,13 @@
 
 use std::time::SystemTime;
 
-use pingora_cache::cache_control::CacheControl;
-use pingora_error::Result;
 use pingora_http::ResponseHeader;
 
+use crate::cache::cache_control::cache_directives;
 use crate::cache::ttl::OriginFreshness;
 
 pub fn freshness(resp: &ResponseHeader) -> OriginFreshness {
-    let cc = CacheControl::from_resp_headers(resp);
-    let secs = |v: Result<Option<u32>>| v.ok().flatten().map(u64::from);
+    let cc = cache_directives(resp);
     let header = |name: http::header::HeaderName| resp.headers.get(name).and_then(|v| v.to_str().ok());
     let date = |name| header(name).and_then(httpdate_secs);
     let expires_in = match (date(http::header::EXPIRES), header(http::header::EXPIRES)) {
@@ -25,16 +23,16 @@ pub fn freshness(resp: &ResponseHeader) -> OriginFreshness {
     };
     OriginFreshness {
         status: resp.status.as_u16(),
-        no_store: cc.as_ref().is_some_and(|c| c.no_store()),
-        no_cache: cc.as_ref().is_some_and(|c| c.no_cache()),
-        private: cc.as_ref().is_some_and(|c| c.private()),
-        s_maxage: cc.as_ref().and_then(|c| secs(c.s_maxage())),
-        max_age: cc.as_ref().and_then(|c| secs(c.max_age())),
+        no_store: cc.no_store,
+        no_cache: cc.no_cache,
+        private: cc.private,
+        s_maxage: cc.s_maxage.map(u64::from),
+        max_age: cc.max_age.map(u64::from),
         expires_in,
         age: age_secs(resp),
-        stale_while_revalidate: cc.as_ref().and_then(|c| secs(c.stale_while_revalidate())),
-        stale_if_error: cc.as_ref().and_then(|c| secs(c.stale_if_error())),
-        must_revalidate: cc.as_ref().is_some_and(|c| c.must_revalidate() || c.proxy_revalidate()),
+        stale_while_revalidate: cc.stale_while_revalidate.map(u64::from),
+        stale_if_error: cc.stale_if_error.map(u64::from),
+        must_revalidate: cc.must_revalidate || cc.proxy_revalidate,
         has_validators: resp.headers.contains_key(http::header::ETAG)
             || resp.headers.contains_key(http::header::LAST_MODIFIED),
         sets_cookie: resp.headers.contains_key(http::header::SET_COOKIE),

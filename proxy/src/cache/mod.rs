@@ -1,5 +1,6 @@
 //! The cache layer under pingora-cache: keys, TTL decisions and the bounded object store.
 
+pub mod cache_control;
 pub mod freshness;
 pub mod invalidation;
 pub mod key;

@@ -13,21 +13,35 @@ const HOP_BY_HOP: &[&str] =
     &["connection", "keep-alive", "proxy-connection", "te", "transfer-encoding", "upgrade", "trailer"];
 
 /// Connection-scoped fields the stored copy drops outright (`Connection` itself is replaced on every
-/// response, `Transfer-Encoding` is the store's to settle when the body's length is known).
-const CONNECTION_SCOPED: &[&str] = &["keep-alive", "proxy-connection", "te", "upgrade", "trailer"];
+/// response, `Transfer-Encoding` is the store's to settle when the body's length is known). Parsed once:
+/// most responses have none of them, and a lookup by a parsed name is a fraction of a removal by text.
+static CONNECTION_SCOPED: [header::HeaderName; 5] = [
+    header::HeaderName::from_static("keep-alive"),
+    header::HeaderName::from_static("proxy-connection"),
+    header::TE,
+    header::UPGRADE,
+    header::TRAILER,
+];
 
 /// Removes what a shared cache must not store: connection-scoped fields and the fields a `Connection`
 /// header names (RFC 9110 §7.6.1), and the fields a qualified `no-cache="..."` or `private="..."` names
 /// (RFC 9111 §5.2.2.4, §5.2.2.7: a stored response is reused without them). Every hit, however it is
 /// served, then sends the same fields.
 pub fn strip_unstorable(stored: &mut ResponseHeader) {
-    for name in CONNECTION_SCOPED {
-        stored.remove_header(*name);
+    for name in &CONNECTION_SCOPED {
+        if stored.headers.contains_key(name) {
+            stored.remove_header(name);
+        }
     }
     let mut names: Vec<String> = Vec::new();
     for value in stored.headers.get_all(header::CONNECTION) {
         if let Ok(v) = value.to_str() {
-            names.extend(v.split(',').map(|n| n.trim().to_ascii_lowercase()).filter(|n| !n.is_empty()));
+            // `close` and `keep-alive` (the usual values) name no field.
+            let named = v
+                .split(',')
+                .map(str::trim)
+                .filter(|n| !n.is_empty() && !n.eq_ignore_ascii_case("close") && !n.eq_ignore_ascii_case("keep-alive"));
+            names.extend(named.map(str::to_ascii_lowercase));
         }
     }
     for value in stored.headers.get_all(header::CACHE_CONTROL) {
