@@ -27,9 +27,10 @@ use crate::utils::KVRef;
 pub(super) const MAX_HEADERS: usize = 256;
 
 pub(super) const INIT_HEADER_BUF_SIZE: usize = 4096;
-// verge: room for fields a proxy adds to a parsed head (a forwarded request's `Via`, `X-Forwarded-For`,
-// the origin's `Host`; a response's `Date`, `Connection`, `Via`, cache status), so that adding them does
-// not grow the header map (a rehash of every field, twice with a case map) per request.
+// verge: room for the fields a proxy adds to a response read from upstream (`Date`, `Connection`,
+// `Via`, cache status), so that adding them does not grow the header map (a rehash of every field, twice
+// with a case map) per response. Requests read from viewers get none: a hit adds nothing to its request,
+// and the larger map cost every hit more than the forwarded copy's one growth costs a miss.
 pub(super) const PARSED_HEADER_ROOM: usize = 8;
 pub(super) const MAX_HEADER_SIZE: usize = 1048575;
 

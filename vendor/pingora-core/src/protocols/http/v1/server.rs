@@ -398,9 +398,9 @@ impl HttpSession {
                             (req.method.unwrap_or(""), req.path.unwrap_or("").as_bytes());
                         // verge: without the case map when the session does not keep it.
                         let mut request_header = Box::new(if self.keep_request_header_case {
-                            RequestHeader::build(method, path, Some(req.headers.len() + PARSED_HEADER_ROOM))?
+                            RequestHeader::build(method, path, Some(req.headers.len()))?
                         } else {
-                            RequestHeader::build_no_case(method, path, Some(req.headers.len() + PARSED_HEADER_ROOM))?
+                            RequestHeader::build_no_case(method, path, Some(req.headers.len()))?
                         });
 
                         request_header.set_version(match req.version {
