@@ -46,7 +46,9 @@ pub trait IntoCaseHeaderName {
 
     // verge: the name and its wire case together. By default the case bytes are parsed into a
     // `HeaderName` (for a non-standard name, an allocation); a type that already holds the
-    // `HeaderName` hands it over instead, so an insert costs its two map operations only.
+    // `HeaderName` hands it over instead, so an insert costs its two map operations only. Inlined: it
+    // runs for every field of every head read, and left to the compiler it was sometimes called.
+    #[inline]
     fn into_header_names(self) -> Result<(HeaderName, CaseHeaderName)>
     where
         Self: Sized,
@@ -59,6 +61,7 @@ pub trait IntoCaseHeaderName {
 
     // verge: the name alone, for a header without a case map: a `HeaderName` needs no wire case made
     // for it (for a non-standard name, an allocation thrown away).
+    #[inline]
     fn into_header_name(self) -> Result<HeaderName>
     where
         Self: Sized,
