@@ -13,6 +13,7 @@ mod examples;
 mod fleet;
 mod geo;
 mod hooks;
+mod pass_exchange;
 mod reload;
 mod resilience;
 mod response_headers;

@@ -11,6 +11,7 @@ mod edge;
 mod fleet;
 mod fresh_hit;
 mod observe;
+mod pass_through;
 mod phases;
 mod server;
 mod snapshot;

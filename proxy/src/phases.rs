@@ -2,12 +2,14 @@
 //! CloudFront step and handing the trigger points to `triggers` (docs/phases.md).
 
 use std::borrow::Cow;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
 use pingora_cache::key::HashBinary;
 use pingora_cache::lock::CacheKeyLockImpl;
 use pingora_cache::{CacheKey, CacheMeta, CacheOptionOverrides, CachePhase, NoCacheReason, RespCacheable};
+use pingora_core::connectors::IdleConnections;
 use pingora_core::modules::http::HttpModules;
 use pingora_core::upstreams::peer::HttpPeer;
 use pingora_error::{Error, ErrorType, Result};
@@ -33,6 +35,7 @@ use crate::fleet::shield;
 use crate::fresh_hit;
 use crate::observe::{access_log, metrics};
 use crate::observe::{cloudfront_log, realtime_log};
+use crate::pass_through;
 use crate::snapshot::SharedSnapshot;
 use crate::triggers;
 use verge_wire::path as normalize;
@@ -60,6 +63,9 @@ pub struct VergeProxy {
     pub trusted_proxies: Vec<verge_config::cidr::Cidr>,
     /// The port of verge's first TLS listener: where `redirect-to-https` sends viewers.
     pub https_port: Option<u16>,
+    /// The idle origin connections pingora's proxy keeps, for verge's own pass exchange
+    /// (pass_through.rs); set once the proxy exists.
+    pub origin_connections: Arc<OnceLock<IdleConnections>>,
 }
 
 impl VergeProxy {
@@ -123,9 +129,12 @@ fn write_log_records(
 ) {
     let req = session.req_header();
     let resp = response_sent(session, ctx);
+    let passed = ctx.served_pass.as_ref().map(|p| &p.head[..]);
     let header = |name: http::header::HeaderName| req.headers.get(name).and_then(|v| v.to_str().ok());
-    let resp_header =
-        |name: http::header::HeaderName| resp.and_then(|r| r.headers.get(name)).and_then(|v| v.to_str().ok());
+    let resp_header = |name: http::header::HeaderName| match passed {
+        Some(head) => crate::edge::origin_head::sent_field(head, name.as_str()),
+        None => resp.and_then(|r| r.headers.get(name)).and_then(|v| v.to_str().ok()),
+    };
     // The response head as sent: status line and headers (CloudFront counts them in sc-bytes).
     let head_bytes = response_head_bytes(session, ctx);
     let tls = session.digest().and_then(|d| d.ssl_digest.as_ref());
@@ -205,6 +214,9 @@ fn compression_for(session: &Session, ctx: &RequestContext, resp: &ResponseHeade
 fn response_head_bytes(session: &Session, ctx: &RequestContext) -> usize {
     if let Some(served) = &ctx.served_hit {
         return served.head_bytes;
+    }
+    if let Some(passed) = &ctx.served_pass {
+        return passed.head_bytes;
     }
     session
         .response_written()
@@ -502,7 +514,13 @@ impl ProxyHttp for VergeProxy {
             let https = ctx.route.viewer_https;
             let wanted = ctx.snapshot.edge_headers[ctx.route.behavior];
             connection::add_cloudfront_headers(session, wanted, https, forwarded_client, ctx.snapshot.geo.as_deref());
-            return fresh_hit::serve(session, ctx, self.cache.store).await;
+            if fresh_hit::serve(session, ctx, self.cache.store).await? {
+                return Ok(true);
+            }
+            return match self.origin_connections.get() {
+                Some(idle) => pass_through::serve(session, ctx, idle).await,
+                None => Ok(false),
+            };
         }
         Ok(answered)
     }

@@ -57,6 +57,17 @@ pub struct RequestContext {
     pub served_hit: Option<ServedHit>,
     /// The cache key `fresh_hit` worked out and did not find, for pingora's lookup.
     pub cache_key: Option<Box<crate::cache::key::KeyedRequest>>,
+    /// A pass miss verge exchanged with the origin itself (pass_through.rs): what the logs read of it.
+    pub served_pass: Option<ServedPass>,
+}
+
+/// A response passed on from the origin as bytes (pass_through.rs): the logs read its fields from the
+/// origin's head and the size of the head the viewer got.
+pub struct ServedPass {
+    /// The origin's response head as it arrived.
+    pub head: Bytes,
+    /// The response head's bytes on the wire, status line and fields.
+    pub head_bytes: usize,
 }
 
 /// A hit sent from its rendered head (`fresh_hit.rs`): the logs read the stored header and the head's
@@ -184,6 +195,7 @@ impl RequestContext {
             not_modified: None,
             served_hit: None,
             cache_key: None,
+            served_pass: None,
         }
     }
 

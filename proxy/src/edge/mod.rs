@@ -12,6 +12,7 @@ pub mod generated;
 pub mod geo;
 pub mod header_names;
 pub mod include_body;
+pub mod origin_head;
 pub mod outcome;
 pub mod request_id;
 pub mod respond;

@@ -33,6 +33,7 @@ struct Metrics {
     reloads: IntCounter,
     reloads_refused: IntCounter,
     connections_refused: IntCounter,
+    pass_exchanges: IntCounter,
     /// By reason: `tls` (handshake failed or timed out), `proxy_protocol` (no valid PROXY header).
     connections_failed: IntCounterVec,
     /// Idle viewer connections waiting in a listener's lot (`server/parking.rs`).
@@ -111,6 +112,11 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
         "Viewer connections answered 503 and closed because server.max_connections were open.",
     )
     .expect("valid metric");
+    let pass_exchanges = IntCounter::new(
+        "verge_origin_pass_exchanges_total",
+        "Pass misses verge exchanged with the origin itself over a kept-alive connection (the rest go through pingora's proxy).",
+    )
+    .expect("valid metric");
     let connections_failed = IntCounterVec::new(
         Opts::new(
             "verge_connections_failed_total",
@@ -157,6 +163,7 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
         Box::new(reloads_refused.clone()),
         Box::new(generation.clone()),
         Box::new(connections_refused.clone()),
+        Box::new(pass_exchanges.clone()),
         Box::new(connections_failed.clone()),
         Box::new(connections_parked.clone()),
     ] {
@@ -175,6 +182,7 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
         reloads,
         reloads_refused,
         connections_refused,
+        pass_exchanges,
         connections_failed,
         connections_parked,
         generation,
@@ -223,6 +231,11 @@ pub fn compressed(encoding: &'static str, bytes_in: u64, bytes_out: u64) {
 /// Counts a viewer connection refused at `server.max_connections`.
 pub fn connection_refused() {
     METRICS.connections_refused.inc();
+}
+
+/// Counts a pass miss exchanged with the origin by verge itself (pass_through.rs).
+pub fn pass_exchange() {
+    METRICS.pass_exchanges.inc();
 }
 
 /// Connections parked (`delta` > 0) or leaving a lot.

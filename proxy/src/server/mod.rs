@@ -130,6 +130,7 @@ pub async fn start(
     };
     let admin_addr = admin.as_ref().map(|(addr, _)| *addr);
     let conf = Arc::new(ServerConf { max_retries: 8, ..Default::default() });
+    let origin_connections = Arc::new(std::sync::OnceLock::new());
     let mut proxy = pingora_proxy::http_proxy(
         &conf,
         VergeProxy {
@@ -138,8 +139,11 @@ pub async fn start(
             viewer_idle_timeout_secs: settings.viewer_idle_timeout_secs,
             trusted_proxies: settings.trusted_proxies.clone(),
             https_port,
+            origin_connections: origin_connections.clone(),
         },
     );
+    // verge's pass exchange takes and gives back the connections pingora's proxy keeps alive.
+    let _ = origin_connections.set(proxy.idle_upstream_connections());
     // pingora's HTTP/2 server: h2c so it takes the plain connections verge found the preface on, and
     // the viewer idle timeout for HTTP/2 connections with no stream open.
     let mut options = HttpServerOptions::default();

@@ -231,6 +231,12 @@ impl<SV> HttpProxy<SV, ()> {
             process_custom_session: None,
         }
     }
+
+    /// verge: the idle HTTP/1 upstream connections this proxy releases kept-alive origin connections
+    /// to, for an application that runs some exchanges over them itself.
+    pub fn idle_upstream_connections(&self) -> pingora_core::connectors::IdleConnections {
+        self.client_upstream.idle_h1_connections()
+    }
 }
 
 impl<SV, C> HttpProxy<SV, C>

@@ -167,6 +167,54 @@ impl ConnectorOptions {
     }
 }
 
+/// verge: the idle connections of a [TransportConnector] (its keep-alive pool), as a cheap handle.
+#[derive(Clone)]
+pub struct IdleConnections {
+    pool: Arc<idle::IdlePool>,
+    unexpected_data_conn_count: Arc<AtomicU64>,
+}
+
+impl IdleConnections {
+    /// The newest idle connection to `peer` that passes the reuse test (the server has not closed it
+    /// nor sent bytes on it); those that fail are dropped and the next one tried.
+    pub fn take<P: Peer>(&self, peer: &P) -> Option<Stream> {
+        // verge: newest first from the idle pool (idle.rs); one that fails the test is dropped and
+        // the next one tried.
+        while let Some(mut stream) = self.pool.take(peer.reuse_hash()) {
+            // test_reusable_stream: we assume server would never actively send data
+            // first on an idle stream.
+            #[cfg(unix)]
+            let matches = peer.matches_fd(stream.id());
+            #[cfg(windows)]
+            let matches = {
+                use std::os::windows::io::{AsRawSocket, RawSocket};
+                struct WrappedRawSocket(RawSocket);
+                impl AsRawSocket for WrappedRawSocket {
+                    fn as_raw_socket(&self) -> RawSocket {
+                        self.0
+                    }
+                }
+                peer.matches_sock(WrappedRawSocket(stream.id() as RawSocket))
+            };
+            if matches && test_reusable_stream(&mut stream, &self.unexpected_data_conn_count) {
+                return Some(stream);
+            }
+        }
+        debug!("No reusable connection found for {peer}");
+        None
+    }
+
+    /// Gives `stream` back for reuse under `key` (usually `peer.reuse_hash()`), unless it fails the
+    /// reuse test. The caller makes sure the protocol on it can be reused.
+    pub fn release(&self, mut stream: Stream, key: u64, idle_timeout: Option<Duration>) {
+        if !test_reusable_stream(&mut stream, &self.unexpected_data_conn_count) {
+            return;
+        }
+        debug!("Try to keepalive client session");
+        self.pool.put(key, stream, idle_timeout);
+    }
+}
+
 /// [TransportConnector] provides APIs to connect to servers via TCP or TLS with connection reuse
 pub struct TransportConnector {
     tls_ctx: tls::Connector,
@@ -253,30 +301,18 @@ impl TransportConnector {
 
     /// Try to find a reusable connection to the given server [Peer]
     pub async fn reused_stream<P: Peer + Send + Sync>(&self, peer: &P) -> Option<Stream> {
-        // verge: newest first from the idle pool (idle.rs); one that fails the test is dropped and
-        // the next one tried.
-        while let Some(mut stream) = self.idle_pool.take(peer.reuse_hash()) {
-            // test_reusable_stream: we assume server would never actively send data
-            // first on an idle stream.
-            #[cfg(unix)]
-            let matches = peer.matches_fd(stream.id());
-            #[cfg(windows)]
-            let matches = {
-                use std::os::windows::io::{AsRawSocket, RawSocket};
-                struct WrappedRawSocket(RawSocket);
-                impl AsRawSocket for WrappedRawSocket {
-                    fn as_raw_socket(&self) -> RawSocket {
-                        self.0
-                    }
-                }
-                peer.matches_sock(WrappedRawSocket(stream.id() as RawSocket))
-            };
-            if matches && test_reusable_stream(&mut stream, &self.unexpected_data_conn_count) {
-                return Some(stream);
-            }
+        // verge: the idle pool's handle does it (shared with callers outside the connector).
+        self.idle_connections().take(peer)
+    }
+
+    /// verge: a handle on this connector's idle connections, for a caller that runs an exchange over
+    /// a kept-alive connection itself: it takes a connection the connector released and gives it back
+    /// to the same pool, so both share one set of idle connections per peer.
+    pub fn idle_connections(&self) -> IdleConnections {
+        IdleConnections {
+            pool: self.idle_pool.clone(),
+            unexpected_data_conn_count: self.unexpected_data_conn_count.clone(),
         }
-        debug!("No reusable connection found for {peer}");
-        None
     }
 
     /// Return the [Stream] to the [TransportConnector] for connection reuse.
@@ -288,16 +324,12 @@ impl TransportConnector {
     /// If a [Stream] is dropped instead of being returned via this function. it will be closed.
     pub fn release_stream(
         &self,
-        mut stream: Stream,
+        stream: Stream,
         key: u64, // usually peer.reuse_hash()
         idle_timeout: Option<Duration>,
     ) {
-        if !test_reusable_stream(&mut stream, &self.unexpected_data_conn_count) {
-            return;
-        }
-        debug!("Try to keepalive client session");
         // verge: kept in the idle pool (idle.rs), not watched by a task of its own
-        self.idle_pool.put(key, stream, idle_timeout);
+        self.idle_connections().release(stream, key, idle_timeout);
     }
 
     /// Get a stream to the given server [Peer]

@@ -150,6 +150,12 @@ where
     }
 
     /// Tell the connector to always send h1 for ALPN for the given peer in the future.
+    /// verge: the idle HTTP/1 connections sessions are released to (see
+    /// [crate::connectors::IdleConnections]).
+    pub fn idle_h1_connections(&self) -> crate::connectors::IdleConnections {
+        self.h1.idle_connections()
+    }
+
     pub fn prefer_h1(&self, peer: &impl Peer) {
         self.h2.prefer_h1(peer);
     }

@@ -63,6 +63,11 @@ impl Connector {
         }
     }
 
+    /// verge: the idle connections this connector's sessions are released to.
+    pub fn idle_connections(&self) -> crate::connectors::IdleConnections {
+        self.transport.idle_connections()
+    }
+
     /// Return the number of times a pooled connection was found to contain
     /// unexpected data from the server.
     pub fn unexpected_data_connection_count(&self) -> u64 {

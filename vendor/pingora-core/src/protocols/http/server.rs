@@ -225,6 +225,36 @@ impl Session {
         }
     }
 
+    /// verge: writes a final response head rendered ahead of time, its body to follow (HTTP/1 only);
+    /// see `v1::server::HttpSession::write_rendered_head`.
+    pub async fn write_rendered_head(
+        &mut self,
+        status: http::StatusCode,
+        head: bytes::BytesMut,
+        add_date: bool,
+        body: super::v1::server::RenderedBody,
+    ) -> Result<usize> {
+        match self {
+            Self::H1(s) => s.write_rendered_head(status, head, add_date, body).await,
+            _ => Error::e_explain(
+                pingora_error::ErrorType::InternalError,
+                "a rendered response is for HTTP/1 sessions only",
+            ),
+        }
+    }
+
+    /// verge: writes part of the response body from a borrowed slice (HTTP/1 only), as
+    /// `write_response_body` does from `Bytes`, without making it one.
+    pub async fn write_body_slice(&mut self, data: &[u8]) -> Result<()> {
+        match self {
+            Self::H1(s) => s.write_body(data).await.map(|_| ()),
+            _ => Error::e_explain(
+                pingora_error::ErrorType::InternalError,
+                "a body slice is for HTTP/1 sessions only",
+            ),
+        }
+    }
+
     /// Similar to `write_response_header()`, this fn will clone the `resp` internally
     pub async fn write_response_header_ref(&mut self, resp: &ResponseHeader) -> Result<()> {
         match self {

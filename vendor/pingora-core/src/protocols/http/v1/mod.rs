@@ -14,7 +14,7 @@
 
 //! HTTP/1.x implementation
 
-pub(crate) mod body;
+pub mod body; // verge: public, for a proxy that reads an upstream body itself
 pub mod client;
 pub mod common;
 pub(crate) mod header;

@@ -179,6 +179,17 @@ pub const REQUEST_HEAD_TOO_LARGE: pingora_error::ErrorType =
 /// (larger ones are written after it, as `write_body` writes them).
 pub const RENDERED_INLINE_BODY: usize = 16 * 1024;
 
+/// verge: how the body after a rendered head is framed ([`HttpSession::write_rendered_head`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RenderedBody {
+    /// `Content-Length` bytes.
+    Length(usize),
+    /// `Transfer-Encoding: chunked`: the writer chunks what it is given.
+    Chunked,
+    /// Until the connection closes (no length, not chunked): keep-alive is turned off.
+    UntilClose,
+}
+
 impl HttpSession {
     /// Create a new http server session from an established (TCP or TLS) [`Stream`].
     /// The created session needs to call [`Self::read_request()`] first before performing
@@ -735,10 +746,58 @@ impl HttpSession {
     pub async fn write_rendered_response(
         &mut self,
         status: http::StatusCode,
-        mut head: BytesMut,
+        head: BytesMut,
         body: &[u8],
         add_date: bool,
     ) -> Result<usize> {
+        let inline = body.len() <= RENDERED_INLINE_BODY;
+        let (head_len, no_body) = self
+            .write_rendered(status, head, add_date, RenderedBody::Length(body.len()), inline.then_some(body))
+            .await?;
+        let body = if no_body { &[][..] } else { body };
+        if inline {
+            // The body went out with the head: the writer has nothing left to send.
+            self.body_writer.body_mode = super::body::BodyMode::ContentLength(body.len(), body.len());
+            self.body_bytes_sent += body.len();
+        } else {
+            self.write_body(body).await?;
+        }
+        Ok(head_len)
+    }
+
+    /// verge: writes a final response head the caller rendered (as [`Self::write_rendered_response`]:
+    /// `Connection` and, when `add_date`, `Date` are added here), with the body to follow through
+    /// [`Self::write_body`] and [`Self::finish_body`], framed as `body` says (none for HEAD, 204 and
+    /// 304; a close-delimited body turns keep-alive off first, so the head says `close`). A proxy
+    /// passes an upstream response on this way without building a header map for it. Returns the
+    /// head's length as written (the blank line not counted).
+    pub async fn write_rendered_head(
+        &mut self,
+        status: http::StatusCode,
+        head: BytesMut,
+        add_date: bool,
+        body: RenderedBody,
+    ) -> Result<usize> {
+        let (head_len, no_body) = self.write_rendered(status, head, add_date, body, None).await?;
+        if no_body {
+            self.underlying_stream
+                .flush()
+                .await
+                .or_err(WriteError, "flushing response header")?;
+        }
+        Ok(head_len)
+    }
+
+    /// The head of [`Self::write_rendered_response`] and [`Self::write_rendered_head`] (with an inline
+    /// body, when given, in the same write): returns its length and whether the response has no body.
+    async fn write_rendered(
+        &mut self,
+        status: http::StatusCode,
+        mut head: BytesMut,
+        add_date: bool,
+        body: RenderedBody,
+        inline_body: Option<&[u8]>,
+    ) -> Result<(usize, bool)> {
         // As `prepare_response_header`: a final response may follow an informational one.
         if let Some(ref resp) = self.response_written {
             if !resp.status.is_informational() || self.upgraded {
@@ -755,21 +814,27 @@ impl HttpSession {
             head.put_slice(date::get_cached_date().as_bytes());
             head.put_slice(CRLF);
         }
+        let no_body = matches!(
+            status,
+            http::StatusCode::NO_CONTENT | http::StatusCode::NOT_MODIFIED
+        ) || self.get_method() == Some(&Method::HEAD);
+        if !no_body && body == RenderedBody::UntilClose {
+            self.set_keepalive(None);
+        }
         head.put_slice(if self.will_keepalive() {
             b"Connection: keep-alive\r\n\r\n"
         } else {
             b"Connection: close\r\n\r\n"
         });
         let head_len = head.len() - CRLF.len();
-        let no_body = matches!(
-            status,
-            http::StatusCode::NO_CONTENT | http::StatusCode::NOT_MODIFIED
-        ) || self.get_method() == Some(&Method::HEAD);
-        let body = if no_body { &[][..] } else { body };
-        self.body_writer.init_content_length(body.len());
-        let inline = body.len() <= RENDERED_INLINE_BODY;
-        if inline {
-            head.put_slice(body);
+        match body {
+            _ if no_body => self.body_writer.init_content_length(0),
+            RenderedBody::Length(length) => self.body_writer.init_content_length(length),
+            RenderedBody::Chunked => self.body_writer.init_chunked(),
+            RenderedBody::UntilClose => self.body_writer.init_close_delimited(),
+        }
+        if let Some(inline) = inline_body.filter(|_| !no_body) {
+            head.put_slice(inline);
         }
         let written = match self.write_timeout(head.len()) {
             Some(t) => match timeout(t, self.underlying_stream.write_all(&head)).await {
@@ -782,14 +847,7 @@ impl HttpSession {
             return Error::e_because(WriteError, "writing response header", e);
         }
         self.response_written = Some(Box::new(ResponseHeader::build_no_case(status, Some(0))?));
-        if inline {
-            // The body went out with the head: the writer has nothing left to send.
-            self.body_writer.body_mode = super::body::BodyMode::ContentLength(body.len(), body.len());
-            self.body_bytes_sent += body.len();
-        } else {
-            self.write_body(body).await?;
-        }
-        Ok(head_len)
+        Ok((head_len, no_body))
     }
 
     /// Return the response header if it is already sent.

@@ -1,0 +1,327 @@
+//! An origin's HTTP/1 response head read in place, for verge's pass exchange (pass_through.rs): parsed
+//! with the parser settings pingora's client uses, its framing and keep-alive worked out by pingora's
+//! rules (RFC 9112 §6.3: `Transfer-Encoding` over `Content-Length`, identical duplicate lengths
+//! accepted, conflicting ones refused; HEAD, 204 and 304 without a body; no length means until close;
+//! an HTTP/1.1 connection kept unless `Connection: close`), and rendered for the viewer as pingora's
+//! path would send it: the status line as `HTTP/1.1` with the origin's reason, the origin's fields in
+//! its order and case, less `Connection` (the viewer's own is added when the head is written), the
+//! edge's `X-Cache`, `Via` and `X-Amz-Cf-Id` (added after it), and a `Content-Length` that a
+//! `Transfer-Encoding` overrides. No header map is built.
+
+use std::mem::MaybeUninit;
+
+use bytes::{BufMut, BytesMut};
+use pingora_error::{Error, ErrorType, Result};
+
+/// The largest head read from an origin (pingora's client bound).
+pub const MAX_HEAD: usize = 1_048_575;
+/// Fields a head may have (pingora's client bound).
+const MAX_FIELDS: usize = 256;
+
+/// How the body after the head is delimited.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Framing {
+    /// None at all: a HEAD request's answer, 204, 304.
+    None,
+    Length(usize),
+    Chunked,
+    /// Until the origin closes the connection.
+    UntilClose,
+}
+
+/// A final response head at the front of the read buffer.
+#[derive(Debug)]
+pub struct OriginHead {
+    pub status: http::StatusCode,
+    /// The head's bytes, blank line included (the body starts there).
+    pub length: usize,
+    pub framing: Framing,
+    /// Whether the origin keeps the connection open after this response (its body read whole).
+    pub keepalive: bool,
+    /// Whether the origin sent a `Date` (the viewer gets it; otherwise now).
+    pub has_date: bool,
+    /// The head as the viewer gets it, less the edge's fields and `Connection`.
+    rendered: BytesMut,
+}
+
+/// What the front of the read buffer holds.
+#[derive(Debug)]
+pub enum HeadParse {
+    /// Not a whole head yet.
+    Partial,
+    /// A 1xx head of this many bytes: dropped, the final one follows.
+    Informational(usize),
+    Final(OriginHead),
+}
+
+/// The fields of a head that decide its framing and connection.
+#[derive(Default)]
+struct Framed<'a> {
+    transfer_encoding: Option<&'a [u8]>,
+    /// The reconciled `Content-Length`; `Err` when the values conflict or do not parse.
+    content_length: Option<std::result::Result<u64, ()>>,
+    connection: Option<&'a [u8]>,
+    has_date: bool,
+}
+
+/// Parses the head at the front of `buf` (a response to a HEAD request when `head_only`), rendering
+/// the viewer's copy with `room` bytes to spare.
+pub fn parse(buf: &[u8], head_only: bool, room: usize) -> Result<HeadParse> {
+    let mut fields = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_FIELDS];
+    let mut response = httparse::Response::new(&mut []);
+    let mut config = httparse::ParserConfig::default();
+    config.allow_spaces_after_header_name_in_responses(true);
+    config.allow_obsolete_multiline_headers_in_responses(true);
+    let length = match config.parse_response_with_uninit_headers(&mut response, buf, &mut fields) {
+        Ok(httparse::Status::Complete(length)) => length,
+        Ok(httparse::Status::Partial) => return Ok(HeadParse::Partial),
+        Err(e) => return Err(Error::because(ErrorType::InvalidHTTPHeader, "origin response head", e).into_up()),
+    };
+    let code = response.code.unwrap_or(0);
+    let status = http::StatusCode::from_u16(code)
+        .map_err(|e| Error::because(ErrorType::InvalidHTTPHeader, "origin response status", e).into_up())?;
+    if status.is_informational() {
+        if code == 101 {
+            return Err(Error::explain(ErrorType::InvalidHTTPHeader, "101 without an upgrade").into_up());
+        }
+        return Ok(HeadParse::Informational(length));
+    }
+    let mut framed = Framed::default();
+    for field in response.headers.iter() {
+        read_field(&mut framed, field.name.as_bytes(), field.value);
+    }
+    let http10 = response.version == Some(0);
+    let framing = if head_only || matches!(code, 204 | 304) {
+        // Validated all the same, as pingora does before it looks at the request's method.
+        if framed.transfer_encoding.is_none() && framed.content_length == Some(Err(())) {
+            return Err(invalid_length());
+        }
+        Framing::None
+    } else if let Some(te) = framed.transfer_encoding {
+        if last_token(te).eq_ignore_ascii_case(b"chunked") {
+            Framing::Chunked
+        } else {
+            Framing::UntilClose
+        }
+    } else {
+        match framed.content_length {
+            Some(Ok(n)) => Framing::Length(usize::try_from(n).map_err(|_| invalid_length())?),
+            Some(Err(())) => return Err(invalid_length()),
+            None => Framing::UntilClose,
+        }
+    };
+    let keepalive = framing != Framing::UntilClose
+        && !(http10 && framed.transfer_encoding.is_some())
+        && match framed.connection.and_then(connection_keepalive) {
+            Some(keep) => keep,
+            None => !http10,
+        };
+
+    let mut rendered = BytesMut::with_capacity(length + room);
+    rendered.put_slice(b"HTTP/1.1 ");
+    rendered.put_slice(status.as_str().as_bytes());
+    rendered.put_u8(b' ');
+    rendered.put_slice(response.reason.unwrap_or("").as_bytes());
+    rendered.put_slice(b"\r\n");
+    let drop_length = framed.transfer_encoding.is_some();
+    for field in response.headers.iter() {
+        if passes_to_viewer(field.name.as_bytes(), drop_length) {
+            rendered.put_slice(field.name.as_bytes());
+            rendered.put_slice(b": ");
+            rendered.put_slice(field.value);
+            rendered.put_slice(b"\r\n");
+        }
+    }
+    Ok(HeadParse::Final(OriginHead { status, length, framing, keepalive, has_date: framed.has_date, rendered }))
+}
+
+impl OriginHead {
+    /// The viewer's copy of the head so far (the caller appends the edge's fields), taken out.
+    pub fn take_rendered(&mut self) -> BytesMut {
+        std::mem::take(&mut self.rendered)
+    }
+}
+
+/// A field's value in an origin head as the viewer got it (the first of its name; a `Content-Length`
+/// that a `Transfer-Encoding` overrode is not), for the logs: a line scan, run only for a logged request.
+pub fn sent_field<'h>(head: &'h [u8], name: &str) -> Option<&'h str> {
+    let field = |wanted: &str| {
+        head.split(|b| *b == b'\n').skip(1).find_map(|line| {
+            let (n, v) = line.split_at(line.iter().position(|b| *b == b':')?);
+            n.trim_ascii()
+                .eq_ignore_ascii_case(wanted.as_bytes())
+                .then(|| std::str::from_utf8(v[1..].trim_ascii()).ok())?
+        })
+    };
+    if name.eq_ignore_ascii_case("content-length") && field("transfer-encoding").is_some() {
+        return None;
+    }
+    field(name)
+}
+
+/// Notes what a field says about framing and the connection.
+fn read_field<'a>(framed: &mut Framed<'a>, name: &[u8], value: &'a [u8]) {
+    match name.len() {
+        4 if name.eq_ignore_ascii_case(b"date") => framed.has_date = true,
+        10 if name.eq_ignore_ascii_case(b"connection") => {
+            // The first one counts, as pingora reads it.
+            framed.connection = framed.connection.or(Some(value));
+        }
+        14 if name.eq_ignore_ascii_case(b"content-length") => {
+            // Identical values (repeated or listed) reconcile to one; anything else is refused.
+            let mut current = match framed.content_length {
+                Some(Err(())) => return,
+                Some(Ok(n)) => Some(n),
+                None => None,
+            };
+            for token in value.split(|b| *b == b',') {
+                match digits(token.trim_ascii()) {
+                    Some(n) if current.is_none_or(|c| c == n) => current = Some(n),
+                    _ => {
+                        framed.content_length = Some(Err(()));
+                        return;
+                    }
+                }
+            }
+            framed.content_length = current.map(Ok);
+        }
+        // The last one counts.
+        17 if name.eq_ignore_ascii_case(b"transfer-encoding") => framed.transfer_encoding = Some(value),
+        _ => {}
+    }
+}
+
+/// Whether an origin field goes to the viewer: not `Connection` (the viewer's own is written), not the
+/// edge's fields (set after), not a `Content-Length` a `Transfer-Encoding` overrides.
+fn passes_to_viewer(name: &[u8], drop_length: bool) -> bool {
+    match name.len() {
+        3 => !name.eq_ignore_ascii_case(b"via"),
+        7 => !name.eq_ignore_ascii_case(b"x-cache"),
+        10 => !name.eq_ignore_ascii_case(b"connection"),
+        11 => !name.eq_ignore_ascii_case(b"x-amz-cf-id"),
+        14 => !(drop_length && name.eq_ignore_ascii_case(b"content-length")),
+        _ => true,
+    }
+}
+
+/// `Connection`'s say on keep-alive, as pingora reads it: exactly `keep-alive` or `close`, or a list
+/// with `close` in it; anything else says nothing (the version decides).
+fn connection_keepalive(value: &[u8]) -> Option<bool> {
+    if value.eq_ignore_ascii_case(b"close") {
+        return Some(false);
+    }
+    if value.eq_ignore_ascii_case(b"keep-alive") {
+        return Some(true);
+    }
+    value.split(|b| *b == b',').any(|t| t.trim_ascii().eq_ignore_ascii_case(b"close")).then_some(false)
+}
+
+/// The last comma-separated token of a `Transfer-Encoding` value.
+fn last_token(value: &[u8]) -> &[u8] {
+    value.rsplit(|b| *b == b',').next().unwrap_or(value).trim_ascii()
+}
+
+/// A decimal length with nothing else (no sign, no space).
+fn digits(token: &[u8]) -> Option<u64> {
+    if token.is_empty() {
+        return None;
+    }
+    token.iter().try_fold(0u64, |n, b| match b {
+        b'0'..=b'9' => n.checked_mul(10)?.checked_add(u64::from(b - b'0')),
+        _ => None,
+    })
+}
+
+fn invalid_length() -> Box<Error> {
+    Error::explain(ErrorType::InvalidHTTPHeader, "invalid Content-Length from the origin").into_up()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn final_head(bytes: &[u8], head_only: bool) -> OriginHead {
+        match parse(bytes, head_only, 0).unwrap() {
+            HeadParse::Final(head) => head,
+            other => panic!("not a final head: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn frames_bodies_as_pingora_does() {
+        let cases: &[(&str, bool, Framing, bool)] = &[
+            ("HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n", false, Framing::Length(5), true),
+            ("HTTP/1.1 200 OK\r\nContent-Length: 5\r\nContent-Length: 5, 5\r\n\r\n", false, Framing::Length(5), true),
+            (
+                "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nContent-Length: 9\r\n\r\n",
+                false,
+                Framing::Chunked,
+                true,
+            ),
+            ("HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n", false, Framing::Chunked, true),
+            ("HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\n", false, Framing::UntilClose, false),
+            ("HTTP/1.1 200 OK\r\n\r\n", false, Framing::UntilClose, false),
+            ("HTTP/1.1 200 OK\r\nContent-Length: 5\r\nConnection: close\r\n\r\n", false, Framing::Length(5), false),
+            ("HTTP/1.1 200 OK\r\nContent-Length: 5\r\nConnection: x, Close\r\n\r\n", false, Framing::Length(5), false),
+            ("HTTP/1.0 200 OK\r\nContent-Length: 5\r\n\r\n", false, Framing::Length(5), false),
+            ("HTTP/1.0 200 OK\r\nContent-Length: 5\r\nConnection: Keep-Alive\r\n\r\n", false, Framing::Length(5), true),
+            ("HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n", true, Framing::None, true),
+            ("HTTP/1.1 304 Not Modified\r\nContent-Length: 5\r\n\r\n", false, Framing::None, true),
+            ("HTTP/1.1 204 No Content\r\n\r\n", false, Framing::None, true),
+        ];
+        for (head, head_only, framing, keepalive) in cases {
+            let parsed = final_head(head.as_bytes(), *head_only);
+            assert_eq!((parsed.framing, parsed.keepalive), (*framing, *keepalive), "{head:?}");
+            assert_eq!(parsed.length, head.len());
+        }
+    }
+
+    #[test]
+    fn refuses_lengths_that_conflict_or_do_not_parse() {
+        for head in [
+            "HTTP/1.1 200 OK\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\n",
+            "HTTP/1.1 200 OK\r\nContent-Length: 5, 6\r\n\r\n",
+            "HTTP/1.1 200 OK\r\nContent-Length: +5\r\n\r\n",
+            "HTTP/1.1 200 OK\r\nContent-Length: \r\n\r\n",
+            "HTTP/1.1 200 OK\r\nContent-Length: 99999999999999999999999\r\n\r\n",
+            "HTTP/1.1 304 Not Modified\r\nContent-Length: x\r\n\r\n",
+        ] {
+            let e = parse(head.as_bytes(), false, 0).unwrap_err();
+            assert_eq!(e.etype(), &ErrorType::InvalidHTTPHeader, "{head:?}");
+            assert_eq!(e.esource(), &pingora_error::ErrorSource::Upstream);
+        }
+    }
+
+    #[test]
+    fn renders_the_origin_fields_less_connection_and_the_edges() {
+        let head = "HTTP/1.0 404 Gone Fishing\r\nServer: o\r\nconnection: keep-alive\r\nX-Cache: Hit\r\nVia: 1.1 x\r\n\
+                    X-Amz-Cf-Id: abc\r\nTransfer-Encoding: chunked\r\nContent-Length: 3\r\nDate: today\r\nX-Foo : bar\r\n\r\nbody";
+        let mut parsed = final_head(head.as_bytes(), false);
+        assert!(parsed.has_date);
+        assert_eq!(parsed.length, head.len() - 4);
+        assert_eq!(
+            std::str::from_utf8(&parsed.take_rendered()).unwrap(),
+            "HTTP/1.1 404 Gone Fishing\r\nServer: o\r\nTransfer-Encoding: chunked\r\nDate: today\r\nX-Foo: bar\r\n"
+        );
+    }
+
+    #[test]
+    fn logs_read_the_fields_the_viewer_got() {
+        let head = b"HTTP/1.1 200 OK\r\nContent-Type:  text/html \r\ncontent-length: 5\r\n\r\n";
+        assert_eq!(sent_field(head, "content-type"), Some("text/html"));
+        assert_eq!(sent_field(head, "Content-Length"), Some("5"));
+        assert_eq!(sent_field(head, "content-range"), None);
+        let chunked = b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n";
+        assert_eq!(sent_field(chunked, "content-length"), None);
+    }
+
+    #[test]
+    fn informational_heads_and_partial_ones() {
+        assert!(matches!(parse(b"HTTP/1.1 200 OK\r\nContent-Le", false, 0).unwrap(), HeadParse::Partial));
+        let early = b"HTTP/1.1 103 Early Hints\r\nLink: </a>\r\n\r\nHTTP/1.1 200 OK\r\n";
+        assert!(matches!(parse(early, false, 0).unwrap(), HeadParse::Informational(40)));
+        assert!(parse(b"HTTP/1.1 101 Switching\r\n\r\n", false, 0).is_err());
+        assert!(parse(b"HTTP/1.1 2000 OK\r\n\r\n", false, 0).is_err());
+        assert!(parse(b"garbage\r\n\r\n", false, 0).is_err());
+    }
+}
