@@ -28,44 +28,51 @@ use pingora_core::upstreams::peer::Peer;
 use pingora_error::{Error, ErrorType, OrErr, Result};
 use pingora_proxy::Session;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use verge_config::model::{EventType, Target};
+use verge_config::model::{Distribution, EventType, Target};
 
 use crate::edge::context::{RequestContext, ServedPass};
 use crate::edge::forward;
 use crate::edge::origin_head::{self, Framing, HeadParse, OriginHead};
 use crate::edge::outcome::{ErrorCause, Outcome};
+use crate::snapshot::functions::LoadedFunctions;
 
 /// What the first read of an origin's answer reserves (a head and a small body fit).
 const READ_BUFFER: usize = 4096;
+/// How long the origin's head is awaited before the viewer is watched for a hang-up too. Most origins
+/// answer sooner, and watching costs a poll of the viewer's socket on every wake-up; a viewer that
+/// leaves is noticed this much later at most.
+const WATCH_VIEWER_AFTER: Duration = Duration::from_millis(20);
+
+/// Per behavior of `dist`: whether its requests can qualify at all (the conditions that do not depend
+/// on the request), worked out once per snapshot.
+pub fn behaviors_eligible(dist: &Distribution, functions: &LoadedFunctions) -> Vec<bool> {
+    let error_pages = dist.custom_error_responses.iter().any(|e| e.response_page_path.is_some());
+    dist.behaviors
+        .iter()
+        .enumerate()
+        .map(|(i, behavior)| {
+            behavior.cache_policy.max_ttl == 0
+                && !matches!(behavior.target, Target::Group(_))
+                && behavior.response_headers_policy.is_none()
+                && !error_pages
+                && [EventType::OriginRequest, EventType::OriginResponse, EventType::ViewerResponse]
+                    .iter()
+                    .all(|event| functions.get(i, *event).is_none())
+        })
+        .collect()
+}
 
 /// Whether the request qualifies (see the module's conditions), before anything is sent.
 fn eligible(session: &Session, ctx: &RequestContext) -> bool {
     let req = session.req_header();
-    if !matches!(req.version, http::Version::HTTP_11 | http::Version::HTTP_10)
+    if !ctx.snapshot.pass_exchange[ctx.route.behavior]
+        || !matches!(req.version, http::Version::HTTP_11 | http::Version::HTTP_10)
         || !matches!(req.method, http::Method::GET | http::Method::HEAD)
         || session.subrequest_ctx.is_some()
         || ctx.from_edge
-        || ctx.response_policy.is_some()
         || ctx.route.origin_override.is_some()
         || ctx.bodies.forward.is_some()
         || !req.raw_path().starts_with(b"/")
-    {
-        return false;
-    }
-    let snapshot = &ctx.snapshot;
-    let behavior = snapshot.behavior(ctx.route.behavior);
-    let caches = behavior.cached_methods.contains(req.method.as_str()) && behavior.cache_policy.max_ttl > 0;
-    if caches
-        || matches!(behavior.target, Target::Group(_))
-        || snapshot.dist.custom_error_responses.iter().any(|e| e.response_page_path.is_some())
-    {
-        return false;
-    }
-    let functions = &snapshot.functions;
-    let b = ctx.route.behavior;
-    if functions.get(b, EventType::OriginRequest).is_some()
-        || functions.get(b, EventType::OriginResponse).is_some()
-        || functions.get(b, EventType::ViewerResponse).is_some()
     {
         return false;
     }
@@ -96,8 +103,9 @@ pub async fn serve(session: &mut Session, ctx: &mut RequestContext, idle: &IdleC
         return Ok(false);
     }
     let snapshot = ctx.snapshot.clone();
-    let peer = snapshot.peers[ctx.route.origin].peer(ctx.route.viewer_https, ctx.route.attempts as usize);
-    let Some(mut stream) = idle.take(&peer) else {
+    let peer = snapshot.peers[ctx.route.origin].peer_ref(ctx.route.viewer_https, ctx.route.attempts as usize);
+    let key = peer.reuse_hash();
+    let Some(mut stream) = idle.take_keyed(key, &*peer) else {
         return Ok(false);
     };
     ctx.ensure_client_ip(session);
@@ -136,11 +144,10 @@ pub async fn serve(session: &mut Session, ctx: &mut RequestContext, idle: &IdleC
     };
     ctx.origin_millis = Some(ctx.started.elapsed().as_millis() as u64);
     crate::observe::metrics::pass_exchange();
-    let key = peer.reuse_hash();
     let idle_timeout = options.and_then(|o| o.idle_timeout);
     let reusable = relay(session, ctx, &mut stream, answer, head, read_timeout).await?;
     if reusable {
-        idle.release(stream, key, idle_timeout);
+        idle.keep(stream, key, idle_timeout);
     }
     Ok(true)
 }
@@ -170,7 +177,9 @@ async fn read_head(
     read_timeout: Option<Duration>,
 ) -> Result<Option<OriginHead>> {
     let mut answered = false;
-    let mut watch_viewer = true;
+    let mut watch = Watch::Later;
+    // The read timeout runs per read, as pingora's: what is left of it for this one.
+    let mut timeout = read_timeout;
     loop {
         if !buf.is_empty() {
             answered = true;
@@ -188,29 +197,35 @@ async fn read_head(
             return Err(Error::explain(ErrorType::InvalidHTTPHeader, "origin response head too large").into_up());
         }
         buf.reserve(READ_BUFFER);
-        let read = async {
-            match read_timeout {
-                Some(t) => match tokio::time::timeout(t, stream.read_buf(buf)).await {
-                    Ok(read) => Ok(read),
-                    Err(_) => Err(Error::explain(ErrorType::ReadTimedout, "while reading response headers").into_up()),
-                },
-                None => Ok(stream.read_buf(buf).await),
+        let read = match watch {
+            Watch::Later => {
+                let quiet = timeout.map_or(WATCH_VIEWER_AFTER, |t| t.min(WATCH_VIEWER_AFTER));
+                match tokio::time::timeout(quiet, stream.read_buf(buf)).await {
+                    Ok(read) => read,
+                    Err(_) => {
+                        // The origin takes its time: from now on the viewer is watched too.
+                        timeout = timeout.map(|t| t.saturating_sub(quiet));
+                        if timeout == Some(Duration::ZERO) {
+                            return Err(head_timed_out());
+                        }
+                        watch = Watch::On;
+                        continue;
+                    }
+                }
             }
-        };
-        let read = if watch_viewer {
-            tokio::select! {
-                read = read => read?,
+            Watch::On => tokio::select! {
+                read = read_within(stream, buf, timeout) => read?,
                 viewer = session.as_mut().read_body_or_idle(true) => {
                     // Ok: bytes of a pipelined request, kept for the next one; the viewer has nothing
                     // more to say about this one. An error: the viewer hung up.
                     viewer.map_err(|e| e.into_down())?;
-                    watch_viewer = false;
+                    watch = Watch::Done;
                     continue;
                 }
-            }
-        } else {
-            read.await?
+            },
+            Watch::Done => read_within(stream, buf, timeout).await?,
         };
+        timeout = read_timeout;
         match read {
             Ok(0) | Err(_) if !answered && buf.is_empty() => return Ok(None),
             Ok(0) => {
@@ -221,6 +236,32 @@ async fn read_head(
             Err(e) => return Err(Error::because(ErrorType::ReadError, "while reading response headers", e).into_up()),
         }
     }
+}
+
+/// Whether the viewer is watched for a hang-up while the origin's head is awaited.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Watch {
+    /// Not yet: only once the origin has taken `WATCH_VIEWER_AFTER`.
+    Later,
+    On,
+    /// No more: the viewer sent its next request's bytes (kept for it).
+    Done,
+}
+
+/// One read into `buf` within `timeout` (a timeout is an error; the read's own result is inside).
+async fn read_within(
+    stream: &mut Stream,
+    buf: &mut BytesMut,
+    timeout: Option<Duration>,
+) -> Result<std::io::Result<usize>> {
+    match timeout {
+        Some(t) => tokio::time::timeout(t, stream.read_buf(buf)).await.map_err(|_| head_timed_out()),
+        None => Ok(stream.read_buf(buf).await),
+    }
+}
+
+fn head_timed_out() -> Box<Error> {
+    Error::explain(ErrorType::ReadTimedout, "while reading response headers").into_up()
 }
 
 /// Sends the viewer the head (and the body, read as it comes); returns whether the origin connection
@@ -264,7 +305,7 @@ async fn relay(
                 .await
                 .map_err(|e| e.into_down())?;
             let overread = answer.len() > end;
-            ctx.served_pass = Some(ServedPass { head: answer.split_to(head.length).freeze(), head_bytes });
+            ctx.served_pass = Some(Box::new(ServedPass { head: answer.split_to(head.length).freeze(), head_bytes }));
             return Ok(head.keepalive && !overread);
         }
     }
@@ -272,7 +313,7 @@ async fn relay(
     ctx.response_started = Some(ctx.started.elapsed());
     let head_bytes =
         session.as_mut().write_rendered_head(status, rendered, add_date, body).await.map_err(|e| e.into_down())?;
-    ctx.served_pass = Some(ServedPass { head: answer.split_to(head.length).freeze(), head_bytes });
+    ctx.served_pass = Some(Box::new(ServedPass { head: answer.split_to(head.length).freeze(), head_bytes }));
     drop(answer);
     loop {
         let read = match read_timeout {

@@ -518,7 +518,9 @@ impl ProxyHttp for VergeProxy {
                 return Ok(true);
             }
             return match self.origin_connections.get() {
-                Some(idle) => pass_through::serve(session, ctx, idle).await,
+                // Boxed: its state (the origin's stream, the peer, the read buffer) would otherwise
+                // sit in every request's future, hits' included, and be moved with it.
+                Some(idle) => Box::pin(pass_through::serve(session, ctx, idle)).await,
                 None => Ok(false),
             };
         }

@@ -11,6 +11,7 @@
 use std::mem::MaybeUninit;
 
 use bytes::{BufMut, BytesMut};
+use pingora_core::protocols::http::v1::server::RENDERED_INLINE_BODY;
 use pingora_error::{Error, ErrorType, Result};
 
 /// The largest head read from an origin (pingora's client bound).
@@ -117,21 +118,18 @@ pub fn parse(buf: &[u8], head_only: bool, room: usize) -> Result<HeadParse> {
             None => !http10,
         };
 
-    let mut rendered = BytesMut::with_capacity(length + room);
+    // Room for the edge's fields and, when it is small enough to go out in the head's buffer, the body.
+    let inline_body = match framing {
+        Framing::Length(n) if n <= RENDERED_INLINE_BODY => n,
+        _ => 0,
+    };
+    let mut rendered = BytesMut::with_capacity(length + room + inline_body);
     rendered.put_slice(b"HTTP/1.1 ");
     rendered.put_slice(status.as_str().as_bytes());
     rendered.put_u8(b' ');
     rendered.put_slice(response.reason.unwrap_or("").as_bytes());
     rendered.put_slice(b"\r\n");
-    let drop_length = framed.transfer_encoding.is_some();
-    for field in response.headers.iter() {
-        if passes_to_viewer(field.name.as_bytes(), drop_length) {
-            rendered.put_slice(field.name.as_bytes());
-            rendered.put_slice(b": ");
-            rendered.put_slice(field.value);
-            rendered.put_slice(b"\r\n");
-        }
-    }
+    render_fields(buf, response.headers, framed.transfer_encoding.is_some(), &mut rendered);
     Ok(HeadParse::Final(OriginHead { status, length, framing, keepalive, has_date: framed.has_date, rendered }))
 }
 
@@ -140,6 +138,42 @@ impl OriginHead {
     pub fn take_rendered(&mut self) -> BytesMut {
         std::mem::take(&mut self.rendered)
     }
+}
+
+/// Appends the fields that pass to the viewer. Runs of lines already written as `name: value` go in one
+/// copy each; a line written otherwise (space before the colon, none after it, trailing space,
+/// folded) is rewritten in that form, as pingora writes a field it parsed.
+fn render_fields(buf: &[u8], fields: &[httparse::Header<'_>], drop_length: bool, out: &mut BytesMut) {
+    let base = buf.as_ptr() as usize;
+    // The run of verbatim lines not yet copied: `buf[run.0..run.1]`.
+    let mut run = (0, 0);
+    for field in fields {
+        let name_at = field.name.as_ptr() as usize - base;
+        let value_at = field.value.as_ptr() as usize - base;
+        let name_end = name_at + field.name.len();
+        let value_end = value_at + field.value.len();
+        if !passes_to_viewer(field.name.as_bytes(), drop_length) {
+            continue;
+        }
+        let verbatim = value_at == name_end + 2
+            && buf.get(name_end..value_at) == Some(b": ")
+            && buf.get(value_end..value_end + 2) == Some(b"\r\n");
+        if verbatim && run.1 == name_at && run.1 > run.0 {
+            run.1 = value_end + 2;
+            continue;
+        }
+        out.put_slice(&buf[run.0..run.1]);
+        run = (0, 0);
+        if verbatim {
+            run = (name_at, value_end + 2);
+        } else {
+            out.put_slice(field.name.as_bytes());
+            out.put_slice(b": ");
+            out.put_slice(field.value);
+            out.put_slice(b"\r\n");
+        }
+    }
+    out.put_slice(&buf[run.0..run.1]);
 }
 
 /// A field's value in an origin head as the viewer got it (the first of its name; a `Content-Length`

@@ -29,6 +29,10 @@ pub struct Snapshot {
     pub geo: Option<Arc<GeoDatabases>>,
     /// Per behavior: the `CloudFront-*` headers its policies ask for.
     pub edge_headers: Vec<EdgeHeaders>,
+    /// Per behavior: whether its pass misses may be exchanged by verge itself (pass_through.rs: it
+    /// caches nothing, targets one origin, runs no origin or viewer-response function and no response
+    /// headers policy, and the distribution has no custom error page an origin status could call for).
+    pub pass_exchange: Vec<bool>,
 }
 
 /// An origin's peers: plain, TLS, or both (`match-viewer`), as templates whose address is filled from
@@ -50,6 +54,21 @@ impl OriginPeers {
 
     /// The peer for a viewer that came over HTTPS (`viewer_https`) or not, on connection attempt
     /// `attempt` (0-based; each attempt takes the name's next address).
+    /// `peer`, borrowed from the template when the name's address for `attempt` is still the one the
+    /// template was built with (a copy otherwise): verge's pass exchange needs no copy of its own.
+    pub fn peer_ref(&self, viewer_https: bool, attempt: usize) -> std::borrow::Cow<'_, HttpPeer> {
+        let preferred = if viewer_https { &self.https } else { &self.http };
+        let template = preferred.as_ref().or(self.http.as_ref()).or(self.https.as_ref()).expect("an origin has a peer");
+        match &template._address {
+            pingora_core::protocols::l4::socket::SocketAddr::Inet(addr)
+                if addr.ip() == self.addrs.for_attempt(attempt) =>
+            {
+                std::borrow::Cow::Borrowed(template)
+            }
+            _ => std::borrow::Cow::Owned(self.peer(viewer_https, attempt)),
+        }
+    }
+
     pub fn peer(&self, viewer_https: bool, attempt: usize) -> HttpPeer {
         let preferred = if viewer_https { &self.https } else { &self.http };
         let template = preferred.as_ref().or(self.http.as_ref()).or(self.https.as_ref()).expect("an origin has a peer");
@@ -133,7 +152,8 @@ impl Snapshot {
             );
         }
         let edge_headers = dist.behaviors.iter().map(EdgeHeaders::of).collect();
-        Ok(Self { dist, event_distribution, functions, via_value, peers, geo, edge_headers })
+        let pass_exchange = crate::pass_through::behaviors_eligible(&dist, &functions);
+        Ok(Self { dist, event_distribution, functions, via_value, peers, geo, edge_headers, pass_exchange })
     }
 
     /// The first behavior whose pattern matches `path` (the default one matches everything).

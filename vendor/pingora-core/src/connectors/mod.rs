@@ -178,9 +178,14 @@ impl IdleConnections {
     /// The newest idle connection to `peer` that passes the reuse test (the server has not closed it
     /// nor sent bytes on it); those that fail are dropped and the next one tried.
     pub fn take<P: Peer>(&self, peer: &P) -> Option<Stream> {
+        self.take_keyed(peer.reuse_hash(), peer)
+    }
+
+    /// [`Self::take`] for a caller that has `peer.reuse_hash()` already (`key`).
+    pub fn take_keyed<P: Peer>(&self, key: u64, peer: &P) -> Option<Stream> {
         // verge: newest first from the idle pool (idle.rs); one that fails the test is dropped and
         // the next one tried.
-        while let Some(mut stream) = self.pool.take(peer.reuse_hash()) {
+        while let Some(mut stream) = self.pool.take(key) {
             // test_reusable_stream: we assume server would never actively send data
             // first on an idle stream.
             #[cfg(unix)]
@@ -202,6 +207,13 @@ impl IdleConnections {
         }
         debug!("No reusable connection found for {peer}");
         None
+    }
+
+    /// Gives back a connection the caller has just read a whole response from, without the reuse
+    /// test [`Self::release`] runs (a read that finds nothing, as expected right after a response):
+    /// the connection is tested when it is next taken, and by the pool's sweeper while it idles.
+    pub fn keep(&self, stream: Stream, key: u64, idle_timeout: Option<Duration>) {
+        self.pool.put(key, stream, idle_timeout);
     }
 
     /// Gives `stream` back for reuse under `key` (usually `peer.reuse_hash()`), unless it fails the
