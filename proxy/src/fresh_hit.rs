@@ -207,7 +207,7 @@ async fn send_rendered(
     let add_date = !rendered.has_date();
 
     ctx.outcome = Some(Outcome::Hit);
-    ctx.response_started = Some(ctx.started.elapsed());
+    ctx.mark_response_started();
     let body = hit.body().clone();
     let head_bytes = session
         .as_mut()
@@ -272,7 +272,7 @@ async fn send_response(
     // function's response).
     let outcome = if resp.status.as_u16() >= 400 { Outcome::Error(ErrorCause::OriginStatus) } else { Outcome::Hit };
     ctx.outcome = Some(outcome);
-    ctx.response_started = Some(ctx.started.elapsed());
+    ctx.mark_response_started();
     respond::edge_headers(&mut resp, outcome, ctx)?;
     session.write_response_header(Box::new(resp), head_only).await.map_err(|e| e.into_down())?;
     if !head_only {

@@ -298,7 +298,7 @@ async fn relay(
                     _ => continue,
                 }
             }
-            ctx.response_started = Some(ctx.started.elapsed());
+            ctx.mark_response_started();
             let head_bytes = session
                 .as_mut()
                 .write_rendered_response(status, rendered, &answer[head.length..end], add_date)
@@ -310,7 +310,7 @@ async fn relay(
         }
     }
     let (mut reader, body) = body_reader(&head, &answer[head.length..]);
-    ctx.response_started = Some(ctx.started.elapsed());
+    ctx.mark_response_started();
     let head_bytes =
         session.as_mut().write_rendered_head(status, rendered, add_date, body).await.map_err(|e| e.into_down())?;
     ctx.served_pass = Some(Box::new(ServedPass { head: answer.split_to(head.length).freeze(), head_bytes }));

@@ -199,6 +199,14 @@ impl RequestContext {
         }
     }
 
+    /// Notes that the response head is going out now, for the logs' time to first byte: a clock read
+    /// per response, made only when a log that writes it is on.
+    pub fn mark_response_started(&mut self) {
+        if crate::observe::first_byte_logged() {
+            self.response_started = Some(self.started.elapsed());
+        }
+    }
+
     /// Formats the viewer's IP once.
     pub fn ensure_client_ip(&mut self, session: &pingora_proxy::Session) {
         if self.client_ip.is_empty() {

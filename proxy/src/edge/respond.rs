@@ -194,7 +194,7 @@ pub async fn send(session: &mut Session, ctx: &mut RequestContext, response: Edg
     let (mut resp, body, outcome) = response.build(&ctx.request_id)?;
     edge_headers(&mut resp, outcome, ctx)?;
     ctx.outcome = Some(outcome);
-    ctx.response_started = Some(ctx.started.elapsed());
+    ctx.mark_response_started();
     if matches!(ctx.ending, Ending::Proxied) {
         ctx.ending = Ending::Answered;
     }

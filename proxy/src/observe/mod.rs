@@ -7,6 +7,12 @@ pub mod log_writer;
 pub mod metrics;
 pub mod realtime_log;
 
+/// Whether a log that records a response's time to first byte (CloudFront's standard log, real-time
+/// records) is on: only then is the clock read when a response head goes out.
+pub fn first_byte_logged() -> bool {
+    cloudfront_log::get().is_some() || realtime_log::get().is_some()
+}
+
 /// Starts a thread that calls `flush` every `period`, for as long as the process runs (the log files'
 /// buffered lines go out from it, never from a request).
 pub(crate) fn spawn_flusher(name: &str, period: std::time::Duration, flush: fn()) -> Result<(), String> {

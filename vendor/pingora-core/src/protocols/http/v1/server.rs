@@ -1501,6 +1501,12 @@ impl HttpSession {
         self.half_closed
     }
 
+    /// verge: the request head's length as read (request line, fields and the blank line), without
+    /// taking a reference to its bytes; 0 before a request is read.
+    pub fn request_head_len(&self) -> usize {
+        self.raw_header.as_ref().map_or(0, |head| head.len())
+    }
+
     /// Return the raw bytes of the request header.
     pub fn get_headers_raw_bytes(&self) -> Bytes {
         self.raw_header.as_ref().unwrap().get_bytes(&self.buf)
