@@ -28,4 +28,5 @@ pub mod fuzzing {
     pub use crate::cache::rendered_head::render;
     pub use crate::cache::stored_header::{merge_not_modified, same_host_path, strip_unstorable};
     pub use crate::cache::ttl::{decide, Decision, TtlPolicy};
+    pub use crate::edge::origin_head::{parse as parse_origin_head, Framing, HeadParse};
 }
