@@ -1,15 +1,17 @@
 //! Any bytes an origin sends where a response head is expected (verge's pass exchange reads them,
 //! `edge/origin_head.rs`): parsing never panics; a final head's viewer copy is itself a well-formed head
 //! with the same status, no `Connection` field (the viewer's own is added when it is written) and no
-//! `Content-Length` beside a `Transfer-Encoding`; its framing is one the bytes allow.
+//! `Content-Length` beside a `Transfer-Encoding`; its framing is one the bytes allow; and wherever the
+//! one-pass scan (`edge/head_scan.rs`) takes a head, httparse reads it the same.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use verge::fuzzing::{parse_origin_head, Framing, HeadParse};
+use verge::fuzzing::{origin_head_scan_agrees_with_httparse, parse_origin_head, Framing, HeadParse};
 
 fuzz_target!(|data: &[u8]| {
     let Some((&flags, bytes)) = data.split_first() else { return };
     let head_only = flags & 1 == 1;
+    assert!(origin_head_scan_agrees_with_httparse(bytes), "the scan and httparse differ");
     let Ok(parsed) = parse_origin_head(bytes, head_only, 64) else { return };
     let mut head = match parsed {
         HeadParse::Partial => return,

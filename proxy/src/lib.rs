@@ -28,5 +28,6 @@ pub mod fuzzing {
     pub use crate::cache::rendered_head::render;
     pub use crate::cache::stored_header::{merge_not_modified, same_host_path, strip_unstorable};
     pub use crate::cache::ttl::{decide, Decision, TtlPolicy};
+    pub use crate::edge::head_scan::agrees_with_httparse as origin_head_scan_agrees_with_httparse;
     pub use crate::edge::origin_head::{parse as parse_origin_head, Framing, HeadParse};
 }

@@ -10,6 +10,7 @@ pub mod error_pages;
 pub mod forward;
 pub mod generated;
 pub mod geo;
+pub mod head_scan;
 pub mod header_names;
 pub mod include_body;
 pub mod origin_head;

@@ -14,6 +14,8 @@ use bytes::{BufMut, BytesMut};
 use pingora_core::protocols::http::v1::server::RENDERED_INLINE_BODY;
 use pingora_error::{Error, ErrorType, Result};
 
+use super::head_scan::{self, Scanned};
+
 /// The largest head read from an origin (pingora's client bound).
 pub const MAX_HEAD: usize = 1_048_575;
 /// Fields a head may have (pingora's client bound).
@@ -56,18 +58,27 @@ pub enum HeadParse {
 }
 
 /// The fields of a head that decide its framing and connection.
-#[derive(Default)]
-struct Framed<'a> {
-    transfer_encoding: Option<&'a [u8]>,
+#[derive(Debug, Default)]
+pub(super) struct Framed<'a> {
+    pub(super) transfer_encoding: Option<&'a [u8]>,
     /// The reconciled `Content-Length`; `Err` when the values conflict or do not parse.
-    content_length: Option<std::result::Result<u64, ()>>,
+    pub(super) content_length: Option<std::result::Result<u64, ()>>,
     connection: Option<&'a [u8]>,
-    has_date: bool,
+    pub(super) has_date: bool,
 }
 
 /// Parses the head at the front of `buf` (a response to a HEAD request when `head_only`), rendering
-/// the viewer's copy with `room` bytes to spare.
+/// the viewer's copy with `room` bytes to spare. A head written the usual way is taken by one scan
+/// (`head_scan.rs`); any other goes through httparse with pingora's client settings.
 pub fn parse(buf: &[u8], head_only: bool, room: usize) -> Result<HeadParse> {
+    if let Some(scanned) = head_scan::scan(buf) {
+        return finish_scanned(buf, head_only, room, scanned);
+    }
+    parse_with_httparse(buf, head_only, room)
+}
+
+/// `parse` for any head httparse takes.
+fn parse_with_httparse(buf: &[u8], head_only: bool, room: usize) -> Result<HeadParse> {
     let mut fields = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_FIELDS];
     let mut response = httparse::Response::new(&mut []);
     let mut config = httparse::ParserConfig::default();
@@ -78,20 +89,85 @@ pub fn parse(buf: &[u8], head_only: bool, room: usize) -> Result<HeadParse> {
         Ok(httparse::Status::Partial) => return Ok(HeadParse::Partial),
         Err(e) => return Err(Error::because(ErrorType::InvalidHTTPHeader, "origin response head", e).into_up()),
     };
-    let code = response.code.unwrap_or(0);
+    let head = Parts {
+        code: response.code.unwrap_or(0),
+        http10: response.version == Some(0),
+        reason: response.reason.unwrap_or("").as_bytes(),
+        length,
+    };
+    head.finish(buf, head_only, room, response.headers.iter().map(|f| (f.name.as_bytes(), f.value)))
+}
+
+/// A head's status line and length, from either parser.
+struct Parts<'a> {
+    code: u16,
+    http10: bool,
+    reason: &'a [u8],
+    length: usize,
+}
+
+impl Parts<'_> {
+    /// Works out the head's framing and keep-alive from its fields (slices of `buf`) and renders the
+    /// viewer's copy.
+    fn finish<'a>(
+        self,
+        buf: &'a [u8],
+        head_only: bool,
+        room: usize,
+        fields: impl Iterator<Item = (&'a [u8], &'a [u8])> + Clone,
+    ) -> Result<HeadParse> {
+        let Parts { code, http10, reason, length } = self;
+        let Some(status) = final_status(code)? else { return Ok(HeadParse::Informational(length)) };
+        let mut framed = Framed::default();
+        for (name, value) in fields.clone() {
+            read_field(&mut framed, classify(name), value);
+        }
+        let (framing, keepalive) = framing(code, http10, head_only, &framed)?;
+        let mut rendered = start_rendered(length, room, framing);
+        rendered.put_slice(b"HTTP/1.1 ");
+        rendered.put_slice(status.as_str().as_bytes());
+        rendered.put_u8(b' ');
+        rendered.put_slice(reason);
+        rendered.put_slice(b"\r\n");
+        render_fields(buf, fields, framed.transfer_encoding.is_some(), &mut rendered);
+        Ok(HeadParse::Final(OriginHead { status, length, framing, keepalive, has_date: framed.has_date, rendered }))
+    }
+}
+
+/// The viewer's copy of a head the one-pass scan took: the head's own bytes from the status code on,
+/// less the lines it dropped.
+fn finish_scanned(buf: &[u8], head_only: bool, room: usize, scanned: Scanned<'_>) -> Result<HeadParse> {
+    let length = scanned.length;
+    let Some(status) = final_status(scanned.code)? else { return Ok(HeadParse::Informational(length)) };
+    let (framing, keepalive) = framing(scanned.code, scanned.http10, head_only, &scanned.framed)?;
+    let mut rendered = start_rendered(length, room, framing);
+    rendered.put_slice(b"HTTP/1.1 ");
+    rendered.put_slice(scanned.status_rest);
+    let mut from = scanned.fields_at;
+    for (drop_from, drop_to) in scanned.drops() {
+        rendered.put_slice(&buf[from..drop_from]);
+        from = drop_to;
+    }
+    rendered.put_slice(&buf[from..length - 2]);
+    Ok(HeadParse::Final(OriginHead { status, length, framing, keepalive, has_date: scanned.framed.has_date, rendered }))
+}
+
+/// The status of a final head; `None` for an informational one (dropped: the final one follows), an
+/// error for a code out of range or a 101 (no upgrade was asked for).
+fn final_status(code: u16) -> Result<Option<http::StatusCode>> {
     let status = http::StatusCode::from_u16(code)
         .map_err(|e| Error::because(ErrorType::InvalidHTTPHeader, "origin response status", e).into_up())?;
     if status.is_informational() {
         if code == 101 {
             return Err(Error::explain(ErrorType::InvalidHTTPHeader, "101 without an upgrade").into_up());
         }
-        return Ok(HeadParse::Informational(length));
+        return Ok(None);
     }
-    let mut framed = Framed::default();
-    for field in response.headers.iter() {
-        read_field(&mut framed, field.name.as_bytes(), field.value);
-    }
-    let http10 = response.version == Some(0);
+    Ok(Some(status))
+}
+
+/// How the body is delimited and whether the connection is kept after it, by pingora's rules.
+fn framing(code: u16, http10: bool, head_only: bool, framed: &Framed<'_>) -> Result<(Framing, bool)> {
     let framing = if head_only || matches!(code, 204 | 304) {
         // Validated all the same, as pingora does before it looks at the request's method.
         if framed.transfer_encoding.is_none() && framed.content_length == Some(Err(())) {
@@ -117,20 +193,17 @@ pub fn parse(buf: &[u8], head_only: bool, room: usize) -> Result<HeadParse> {
             Some(keep) => keep,
             None => !http10,
         };
+    Ok((framing, keepalive))
+}
 
-    // Room for the edge's fields and, when it is small enough to go out in the head's buffer, the body.
+/// The viewer's head buffer, with room for the edge's fields and, when it is small enough to go out
+/// with the head, the body.
+fn start_rendered(length: usize, room: usize, framing: Framing) -> BytesMut {
     let inline_body = match framing {
         Framing::Length(n) if n <= RENDERED_INLINE_BODY => n,
         _ => 0,
     };
-    let mut rendered = BytesMut::with_capacity(length + room + inline_body);
-    rendered.put_slice(b"HTTP/1.1 ");
-    rendered.put_slice(status.as_str().as_bytes());
-    rendered.put_u8(b' ');
-    rendered.put_slice(response.reason.unwrap_or("").as_bytes());
-    rendered.put_slice(b"\r\n");
-    render_fields(buf, response.headers, framed.transfer_encoding.is_some(), &mut rendered);
-    Ok(HeadParse::Final(OriginHead { status, length, framing, keepalive, has_date: framed.has_date, rendered }))
+    BytesMut::with_capacity(length + room + inline_body)
 }
 
 impl OriginHead {
@@ -143,16 +216,21 @@ impl OriginHead {
 /// Appends the fields that pass to the viewer. Runs of lines already written as `name: value` go in one
 /// copy each; a line written otherwise (space before the colon, none after it, trailing space,
 /// folded) is rewritten in that form, as pingora writes a field it parsed.
-fn render_fields(buf: &[u8], fields: &[httparse::Header<'_>], drop_length: bool, out: &mut BytesMut) {
+fn render_fields<'a>(
+    buf: &[u8],
+    fields: impl Iterator<Item = (&'a [u8], &'a [u8])>,
+    drop_length: bool,
+    out: &mut BytesMut,
+) {
     let base = buf.as_ptr() as usize;
     // The run of verbatim lines not yet copied: `buf[run.0..run.1]`.
     let mut run = (0, 0);
-    for field in fields {
-        let name_at = field.name.as_ptr() as usize - base;
-        let value_at = field.value.as_ptr() as usize - base;
-        let name_end = name_at + field.name.len();
-        let value_end = value_at + field.value.len();
-        if !passes_to_viewer(field.name.as_bytes(), drop_length) {
+    for (name, value) in fields {
+        let name_at = name.as_ptr() as usize - base;
+        let value_at = value.as_ptr() as usize - base;
+        let name_end = name_at + name.len();
+        let value_end = value_at + value.len();
+        if !passes_to_viewer(classify(name), drop_length) {
             continue;
         }
         let verbatim = value_at == name_end + 2
@@ -167,9 +245,9 @@ fn render_fields(buf: &[u8], fields: &[httparse::Header<'_>], drop_length: bool,
         if verbatim {
             run = (name_at, value_end + 2);
         } else {
-            out.put_slice(field.name.as_bytes());
+            out.put_slice(name);
             out.put_slice(b": ");
-            out.put_slice(field.value);
+            out.put_slice(value);
             out.put_slice(b"\r\n");
         }
     }
@@ -193,15 +271,52 @@ pub fn sent_field<'h>(head: &'h [u8], name: &str) -> Option<&'h str> {
     field(name)
 }
 
-/// Notes what a field says about framing and the connection.
-fn read_field<'a>(framed: &mut Framed<'a>, name: &[u8], value: &'a [u8]) {
+/// The fields a head's framing, its connection and the viewer's copy depend on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Named {
+    Date,
+    Connection,
+    ContentLength,
+    TransferEncoding,
+    /// The edge's own: `Via`, `X-Cache`, `X-Amz-Cf-Id` (set after the origin's fields).
+    Edge,
+    Other,
+}
+
+/// Which field a name (header-name bytes) is, case aside.
+pub(super) fn classify(name: &[u8]) -> Named {
     match name.len() {
-        4 if name.eq_ignore_ascii_case(b"date") => framed.has_date = true,
-        10 if name.eq_ignore_ascii_case(b"connection") => {
-            // The first one counts, as pingora reads it.
-            framed.connection = framed.connection.or(Some(value));
-        }
-        14 if name.eq_ignore_ascii_case(b"content-length") => {
+        3 if same_name(name, b"via") => Named::Edge,
+        4 if same_name(name, b"date") => Named::Date,
+        7 if same_name(name, b"x-cache") => Named::Edge,
+        10 if same_name(name, b"connection") => Named::Connection,
+        11 if same_name(name, b"x-amz-cf-id") => Named::Edge,
+        14 if same_name(name, b"content-length") => Named::ContentLength,
+        17 if same_name(name, b"transfer-encoding") => Named::TransferEncoding,
+        _ => Named::Other,
+    }
+}
+
+/// `name` (header-name bytes, RFC 9110 tchar) is `lower` (lower case, the same length) but for case.
+/// `| 0x20` folds case exactly here: among tchars only letters change, and no other tchar lands on a
+/// letter, digit or dash. Eight bytes at a time: a field name check runs for every field.
+fn same_name(name: &[u8], lower: &[u8]) -> bool {
+    let fold = |bytes: &[u8]| u64::from_le_bytes(bytes.try_into().unwrap_or_default()) | 0x2020_2020_2020_2020;
+    let word = |bytes: &[u8]| u64::from_le_bytes(bytes.try_into().unwrap_or_default());
+    let len = name.len();
+    if len < 8 {
+        return name.iter().zip(lower).all(|(n, l)| n | 0x20 == *l);
+    }
+    fold(&name[..8]) == word(&lower[..8]) && fold(&name[len - 8..]) == word(&lower[len - 8..])
+}
+
+/// Notes what a field says about framing and the connection.
+pub(super) fn read_field<'a>(framed: &mut Framed<'a>, named: Named, value: &'a [u8]) {
+    match named {
+        Named::Date => framed.has_date = true,
+        // The first one counts, as pingora reads it.
+        Named::Connection => framed.connection = framed.connection.or(Some(value)),
+        Named::ContentLength => {
             // Identical values (repeated or listed) reconcile to one; anything else is refused.
             let mut current = match framed.content_length {
                 Some(Err(())) => return,
@@ -220,20 +335,17 @@ fn read_field<'a>(framed: &mut Framed<'a>, name: &[u8], value: &'a [u8]) {
             framed.content_length = current.map(Ok);
         }
         // The last one counts.
-        17 if name.eq_ignore_ascii_case(b"transfer-encoding") => framed.transfer_encoding = Some(value),
-        _ => {}
+        Named::TransferEncoding => framed.transfer_encoding = Some(value),
+        Named::Edge | Named::Other => {}
     }
 }
 
 /// Whether an origin field goes to the viewer: not `Connection` (the viewer's own is written), not the
 /// edge's fields (set after), not a `Content-Length` a `Transfer-Encoding` overrides.
-fn passes_to_viewer(name: &[u8], drop_length: bool) -> bool {
-    match name.len() {
-        3 => !name.eq_ignore_ascii_case(b"via"),
-        7 => !name.eq_ignore_ascii_case(b"x-cache"),
-        10 => !name.eq_ignore_ascii_case(b"connection"),
-        11 => !name.eq_ignore_ascii_case(b"x-amz-cf-id"),
-        14 => !(drop_length && name.eq_ignore_ascii_case(b"content-length")),
+fn passes_to_viewer(named: Named, drop_length: bool) -> bool {
+    match named {
+        Named::Connection | Named::Edge => false,
+        Named::ContentLength => !drop_length,
         _ => true,
     }
 }
@@ -347,6 +459,58 @@ mod tests {
         assert_eq!(sent_field(head, "content-range"), None);
         let chunked = b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n";
         assert_eq!(sent_field(chunked, "content-length"), None);
+    }
+
+    /// A head the one-pass scan takes gets the same framing, keep-alive and viewer copy as through
+    /// httparse.
+    #[test]
+    fn the_scan_and_httparse_give_the_same_head() {
+        let heads = [
+            &b"HTTP/1.1 200 OK\r\nServer: nginx\r\nDate: Sat, 28 Nov 2026 20:41:36 GMT\r\nContent-Length: 4\r\n\
+               Connection: keep-alive\r\nETag: \"5f\"\r\nX-Empty: \r\n\r\nbody"[..],
+            b"HTTP/1.0 404 Not Found\r\nVia: 1.1 a\r\nContent-Length: 3\r\nX-Cache: Hit\r\nTransfer-Encoding: chunked\r\n\
+               x-amz-cf-id: q\r\nContent-Length: 3\r\nConnection: Keep-Alive\r\n\r\n",
+            b"HTTP/1.1 304 Not Modified\r\nETag: \"x\"\r\n\r\n",
+            b"HTTP/1.1 200 \r\nTransfer-Encoding: gzip\r\n\r\n",
+            b"HTTP/1.1 103 Early Hints\r\nLink: </a>\r\n\r\n",
+        ];
+        for head in heads {
+            assert!(head_scan::scan(head).is_some(), "{:?}", String::from_utf8_lossy(head));
+            for head_only in [false, true] {
+                let (scanned, parsed) =
+                    (parse(head, head_only, 8).unwrap(), parse_with_httparse(head, head_only, 8).unwrap());
+                match (scanned, parsed) {
+                    (HeadParse::Final(mut a), HeadParse::Final(mut b)) => {
+                        assert_eq!(
+                            (a.status, a.length, a.framing, a.keepalive, a.has_date),
+                            (b.status, b.length, b.framing, b.keepalive, b.has_date)
+                        );
+                        assert_eq!(a.take_rendered(), b.take_rendered());
+                    }
+                    (HeadParse::Informational(a), HeadParse::Informational(b)) => assert_eq!(a, b),
+                    other => panic!("{other:?}"),
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn names_are_told_apart_by_case_folding_alone() {
+        for (name, named) in [
+            (&b"CONTENT-length"[..], Named::ContentLength),
+            (b"Transfer-Encoding", Named::TransferEncoding),
+            (b"X-Amz-Cf-Id", Named::Edge),
+            (b"vIa", Named::Edge),
+            (b"DATE", Named::Date),
+            (b"content_length", Named::Other),
+            (b"Content-Lengti", Named::Other),
+            (b"Xontent-Length", Named::Other),
+            (b"connectioN", Named::Connection),
+            (b"connectio~", Named::Other),
+            (b"dat`", Named::Other),
+        ] {
+            assert_eq!(classify(name), named, "{:?}", String::from_utf8_lossy(name));
+        }
     }
 
     #[test]
