@@ -20,6 +20,7 @@
 use std::time::Duration;
 
 use bytes::{BufMut, BytesMut};
+use http::header;
 use pingora_core::connectors::IdleConnections;
 use pingora_core::protocols::http::v1::body::BodyReader;
 use pingora_core::protocols::http::v1::server::{RenderedBody, RENDERED_INLINE_BODY};
@@ -79,16 +80,28 @@ fn eligible(session: &Session, ctx: &RequestContext) -> bool {
     // One pass over the names for those that take pingora's path: a body's framing, an upgrade, an
     // expectation, `Connection` options (pingora removes the fields they nominate), a `Host` that
     // pingora's authority check would refuse.
-    req.headers.iter().all(|(name, value)| match name.as_str() {
-        // `close` here: a field of that name would be one `Connection: close` nominates.
-        "content-length" | "transfer-encoding" | "upgrade" | "expect" | "http2-settings" | "close" => false,
-        "connection" => value.as_bytes().split(|b| *b == b',').all(|t| {
-            let t = t.trim_ascii();
-            t.eq_ignore_ascii_case(b"keep-alive") || t.eq_ignore_ascii_case(b"close")
-        }),
-        "host" => value.as_bytes().iter().all(|b| is_authority_byte(*b)),
-        _ => true,
+    // Names compared as `HeaderName`s: a standard one is a tag, so most fields cost a few compares.
+    req.headers.iter().all(|(name, value)| {
+        if name == header::HOST {
+            value.as_bytes().iter().all(|b| is_authority_byte(*b))
+        } else if name == header::CONNECTION {
+            value.as_bytes().split(|b| *b == b',').all(|t| {
+                let t = t.trim_ascii();
+                t.eq_ignore_ascii_case(b"keep-alive") || t.eq_ignore_ascii_case(b"close")
+            })
+        } else {
+            !(name == header::CONTENT_LENGTH
+                || name == header::TRANSFER_ENCODING
+                || name == header::UPGRADE
+                || name == header::EXPECT
+                || refused_extension_field(name.as_str()))
+        }
     })
+}
+
+/// `HTTP2-Settings` (an h2c upgrade), or `close` (a field `Connection: close` would nominate).
+fn refused_extension_field(name: &str) -> bool {
+    matches!(name.len(), 5 | 14) && (name == "close" || name == "http2-settings")
 }
 
 /// Bytes a `Host` value may carry (RFC 3986 authority: reg-name, IP literal, port).

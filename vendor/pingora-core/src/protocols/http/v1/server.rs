@@ -442,18 +442,30 @@ impl HttpSession {
                         };
                         let buf = buf.freeze();
 
+                        let keep_case = self.keep_request_header_case;
                         for header in header_refs {
-                            let header_name = header.get_name_bytes(&buf);
-                            let header_name = header_name.into_case_header_name();
                             let value_bytes = header.get_value_bytes(&buf);
                             // safe because this is from what we parsed
                             let header_value = unsafe {
                                 http::HeaderValue::from_maybe_shared_unchecked(value_bytes)
                             };
 
-                            request_header
-                                .append_header(header_name, header_value)
-                                .or_err(InvalidHTTPHeader, "while parsing request header")?;
+                            if keep_case {
+                                let header_name = header.get_name_bytes(&buf);
+                                let header_name = header_name.into_case_header_name();
+                                request_header
+                                    .append_header(header_name, header_value)
+                                    .or_err(InvalidHTTPHeader, "while parsing request header")?;
+                            } else {
+                                // verge: without a case map the name is parsed from the buffer
+                                // as it is, not from a counted reference made to be dropped.
+                                let header_name =
+                                    http::HeaderName::from_bytes(header.get_name(&buf))
+                                        .or_err(InvalidHTTPHeader, "invalid header name")?;
+                                request_header
+                                    .append_header(header_name, header_value)
+                                    .or_err(InvalidHTTPHeader, "while parsing request header")?;
+                            }
                         }
 
                         let contains_transfer_encoding =
