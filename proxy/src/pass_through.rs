@@ -318,7 +318,7 @@ async fn relay(
                 .await
                 .map_err(|e| e.into_down())?;
             let overread = answer.len() > end;
-            ctx.served_pass = Some(Box::new(ServedPass { head: answer.split_to(head.length).freeze(), head_bytes }));
+            ctx.served_pass = Some(Box::new(ServedPass { head: logged_head(&mut answer, head.length), head_bytes }));
             return Ok(head.keepalive && !overread);
         }
     }
@@ -326,7 +326,7 @@ async fn relay(
     ctx.mark_response_started();
     let head_bytes =
         session.as_mut().write_rendered_head(status, rendered, add_date, body).await.map_err(|e| e.into_down())?;
-    ctx.served_pass = Some(Box::new(ServedPass { head: answer.split_to(head.length).freeze(), head_bytes }));
+    ctx.served_pass = Some(Box::new(ServedPass { head: logged_head(&mut answer, head.length), head_bytes }));
     drop(answer);
     loop {
         let read = match read_timeout {
@@ -346,6 +346,12 @@ async fn relay(
     }
     session.as_mut().finish_body().await.map_err(|e| e.into_down())?;
     Ok(head.keepalive && head.framing != Framing::UntilClose && reader.body_done() && !reader.has_bytes_overread())
+}
+
+/// The origin's head, split off the read buffer, for a log that may read its fields; none when no such
+/// log is on (the split makes the buffer shared: an allocation per request for nothing).
+fn logged_head(answer: &mut BytesMut, length: usize) -> Option<bytes::Bytes> {
+    crate::observe::first_byte_logged().then(|| answer.split_to(length).freeze())
 }
 
 /// The origin body's reader, given what was read past the head, and the viewer's framing.

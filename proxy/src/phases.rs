@@ -129,7 +129,7 @@ fn write_log_records(
 ) {
     let req = session.req_header();
     let resp = response_sent(session, ctx);
-    let passed = ctx.served_pass.as_ref().map(|p| &p.head[..]);
+    let passed = ctx.served_pass.as_ref().and_then(|p| p.head.as_deref());
     let header = |name: http::header::HeaderName| req.headers.get(name).and_then(|v| v.to_str().ok());
     let resp_header = |name: http::header::HeaderName| match passed {
         Some(head) => crate::edge::origin_head::sent_field(head, name.as_str()),

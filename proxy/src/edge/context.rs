@@ -64,8 +64,9 @@ pub struct RequestContext {
 /// A response passed on from the origin as bytes (pass_through.rs): the logs read its fields from the
 /// origin's head and the size of the head the viewer got.
 pub struct ServedPass {
-    /// The origin's response head as it arrived.
-    pub head: Bytes,
+    /// The origin's response head as it arrived, kept only when a CloudFront or real-time log may
+    /// read its fields (`observe::first_byte_logged`).
+    pub head: Option<Bytes>,
     /// The response head's bytes on the wire, status line and fields.
     pub head_bytes: usize,
 }

@@ -175,6 +175,27 @@ impl RequestHeader {
         Ok(req)
     }
 
+    /// verge: [Self::build] (`keep_case`) or [Self::build_no_case] for a target held in shared bytes,
+    /// e.g. a slice of the buffer the request was read into: see [Self::set_raw_path_shared].
+    pub fn build_from_shared(
+        method: impl TryInto<Method>,
+        path: bytes::Bytes,
+        size_hint: Option<usize>,
+        keep_case: bool,
+    ) -> Result<Self> {
+        let mut req = Self::new_no_case(size_hint);
+        req.base.method = method
+            .try_into()
+            .explain_err(InvalidHTTPHeader, |_| "invalid method")?;
+        req.set_raw_path_shared(path)?;
+        if keep_case {
+            req.header_name_map = Some(CaseMap::with_capacity(http_header_map_upper_bound(
+                size_hint,
+            )));
+        }
+        Ok(req)
+    }
+
     /// Create a new [RequestHeader] with the given method and path without preserving header case.
     ///
     /// A [RequestHeader] created from this type is more space efficient than those from [Self::build()].
@@ -323,6 +344,23 @@ impl RequestHeader {
     /// upstream.
     ///
     /// [RFC 9112 section 3.2]: https://www.rfc-editor.org/rfc/rfc9112.html#section-3.2
+    /// verge: [Self::set_raw_path] for a target held in shared bytes. An origin-form target that is
+    /// valid UTF-8 and has no fragment (nearly every request) becomes the URI as it is, without the copy
+    /// and the URI builder's moves; anything else goes through [Self::set_raw_path].
+    pub fn set_raw_path_shared(&mut self, path: bytes::Bytes) -> Result<()> {
+        if path.first() == Some(&b'/')
+            && !path.contains(&b'#')
+            && std::str::from_utf8(&path).is_ok()
+        {
+            if let Ok(path_and_query) = http::uri::PathAndQuery::from_maybe_shared(path.clone()) {
+                self.base.uri = Uri::from(path_and_query);
+                self.raw_target = RawTarget::FromUri;
+                return Ok(());
+            }
+        }
+        self.set_raw_path(&path)
+    }
+
     pub fn set_raw_path(&mut self, path: &[u8]) -> Result<()> {
         // Everything is computed before anything is stored: a rejected target must
         // leave the existing one intact.
@@ -1061,6 +1099,36 @@ fn case_header_iter<'a>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    // verge: a target taken from shared bytes reads as the same target parsed from a slice.
+    #[test]
+    fn shared_targets_read_as_copied_ones() {
+        for target in [
+            &b"/"[..],
+            b"/a/b?c=d&e",
+            b"/%7e?x#frag",
+            b"/caf\xc3\xa9",
+            b"/\xff\xfe",
+            b"*",
+            b"?q",
+            b"",
+            b"http://example.com/x?y",
+            b"example.com:443",
+        ] {
+            let copied = RequestHeader::build_no_case("GET", target, None);
+            let shared = RequestHeader::build_from_shared("GET", bytes::Bytes::copy_from_slice(target), None, false);
+            match (copied, shared) {
+                (Ok(copied), Ok(shared)) => {
+                    assert_eq!(copied.uri, shared.uri, "{target:?}");
+                    assert_eq!(copied.raw_path(), shared.raw_path(), "{target:?}");
+                }
+                (Err(_), Err(_)) => {}
+                (copied, shared) => panic!("{target:?}: {:?} vs {:?}", copied.is_ok(), shared.is_ok()),
+            }
+        }
+        let kept = RequestHeader::build_from_shared("GET", bytes::Bytes::from_static(b"/"), None, true).unwrap();
+        assert!(kept.header_name_map.is_some());
+    }
 
     #[test]
     fn header_map_upper_bound() {

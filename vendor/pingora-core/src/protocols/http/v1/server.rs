@@ -407,20 +407,20 @@ impl HttpSession {
                         let _num_headers = populate_headers(base, &mut header_refs, req.headers);
 
                         // we path httparse to allow unsafe bytes in the str
-                        let (method, path) =
-                            (req.method.unwrap_or(""), req.path.unwrap_or("").as_bytes());
-                        // verge: without the case map when the session does not keep it.
-                        let mut request_header = Box::new(if self.keep_request_header_case {
-                            RequestHeader::build(method, path, Some(req.headers.len()))?
-                        } else {
-                            RequestHeader::build_no_case(method, path, Some(req.headers.len()))?
+                        // verge: the method parsed here, the target kept as its place in the
+                        // buffer: once the buffer is frozen the URI is a slice of it, not a copy.
+                        let method = http::Method::from_bytes(req.method.unwrap_or("").as_bytes())
+                            .explain_err(InvalidHTTPHeader, |_| "invalid method")?;
+                        let path_range = req.path.map_or(0..0, |path| {
+                            let at = path.as_ptr() as usize - base;
+                            at..at + path.len()
                         });
-
-                        request_header.set_version(match req.version {
+                        let size_hint = Some(req.headers.len());
+                        let version = match req.version {
                             Some(1) => Version::HTTP_11,
                             Some(0) => Version::HTTP_10,
                             _ => Version::HTTP_09,
-                        });
+                        };
 
                         // Detach bytes beyond the header in O(1). Keeping them as owned BytesMut
                         // allows body parsing and subsequent pipelined sessions to continue
@@ -443,6 +443,15 @@ impl HttpSession {
                         let buf = buf.freeze();
 
                         let keep_case = self.keep_request_header_case;
+                        // verge: without the case map when the session does not keep it.
+                        let mut request_header = Box::new(RequestHeader::build_from_shared(
+                            method,
+                            buf.slice(path_range),
+                            size_hint,
+                            keep_case,
+                        )?);
+                        request_header.set_version(version);
+
                         for header in header_refs {
                             let value_bytes = header.get_value_bytes(&buf);
                             // safe because this is from what we parsed
