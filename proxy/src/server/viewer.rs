@@ -94,6 +94,7 @@ impl Resume for ViewerApp {
     fn resume(self: &Arc<Self>, idle: Idle, shutdown: &ShutdownWatch) {
         let (app, shutdown) = (self.clone(), shutdown.clone());
         tokio::spawn(async move {
+            // The write buffer a resumed connection's response goes out through (unparked, it has none).
             let stream = with_write_buffer(Box::new(L4Stream::unpark(idle.tcp)), WRITE_BUFFER);
             let connection = Http1Connection {
                 stream,
@@ -220,10 +221,7 @@ impl ViewerApp {
             // for its listener's lot (docs/performance.md, "Idle connections").
             let pipelined = persistent.as_ref().is_some_and(HttpPersistentSettings::has_pipelined_prefix);
             if !std::mem::take(&mut arrived) && !pipelined {
-                // The write buffer (empty: the last response was flushed) stays through this first wait:
-                // freeing it and taking another for the next request cost every kept-alive request an
-                // allocation, a free and two rebuilds of the stream's buffers. A connection that parks
-                // gives it up with its buffers; one that waits on here gives it up first.
+                stream = with_write_buffer(stream, 0);
                 match next_request_arrives(&mut stream, wait, &mut shutdown_changes).await {
                     Arrival::Request => {}
                     Arrival::Closed => break,
@@ -237,16 +235,16 @@ impl ViewerApp {
                         }
                         // Not a stream that parks: it waits out the idle timeout here.
                         Err(kept) => {
-                            stream = with_write_buffer(kept, 0);
+                            stream = kept;
                             let rest = idle - PARK_AFTER;
                             if next_request_arrives(&mut stream, rest, &mut shutdown_changes).await != Arrival::Request
                             {
                                 break;
                             }
-                            stream = with_write_buffer(stream, WRITE_BUFFER);
                         }
                     },
                 }
+                stream = with_write_buffer(stream, WRITE_BUFFER);
             }
             // Built outside this future: a session borrowed here would keep its space in the connection's
             // future for the connection's whole life, moved out or not.
@@ -264,7 +262,7 @@ impl ViewerApp {
 
 /// The viewer write buffer: pingora's default is one MSS (1,460 bytes), and a small response whose
 /// headers do not fit beside its body then goes out in two sends. 4 KiB holds a small response whole;
-/// larger bodies bypass the buffer. A connection idle past `PARK_AFTER` holds none (`with_write_buffer`).
+/// larger bodies bypass the buffer. An idle connection holds none (`with_write_buffer`).
 pub const WRITE_BUFFER: usize = 4 * 1024;
 
 /// A plain-TCP or TLS stream whose socket has a write buffer of `capacity` (when its buffer is empty, as
