@@ -4,12 +4,12 @@
 //! CRLF. Such a head's viewer copy is its own bytes less a few whole lines, so the scan notes only what
 //! decides framing and which lines to drop. Anything else — a head not whole yet, bare LF, folded
 //! lines, other spacing, a tab, a control byte, obs-text in the reason, other name bytes, more than
-//! `MAX_DROPPED` lines to drop — is left to httparse: a head this scan takes, httparse takes too, with
+//! `MAX_DROPPED` lines to drop, more than `MAX_FIELDS` fields — is left to httparse: a head this scan takes, httparse takes too, with
 //! the same parts (`agrees_with_httparse`, checked by the tests and by the `origin_head` fuzz target
 //! on every input it makes). The point is cost: names and values are checked eight bytes at a time,
 //! and no field list is built.
 
-use super::origin_head::{classify, read_field, Framed, Named};
+use super::origin_head::{classify, read_field, Framed, Named, MAX_FIELDS};
 
 /// Lines a head may need dropped for the scan to take it (more go to httparse).
 pub(super) const MAX_DROPPED: usize = 8;
@@ -76,7 +76,8 @@ pub(super) fn scan(buf: &[u8]) -> Option<Scanned<'_>> {
         dropped_count: 0,
     };
     let mut at = fields_at;
-    loop {
+    // httparse refuses a head with more fields than it has slots: so must a head this scan takes.
+    for _ in 0..=MAX_FIELDS {
         if *buf.get(at)? == b'\r' {
             if *buf.get(at + 1)? != b'\n' {
                 return None;
@@ -106,6 +107,7 @@ pub(super) fn scan(buf: &[u8]) -> Option<Scanned<'_>> {
         }
         at = next;
     }
+    None
 }
 
 /// Whether the viewer may not get a field: `Some(false)` never (`Connection`, the edge's `Via`,
@@ -189,7 +191,7 @@ fn crlf_at(buf: &[u8], at: usize) -> Option<usize> {
 /// fields the viewer does not get. For the tests and the fuzz target.
 pub fn agrees_with_httparse(buf: &[u8]) -> bool {
     let Some(scanned) = scan(buf) else { return true };
-    let mut fields = [httparse::EMPTY_HEADER; 256];
+    let mut fields = [httparse::EMPTY_HEADER; MAX_FIELDS];
     let mut response = httparse::Response::new(&mut fields);
     let mut config = httparse::ParserConfig::default();
     config.allow_spaces_after_header_name_in_responses(true);
@@ -262,6 +264,13 @@ mod tests {
         }
         let many: String = (0..=MAX_DROPPED).map(|_| "Via: 1.1 x\r\n").collect();
         assert!(scan(format!("HTTP/1.1 200 OK\r\n{many}\r\n").as_bytes()).is_none());
+        // As many fields as httparse has slots for are taken; one more is not (httparse refuses it).
+        for (count, taken) in [(MAX_FIELDS, true), (MAX_FIELDS + 1, false)] {
+            let fields: String = (0..count).map(|_| "a: b\r\n").collect();
+            let head = format!("HTTP/1.1 200 OK\r\n{fields}\r\n");
+            assert_eq!(scan(head.as_bytes()).is_some(), taken, "{count} fields");
+            assert!(agrees_with_httparse(head.as_bytes()), "{count} fields");
+        }
     }
 
     /// Heads made by cutting, repeating and changing bytes of real ones: wherever the scan takes one,

@@ -19,7 +19,7 @@ use super::head_scan::{self, Scanned};
 /// The largest head read from an origin (pingora's client bound).
 pub const MAX_HEAD: usize = 1_048_575;
 /// Fields a head may have (pingora's client bound).
-const MAX_FIELDS: usize = 256;
+pub(super) const MAX_FIELDS: usize = 256;
 
 /// How the body after the head is delimited.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
