@@ -141,6 +141,24 @@ fn fresh_hits_sent_from_the_rendered_head_match_pingoras_hit_path() {
     let mut rest = Vec::new();
     std::io::Read::read_to_end(&mut old, &mut rest).unwrap();
     assert!(rest.is_empty(), "{rest:?}");
+    // The viewer's `Connection` field, in any case, still decides (pingora notes it as the head is
+    // read): `close` ends an HTTP/1.1 connection, `keep-alive` keeps an HTTP/1.0 one.
+    let mut closing = std::net::TcpStream::connect(verge.addr).unwrap();
+    closing.set_read_timeout(Some(TIMEOUT)).unwrap();
+    closing.write_all(b"GET /r HTTP/1.1\r\nHost: x\r\nconnection: Close\r\n\r\n").unwrap();
+    let (head, _) = read_response(&mut closing, false);
+    assert!(head.contains("\r\nConnection: close\r\n"), "{head}");
+    let mut rest = Vec::new();
+    std::io::Read::read_to_end(&mut closing, &mut rest).unwrap();
+    assert!(rest.is_empty(), "{rest:?}");
+    let mut kept = std::net::TcpStream::connect(verge.addr).unwrap();
+    kept.set_read_timeout(Some(TIMEOUT)).unwrap();
+    for _ in 0..2 {
+        kept.write_all(b"GET /r HTTP/1.0\r\nHost: x\r\nCONNECTION: keep-alive\r\n\r\n").unwrap();
+        let (head, body) = read_response(&mut kept, false);
+        assert!(head.contains("\r\nConnection: keep-alive\r\n"), "{head}");
+        assert_eq!(body, b"rendered once");
+    }
     assert_eq!(origin.count(), 1);
 }
 

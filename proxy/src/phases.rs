@@ -432,14 +432,16 @@ impl ProxyHttp for VergeProxy {
             return self.reject(session, ctx, EdgeError::DistributionDisabled).await;
         }
         let req = session.req_header();
-        if req.version == http::Version::HTTP_11 && !req.headers.contains_key(http::header::HOST) {
+        let host_field = req.headers.get(http::header::HOST);
+        if req.version == http::Version::HTTP_11 && host_field.is_none() {
             return self.reject(session, ctx, EdgeError::MissingHost).await;
         }
-        if matches!(req.method, http::Method::GET | http::Method::HEAD) && has_body(req) {
+        // An HTTP/1 head without framing fields has no body: no lookups (pingora noted them as it read).
+        let may_have_body = session.framing_fields_read().is_none_or(|read| read.frames_a_body());
+        if matches!(req.method, http::Method::GET | http::Method::HEAD) && may_have_body && has_body(req) {
             return self.reject(session, ctx, EdgeError::BodyOnGet).await;
         }
-        let host =
-            req.headers.get(http::header::HOST).and_then(|h| h.to_str().ok()).or_else(|| req.uri.host()).unwrap_or("");
+        let host = host_field.and_then(|h| h.to_str().ok()).or_else(|| req.uri.host()).unwrap_or("");
         if !snapshot.serves_host(host) {
             return self.reject(session, ctx, EdgeError::HostNotServed).await;
         }

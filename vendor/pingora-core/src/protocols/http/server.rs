@@ -139,6 +139,15 @@ impl Session {
         }
     }
 
+    /// verge: for an HTTP/1 request, the framing fields its head had as it was read
+    /// ([`super::v1::server::FramingFieldsRead`]); `None` for other sessions.
+    pub fn framing_fields_read(&self) -> Option<super::v1::server::FramingFieldsRead> {
+        match self {
+            Self::H1(s) => Some(s.framing_fields_read()),
+            _ => None,
+        }
+    }
+
     /// Return a mutable reference to request header it just read.
     /// # Panic
     /// This function will panic if [`Self::read_request()`] is not called.

@@ -168,6 +168,44 @@ pub struct HttpSession {
     /// verge: whether the request header keeps each name's original case (a second map, filled and
     /// dropped per request) for writing it upstream as it came; on by default, as pingora has it.
     keep_request_header_case: bool,
+    /// verge: the framing fields the request head had as it was read (see [`FramingFieldsRead`]).
+    framing_fields_read: FramingFieldsRead,
+}
+
+/// verge: which of the fields that frame a request (its body, its connection) the request head had
+/// when it was read, noted as its fields went into the header map, so that the checks that follow the
+/// read (`validate_request`'s framing part, keep-alive, the body reader) skip the lookups of fields
+/// the head did not have (two hashed lookups each).
+///
+/// The body reader uses it too: a request whose head had neither `Content-Length` nor
+/// `Transfer-Encoding` has no body (RFC 9112 section 6.3), even when a filter adds one of the two to
+/// the header later; the body on the wire is framed by the head as the client sent it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FramingFieldsRead {
+    /// A `Content-Length` field (even one removed later because of a `Transfer-Encoding`).
+    pub content_length: bool,
+    /// A `Transfer-Encoding` field.
+    pub transfer_encoding: bool,
+    /// A `Connection` field.
+    pub connection: bool,
+}
+
+impl FramingFieldsRead {
+    /// Notes a field name as read (any case). Names are told apart by length first: most fields
+    /// cost a length compare.
+    fn note(&mut self, name: &[u8]) {
+        match name.len() {
+            10 => self.connection |= name.eq_ignore_ascii_case(b"connection"),
+            14 => self.content_length |= name.eq_ignore_ascii_case(b"content-length"),
+            17 => self.transfer_encoding |= name.eq_ignore_ascii_case(b"transfer-encoding"),
+            _ => {}
+        }
+    }
+
+    /// Whether the head framed a body at all.
+    pub fn frames_a_body(&self) -> bool {
+        self.content_length || self.transfer_encoding
+    }
 }
 
 // verge: the error a request head over [`HttpSession::set_request_head_limits`]'s size gets, so a
@@ -240,6 +278,7 @@ impl HttpSession {
             max_request_head: MAX_HEADER_SIZE,
             request_head_timeout: None,
             keep_request_header_case: true,
+            framing_fields_read: FramingFieldsRead::default(),
         }
     }
 
@@ -452,7 +491,9 @@ impl HttpSession {
                         )?);
                         request_header.set_version(version);
 
+                        let mut fields_read = FramingFieldsRead::default();
                         for header in header_refs {
+                            fields_read.note(header.get_name(&buf));
                             let value_bytes = header.get_value_bytes(&buf);
                             // safe because this is from what we parsed
                             let header_value = unsafe {
@@ -477,10 +518,9 @@ impl HttpSession {
                             }
                         }
 
-                        let contains_transfer_encoding =
-                            request_header.headers.contains_key(TRANSFER_ENCODING);
-                        let contains_content_length =
-                            request_header.headers.contains_key(CONTENT_LENGTH);
+                        // verge: from the fields noted above, not two lookups.
+                        let contains_transfer_encoding = fields_read.transfer_encoding;
+                        let contains_content_length = fields_read.content_length;
 
                         // Transfer encoding overrides content length, so when
                         // both are present, we can remove content length. This
@@ -501,13 +541,25 @@ impl HttpSession {
                         self.body_reader.reinit();
                         self.pipelined_idle_bytes_stashed = false;
                         self.response_written = None;
-                        self.respect_keepalive();
+                        self.framing_fields_read = fields_read;
+                        // verge: no `Connection` lookup when the head had none.
+                        let connection = if fields_read.connection {
+                            self.is_connection_keepalive()
+                        } else {
+                            None
+                        };
+                        self.apply_keepalive(connection);
 
                         // Disable keepalive if both Transfer-Encoding and Content-Length were present
                         if has_both_te_and_cl {
                             self.set_keepalive(None);
                         }
-                        self.validate_request()?;
+                        // verge: `validate_request`, its framing part only when the head had a
+                        // framing field.
+                        validate_request_authority(self.req_header())?;
+                        if fields_read.frames_a_body() {
+                            self.validate_framing()?;
+                        }
 
                         return Ok(Some(s));
                     }
@@ -567,6 +619,12 @@ impl HttpSession {
 
         // Reject an ambiguous authority before anything routes on it.
         validate_request_authority(req_header)?;
+        self.validate_framing()
+    }
+
+    /// verge: `validate_request`'s checks of `Content-Length` and `Transfer-Encoding`.
+    fn validate_framing(&self) -> Result<()> {
+        let req_header = self.req_header();
 
         // Validate/reconcile Content-Length per RFC 9110 section 8.6 (hyper
         // parity): identical duplicates and comma-combined identical values are
@@ -601,6 +659,12 @@ impl HttpSession {
         self.request_header
             .as_ref()
             .expect("Request header is not read yet")
+    }
+
+    /// verge: the framing fields the request head had as it was read (not changed by later edits
+    /// of the header).
+    pub fn framing_fields_read(&self) -> FramingFieldsRead {
+        self.framing_fields_read
     }
 
     /// Return a mutable reference of the `RequestHeader` this session read
@@ -1013,7 +1077,12 @@ impl HttpSession {
     /// For HTTP 1.1, assume keepalive as long as there is no `Connection: Close` request header.
     /// For HTTP 1.0, only keepalive if there is an explicit header `Connection: keep-alive`.
     pub fn respect_keepalive(&mut self) {
-        if let Some(keepalive) = self.is_connection_keepalive() {
+        self.apply_keepalive(self.is_connection_keepalive());
+    }
+
+    /// verge: [`Self::respect_keepalive`] given what the `Connection` field says (`None`: nothing).
+    fn apply_keepalive(&mut self, connection: Option<bool>) {
+        if let Some(keepalive) = connection {
             if keepalive {
                 let (timeout, _max_use) = self.get_keepalive_values();
                 // TODO: respect max_use
@@ -1350,6 +1419,10 @@ impl HttpSession {
                 // if upgraded _post_ 101 (and body was not init yet)
                 // treat as upgraded body (pass through until closed)
                 self.body_reader.init_close_delimited_owned(preread_body);
+            } else if !self.framing_fields_read.frames_a_body() {
+                // verge: a head without `Content-Length` or `Transfer-Encoding` frames no body
+                // (the lookups below would find neither unless a filter added one).
+                self.body_reader.init_content_length_owned(0, preread_body);
             } else if self.is_chunked_encoding() {
                 // if chunked encoding, content-length should be ignored
                 self.body_reader.init_chunked_owned(preread_body);
