@@ -234,8 +234,11 @@ pub fn render_origin_request(
     let forward_host = forwards(behavior, "host");
     let mut previous_xff = None;
     let mut previous_via = None;
+    // Whether there are cookies to choose from, seen on the way (not a lookup of its own).
+    let mut has_cookie = false;
     let replaced = |name: &str| origin.custom_headers.iter().any(|(custom, _)| custom.eq_ignore_ascii_case(name));
     for (name, value) in req.headers.iter() {
+        has_cookie |= *name == header::COOKIE;
         if *name == X_FORWARDED_FOR.0 {
             previous_xff = previous_xff.or(Some(value));
             continue;
@@ -253,7 +256,7 @@ pub fn render_origin_request(
         }
         put_field(out, n.as_bytes(), value.as_bytes());
     }
-    if let Some(cookies) = kept_cookies(req, behavior) {
+    if let Some(cookies) = has_cookie.then(|| kept_cookies(req, behavior)).flatten() {
         put_field(out, b"Cookie", cookies.as_bytes());
     }
     if let Some(ae) = origin_accept_encoding(req, behavior) {

@@ -492,13 +492,19 @@ impl HttpSession {
                         request_header.set_version(version);
 
                         let mut fields_read = FramingFieldsRead::default();
+                        // What the first `Connection` field says (as `get` would find it).
+                        let mut connection = None;
                         for header in header_refs {
+                            let first_connection = !fields_read.connection;
                             fields_read.note(header.get_name(&buf));
                             let value_bytes = header.get_value_bytes(&buf);
                             // safe because this is from what we parsed
                             let header_value = unsafe {
                                 http::HeaderValue::from_maybe_shared_unchecked(value_bytes)
                             };
+                            if first_connection && fields_read.connection {
+                                connection = is_buf_keepalive(Some(&header_value));
+                            }
 
                             if keep_case {
                                 let header_name = header.get_name_bytes(&buf);
@@ -542,12 +548,7 @@ impl HttpSession {
                         self.pipelined_idle_bytes_stashed = false;
                         self.response_written = None;
                         self.framing_fields_read = fields_read;
-                        // verge: no `Connection` lookup when the head had none.
-                        let connection = if fields_read.connection {
-                            self.is_connection_keepalive()
-                        } else {
-                            None
-                        };
+                        // verge: the `Connection` field read above, not looked up.
                         self.apply_keepalive(connection);
 
                         // Disable keepalive if both Transfer-Encoding and Content-Length were present
