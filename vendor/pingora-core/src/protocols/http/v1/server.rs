@@ -170,6 +170,9 @@ pub struct HttpSession {
     keep_request_header_case: bool,
     /// verge: the framing fields the request head had as it was read (see [`FramingFieldsRead`]).
     framing_fields_read: FramingFieldsRead,
+    /// verge: what the request's first `Connection` field said as it was read (keep-alive, close or
+    /// nothing), so the keep-alive decisions do not look it up again.
+    connection_read: Option<bool>,
 }
 
 /// verge: which of the fields that frame a request (its body, its connection) the request head had
@@ -279,6 +282,7 @@ impl HttpSession {
             request_head_timeout: None,
             keep_request_header_case: true,
             framing_fields_read: FramingFieldsRead::default(),
+            connection_read: None,
         }
     }
 
@@ -548,6 +552,7 @@ impl HttpSession {
                         self.pipelined_idle_bytes_stashed = false;
                         self.response_written = None;
                         self.framing_fields_read = fields_read;
+                        self.connection_read = connection;
                         // verge: the `Connection` field read above, not looked up.
                         self.apply_keepalive(connection);
 
@@ -1058,8 +1063,10 @@ impl HttpSession {
         }
     }
 
+    // verge: the first `Connection` field as it was read, not looked up again (it is about this
+    // connection, hop by hop: what the client sent decides, whatever a filter does to the header).
     fn is_connection_keepalive(&self) -> Option<bool> {
-        is_buf_keepalive(self.get_header(header::CONNECTION))
+        self.connection_read
     }
 
     // calculate write timeout from min_send_rate if set, otherwise return write_timeout
