@@ -126,16 +126,20 @@ fn read_request(reader: &mut BufReader<std::net::TcpStream>) -> Option<(String, 
 /// An origin answering by path with the framings HTTP/1 has: chunked (in pieces), a 100 KiB length,
 /// none (until it closes), bodiless 204 and 304, a HEAD's length without a body; `/cut` announces
 /// 100 KiB and closes after half. Counts its connections.
-fn framing_origin() -> (u16, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+/// The origin of the framing test: the number of connections it accepted, and a channel that says when
+/// it closed a kept-alive connection on its own (`/then-close`).
+fn framing_origin() -> (u16, std::sync::Arc<std::sync::atomic::AtomicUsize>, std::sync::mpsc::Receiver<()>) {
     use std::sync::atomic::{AtomicUsize, Ordering};
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
     let connections = std::sync::Arc::new(AtomicUsize::new(0));
     let counted = connections.clone();
+    let (closed_tx, closed) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         for conn in listener.incoming() {
             let Ok(conn) = conn else { return };
             counted.fetch_add(1, Ordering::SeqCst);
+            let closed_tx = closed_tx.clone();
             std::thread::spawn(move || {
                 let mut reader = BufReader::new(conn);
                 while let Some((method, path)) = read_request(&mut reader) {
@@ -158,6 +162,15 @@ fn framing_origin() -> (u16, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
                             let _ = out.write_all(b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n\r\nuntil the origin closes");
                             return;
                         }
+                        "/then-close" => {
+                            // A whole answer that allows keep-alive, then the origin closes the idle
+                            // connection itself (as origins do when their idle timeout is shorter).
+                            let _ = out.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nfirst");
+                            let _ = out.flush();
+                            let _ = out.shutdown(std::net::Shutdown::Both);
+                            let _ = closed_tx.send(());
+                            return;
+                        }
                         "/no-content" => out.write_all(b"HTTP/1.1 204 No Content\r\n\r\n"),
                         "/not-modified" => out.write_all(b"HTTP/1.1 304 Not Modified\r\nETag: \"e\"\r\n\r\n"),
                         _ if method == "HEAD" => out.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n"),
@@ -170,7 +183,7 @@ fn framing_origin() -> (u16, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
             });
         }
     });
-    (port, connections)
+    (port, connections, closed)
 }
 
 /// The exchange relays every framing an origin uses and keeps the origin connection only when the
@@ -178,7 +191,7 @@ fn framing_origin() -> (u16, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
 #[test]
 fn the_exchange_relays_every_framing_and_keeps_the_connection_only_when_it_can() {
     use std::sync::atomic::Ordering;
-    let (port, connections) = framing_origin();
+    let (port, connections, closed) = framing_origin();
     let verge = Verge::start(&format!(
         "server: {{ admin: {{ listen: 127.0.0.1:0, unauthenticated: true }} }}\norigins:\n  - {{id: app, domain_name: 127.0.0.1, http_port: {port}}}\ndefault_cache_behavior: {{target_origin_id: app, cache_policy: CachingDisabled}}\n"
     ));
@@ -226,6 +239,18 @@ fn the_exchange_relays_every_framing_and_keeps_the_connection_only_when_it_can()
     assert!(verge.wait_for_output("uri=/cut"), "{}", verge.output());
     let after = verge.get("/first");
     assert_eq!((after.status, after.text().as_str()), (200, "first"), "{}", verge.output());
+
+    // The origin closes a connection verge keeps: the next request is not failed by it (the pool's
+    // reuse test finds it ended, or the exchange sees it end before any answer and pingora retries).
+    let opened = connections.load(Ordering::SeqCst);
+    let then_close = verge.get("/then-close");
+    assert_eq!((then_close.status, then_close.text().as_str()), (200, "first"), "{}", verge.output());
+    closed.recv_timeout(TIMEOUT).expect("the origin closed its connection");
+    for _ in 0..3 {
+        let next = verge.get("/first");
+        assert_eq!((next.status, next.text().as_str()), (200, "first"), "{}", verge.output());
+    }
+    assert_eq!(connections.load(Ordering::SeqCst), opened + 1, "one new connection after the close");
 }
 
 /// An origin that stops answering on a kept-alive connection: the exchange gives up after the origin's

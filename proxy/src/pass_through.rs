@@ -106,8 +106,27 @@ fn refused_extension_field(name: &str) -> bool {
 
 /// Bytes a `Host` value may carry (RFC 3986 authority: reg-name, IP literal, port).
 fn is_authority_byte(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || b"-._~%!$&'()*+,;=:[]".contains(&b)
+    AUTHORITY_BYTES[usize::from(b)]
 }
+
+/// `is_authority_byte` as a table: one load a byte (a search of the punctuation was ~20 instructions
+/// for each `.` and `:` of a host).
+const AUTHORITY_BYTES: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut b = 0;
+    while b < 256 {
+        let byte = b as u8;
+        table[b] = byte.is_ascii_alphanumeric();
+        b += 1;
+    }
+    let punctuation = b"-._~%!$&'()*+,;=:[]";
+    let mut i = 0;
+    while i < punctuation.len() {
+        table[punctuation[i] as usize] = true;
+        i += 1;
+    }
+    table
+};
 
 /// Passes the request to the origin and its answer to the viewer when it qualifies; `Ok(true)` when
 /// the response was sent, `Ok(false)` to let pingora proxy it (nothing was sent to the viewer).
@@ -116,8 +135,7 @@ pub async fn serve(session: &mut Session, ctx: &mut RequestContext, idle: &IdleC
         return Ok(false);
     }
     let snapshot = ctx.snapshot.clone();
-    let peer = snapshot.peers[ctx.route.origin].peer_ref(ctx.route.viewer_https, ctx.route.attempts as usize);
-    let key = peer.reuse_hash();
+    let (peer, key) = snapshot.peers[ctx.route.origin].peer_ref(ctx.route.viewer_https, ctx.route.attempts as usize);
     let Some(mut stream) = idle.take_keyed(key, &*peer) else {
         return Ok(false);
     };
@@ -396,4 +414,17 @@ fn premature_end(expected: usize, got: usize) -> Box<Error> {
         format!("Content-Length: {expected}, the origin closed after {got} bytes"),
     )
     .into_up()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_authority_table_holds_exactly_the_authority_bytes() {
+        for b in 0..=u8::MAX {
+            let expected = b.is_ascii_alphanumeric() || b"-._~%!$&'()*+,;=:[]".contains(&b);
+            assert_eq!(is_authority_byte(b), expected, "byte {b:#04x}");
+        }
+    }
 }

@@ -43,6 +43,8 @@ pub struct OriginPeers {
     https: Option<HttpPeer>,
     /// The origin request's `Host` (plain, TLS), built once instead of formatted per miss.
     host: [http::HeaderValue; 2],
+    /// The templates' pool keys (`reuse_hash`: plain, TLS), hashed once instead of per pass miss.
+    keys: [u64; 2],
 }
 
 impl OriginPeers {
@@ -56,16 +58,34 @@ impl OriginPeers {
     /// `attempt` (0-based; each attempt takes the name's next address).
     /// `peer`, borrowed from the template when the name's address for `attempt` is still the one the
     /// template was built with (a copy otherwise): verge's pass exchange needs no copy of its own.
-    pub fn peer_ref(&self, viewer_https: bool, attempt: usize) -> std::borrow::Cow<'_, HttpPeer> {
-        let preferred = if viewer_https { &self.https } else { &self.http };
-        let template = preferred.as_ref().or(self.http.as_ref()).or(self.https.as_ref()).expect("an origin has a peer");
+    /// With it, its key in the pool of idle connections (`reuse_hash`).
+    pub fn peer_ref(&self, viewer_https: bool, attempt: usize) -> (std::borrow::Cow<'_, HttpPeer>, u64) {
+        use pingora_core::upstreams::peer::Peer;
+        let (template, key) = self.template(viewer_https);
         match &template._address {
             pingora_core::protocols::l4::socket::SocketAddr::Inet(addr)
                 if addr.ip() == self.addrs.for_attempt(attempt) =>
             {
-                std::borrow::Cow::Borrowed(template)
+                (std::borrow::Cow::Borrowed(template), key)
             }
-            _ => std::borrow::Cow::Owned(self.peer(viewer_https, attempt)),
+            _ => {
+                let peer = self.peer(viewer_https, attempt);
+                let key = peer.reuse_hash();
+                (std::borrow::Cow::Owned(peer), key)
+            }
+        }
+    }
+
+    /// The template for a viewer over HTTPS or not, and its pool key.
+    fn template(&self, viewer_https: bool) -> (&HttpPeer, u64) {
+        let (preferred, key) = if viewer_https { (&self.https, self.keys[1]) } else { (&self.http, self.keys[0]) };
+        match preferred {
+            Some(peer) => (peer, key),
+            None => match (&self.http, &self.https) {
+                (Some(peer), _) => (peer, self.keys[0]),
+                (None, Some(peer)) => (peer, self.keys[1]),
+                (None, None) => unreachable!("an origin has a peer"),
+            },
         }
     }
 
@@ -139,7 +159,10 @@ impl Snapshot {
                     .map_err(|e| format!("origin `{}`: domain_name is not a Host value: {e}", origin.id))
             });
             let [plain_host, tls_host] = host;
-            peers.push(OriginPeers { addrs, http, https, host: [plain_host?, tls_host?] });
+            let key =
+                |peer: &Option<HttpPeer>| peer.as_ref().map_or(0, pingora_core::upstreams::peer::Peer::reuse_hash);
+            let keys = [key(&http), key(&https)];
+            peers.push(OriginPeers { addrs, http, https, host: [plain_host?, tls_host?], keys });
         }
         let via = format!("1.1 {} (verge)", dist.domain_name);
         let via_value = http::HeaderValue::from_str(&via).map_err(|e| format!("distribution.domain_name: {e}"))?;

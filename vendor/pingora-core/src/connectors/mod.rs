@@ -188,8 +188,15 @@ impl IdleConnections {
         while let Some(mut stream) = self.pool.take(key) {
             // test_reusable_stream: we assume server would never actively send data
             // first on an idle stream.
+            // verge: the address a direct connection was made to, kept in its digest when it was
+            // connected, is compared without a `getpeername` (a system call per reuse); the check
+            // still tells one peer's connection from another's under a colliding key.
             #[cfg(unix)]
-            let matches = peer.matches_fd(stream.id());
+            let direct = peer.get_proxy().is_none();
+            let matches = match connected_to(&stream, peer.address()).filter(|_| direct) {
+                Some(same) => same,
+                None => peer.matches_fd(stream.id()),
+            };
             #[cfg(windows)]
             let matches = {
                 use std::os::windows::io::{AsRawSocket, RawSocket};
@@ -469,11 +476,31 @@ impl PreferredHttpVersion {
 use futures::future::FutureExt;
 use tokio::io::AsyncReadExt;
 
+/// verge: whether `stream` was connected to `addr`, from its socket digest (`None`: not known there).
+#[cfg(unix)]
+fn connected_to(stream: &Stream, addr: &crate::protocols::l4::socket::SocketAddr) -> Option<bool> {
+    let digest = stream.get_socket_digest()?;
+    let known = digest.peer_addr.get()?.as_ref()?;
+    Some(known == addr)
+}
+
 /// Test whether a stream is already closed or not reusable (server sent unexpected data)
 fn test_reusable_stream(stream: &mut Stream, unexpected_data_conn_count: &AtomicU64) -> bool {
     let mut buf = [0; 1];
-    // tokio::task::unconstrained because now_or_never may yield None when the future is ready
-    let result = tokio::task::unconstrained(stream.read(&mut buf[..])).now_or_never();
+    // verge: a plain TCP connection is asked through its readiness first: when the reactor has seen
+    // nothing arrive since it was last drained (no bytes, no end), there is no read to make (a
+    // system call, and a waker registered only to be dropped). An end the reactor has not processed
+    // yet is caught as it would be after the test: the request fails before any answer, and is retried.
+    let quick = stream
+        .as_any_mut()
+        .downcast_mut::<crate::protocols::l4::stream::Stream>()
+        .and_then(|l4| l4.try_read_now(&mut buf[..]));
+    let result = match quick {
+        Some(Err(e)) if e.kind() == std::io::ErrorKind::WouldBlock => None,
+        Some(read) => Some(read),
+        // tokio::task::unconstrained because now_or_never may yield None when the future is ready
+        None => tokio::task::unconstrained(stream.read(&mut buf[..])).now_or_never(),
+    };
     if let Some(data_result) = result {
         match data_result {
             Ok(n) => {

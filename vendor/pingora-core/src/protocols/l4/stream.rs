@@ -623,6 +623,25 @@ impl Stream {
         }
     }
 
+    /// verge: a read that never waits and, for a plain TCP socket with nothing buffered or put back,
+    /// asks the socket only when the reactor has seen it readable since it was last drained:
+    /// `WouldBlock` at once otherwise, with no system call and no waker left behind (tokio's
+    /// `try_read`). `None` for a stream that cannot answer so (buffered bytes, a Unix or virtual
+    /// socket): read it the usual way.
+    pub fn try_read_now(&mut self, buf: &mut [u8]) -> Option<io::Result<usize>> {
+        let buffered = match self.stream() {
+            BufferedStream::BufferedRead(reader) => !reader.buffer().is_empty(),
+            BufferedStream::UnbufferedRead(_) => false,
+        };
+        if buffered || !self.rewind_read_buf.is_empty() {
+            return None;
+        }
+        match &self.stream().get_ref().stream {
+            RawStream::Tcp(s) => Some(s.try_read(buf)),
+            _ => None,
+        }
+    }
+
     /// verge: whether the connection has something to read (bytes, or its end), without reading: a
     /// server can wait for a kept-alive connection's next request holding no more than a waker (the
     /// socket's read-readiness slot keeps it) and build the request's state (buffers, the request
