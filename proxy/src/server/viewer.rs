@@ -7,7 +7,7 @@ use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use pingora_core::apps::{HttpPersistentSettings, HttpServerApp, ServerApp};
+use pingora_core::apps::{HttpPersistentSettings, ServerApp};
 use pingora_core::protocols::http::v1::server::HttpSession as Http1Session;
 use pingora_core::protocols::http::ServerSession;
 use pingora_core::protocols::l4::stream::{ParkedTcp, Stream as L4Stream};
@@ -164,13 +164,16 @@ impl ViewerApp {
     /// and `server.viewer_header_timeout` from the head's first byte (the per-read timeout alone let a
     /// byte a second keep a connection forever). Over the size: 431; out of time: 408; both close.
     /// Request header names are read without their case (origins get them in lower case).
-    fn http1_session(&self, stream: Stream) -> ServerSession {
-        let mut session = Http1Session::new(stream);
-        session.set_request_head_limits(crate::phases::MAX_REQUEST_HEADER_BYTES, Some(self.shared.header_timeout));
-        // One map per request, as HTTP/2 requests have: the case map doubled every header's insert and
-        // drop on every request, for a case HTTP says nothing about (docs/performance.md).
-        session.set_keep_request_header_case(false);
-        ServerSession::H1(session)
+    /// Made in its box: the session (~1 KB) is not moved again on its way into the request's future.
+    fn http1_session(&self, stream: Stream) -> Box<ServerSession> {
+        let mut boxed = Box::new(ServerSession::H1(Http1Session::new(stream)));
+        if let ServerSession::H1(session) = &mut *boxed {
+            session.set_request_head_limits(crate::phases::MAX_REQUEST_HEADER_BYTES, Some(self.shared.header_timeout));
+            // One map per request, as HTTP/2 requests have: the case map doubled every header's insert
+            // and drop on every request, for a case HTTP says nothing about (docs/performance.md).
+            session.set_keep_request_header_case(false);
+        }
+        boxed
     }
 
     /// The session for a connection's next request: the settings the previous one left, or the first
@@ -181,7 +184,7 @@ impl ViewerApp {
         persistent: Option<HttpPersistentSettings>,
         first: bool,
         shutting_down: bool,
-    ) -> ServerSession {
+    ) -> Box<ServerSession> {
         let mut session = self.http1_session(stream);
         match persistent {
             Some(persistent) => persistent.apply_to_session(&mut session),
@@ -250,8 +253,8 @@ impl ViewerApp {
             // future for the connection's whole life, moved out or not.
             let session = self.next_session(stream, persistent.take(), first, *shutdown.borrow());
             first = false;
-            // pingora's trait method builds the request future in its box (no copy of it).
-            let reused = HttpServerApp::process_new_http(proxy, session, shutdown).await;
+            // The request future is built in its box (no copy of it), around the boxed session.
+            let reused = proxy.process_new_http_boxed(session, shutdown).await;
             let Some((next, settings)) = reused.map(|r| r.consume()) else { break };
             stream = next;
             persistent = settings;

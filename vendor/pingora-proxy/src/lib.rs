@@ -1590,13 +1590,30 @@ where
 {
     pub async fn process_new_http_inline(
         self: &Arc<Self>,
-        mut session: HttpSession,
+        session: HttpSession,
+        shutdown: &ShutdownWatch,
+    ) -> Option<ReusedHttpStream> {
+        self.process_new_http_boxed_inline(Box::new(session), shutdown).await
+    }
+
+    /// verge: [`HttpServerApp::process_new_http`] for a session the caller made in its box: the
+    /// session (~1 KB) is not moved into the request future and then into a box of its own.
+    pub fn process_new_http_boxed<'a>(
+        self: &'a Arc<Self>,
+        session: Box<HttpSession>,
+        shutdown: &'a ShutdownWatch,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Option<ReusedHttpStream>> + Send + 'a>>
+    {
+        box_in_place(move || self.process_new_http_boxed_inline(session, shutdown))
+    }
+
+    async fn process_new_http_boxed_inline(
+        self: &Arc<Self>,
+        mut session: Box<HttpSession>,
         shutdown: &ShutdownWatch,
     ) -> Option<ReusedHttpStream> {
         // Extract user context from the previous request before the session is moved into the Box
         let prev_user_ctx = session.take_connection_user_context();
-
-        let session = Box::new(session);
 
         // TODO: keepalive pool, use stack
         let mut session = match self.handle_new_request(session).await {
