@@ -16,6 +16,7 @@ mod phases;
 mod server;
 mod snapshot;
 mod triggers;
+mod wait_timer;
 
 pub use cli::run;
 

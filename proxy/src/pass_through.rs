@@ -17,6 +17,7 @@
 //! byte of the answer sends the request back to pingora's path (as pingora retries a reused
 //! connection); errors after that end the request as pingora's would, through `fail_to_proxy`.
 
+use std::pin::Pin;
 use std::time::Duration;
 
 use bytes::{BufMut, BytesMut};
@@ -29,6 +30,7 @@ use pingora_core::upstreams::peer::Peer;
 use pingora_error::{Error, ErrorType, OrErr, Result};
 use pingora_proxy::Session;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::time::Sleep;
 use verge_config::model::{Distribution, EventType, Target};
 
 use crate::edge::context::{RequestContext, ServedPass};
@@ -36,6 +38,7 @@ use crate::edge::forward;
 use crate::edge::origin_head::{self, Framing, HeadParse, OriginHead};
 use crate::edge::outcome::{ErrorCause, Outcome};
 use crate::snapshot::functions::LoadedFunctions;
+use crate::wait_timer::{self, within};
 
 /// What the first read of an origin's answer reserves (a head and a small body fit).
 const READ_BUFFER: usize = 4096;
@@ -135,8 +138,12 @@ pub async fn serve(session: &mut Session, ctx: &mut RequestContext, idle: &IdleC
         return Ok(false);
     }
     let snapshot = ctx.snapshot.clone();
-    let (peer, key) = snapshot.peers[ctx.route.origin].peer_ref(ctx.route.viewer_https, ctx.route.attempts as usize);
-    let Some(mut stream) = idle.take_keyed(key, &*peer) else {
+    let Some((peer, key)) =
+        snapshot.peers[ctx.route.origin].template_for(ctx.route.viewer_https, ctx.route.attempts as usize)
+    else {
+        return Ok(false);
+    };
+    let Some(mut stream) = idle.take_keyed(key, peer) else {
         return Ok(false);
     };
     ctx.ensure_client_ip(session);
@@ -156,7 +163,9 @@ pub async fn serve(session: &mut Session, ctx: &mut RequestContext, idle: &IdleC
     let options = peer.get_peer_options();
     let read_timeout = options.and_then(|o| o.read_timeout);
     let write_timeout = options.and_then(|o| o.write_timeout);
-    if send_request(&mut stream, &request, write_timeout).await.is_err() {
+    // The connection's own timer for the exchange's waits, put back with it (`wait_timer.rs`).
+    let mut timer = wait_timer::kept_timer(&mut stream).and_then(Option::take).unwrap_or_else(wait_timer::new_timer);
+    if send_request(&mut stream, timer.as_mut(), &request, write_timeout).await.is_err() {
         // The pooled connection was closed under us: pingora's path tries again, as it retries a
         // reused connection.
         return Ok(false);
@@ -165,7 +174,7 @@ pub async fn serve(session: &mut Session, ctx: &mut RequestContext, idle: &IdleC
     let mut answer = BytesMut::with_capacity(READ_BUFFER);
     // Room in the viewer's head for the edge's fields.
     let room = 160 + snapshot.via_value.len();
-    let head = match read_head(session, &mut stream, &mut answer, head_only, room, read_timeout).await {
+    let head = match read_head(session, &mut stream, timer.as_mut(), &mut answer, head_only, room, read_timeout).await {
         Ok(Some(head)) => head,
         Ok(None) => return Ok(false),
         Err(e) => {
@@ -176,21 +185,31 @@ pub async fn serve(session: &mut Session, ctx: &mut RequestContext, idle: &IdleC
     ctx.origin_millis = Some(ctx.started.elapsed().as_millis() as u64);
     crate::observe::metrics::pass_exchange();
     let idle_timeout = options.and_then(|o| o.idle_timeout);
-    let reusable = relay(session, ctx, &mut stream, answer, head, read_timeout).await?;
+    let reusable = relay(session, ctx, &mut stream, timer.as_mut(), answer, head, read_timeout).await?;
     if reusable {
+        if let Some(kept) = wait_timer::kept_timer(&mut stream) {
+            *kept = Some(timer);
+        }
         idle.keep(stream, key, idle_timeout);
     }
     Ok(true)
 }
 
 /// Writes the rendered request (one write; the stream flushes what it buffered).
-async fn send_request(stream: &mut Stream, request: &[u8], write_timeout: Option<Duration>) -> Result<()> {
+async fn send_request(
+    stream: &mut Stream,
+    timer: Pin<&mut Sleep>,
+    request: &[u8],
+    write_timeout: Option<Duration>,
+) -> Result<()> {
     let write = async {
         stream.write_all(request).await?;
         stream.flush().await
     };
     match write_timeout {
-        Some(t) => tokio::time::timeout(t, write).await.or_err(ErrorType::WriteTimedout, "writing origin request")?,
+        Some(t) => within(timer, t, write)
+            .await
+            .ok_or_else(|| Error::explain(ErrorType::WriteTimedout, "writing origin request"))?,
         None => write.await,
     }
     .or_err(ErrorType::WriteError, "writing origin request")
@@ -202,6 +221,7 @@ async fn send_request(stream: &mut Stream, request: &[u8], write_timeout: Option
 async fn read_head(
     session: &mut Session,
     stream: &mut Stream,
+    mut timer: Pin<&mut Sleep>,
     buf: &mut BytesMut,
     head_only: bool,
     room: usize,
@@ -231,9 +251,9 @@ async fn read_head(
         let read = match watch {
             Watch::Later => {
                 let quiet = timeout.map_or(WATCH_VIEWER_AFTER, |t| t.min(WATCH_VIEWER_AFTER));
-                match tokio::time::timeout(quiet, stream.read_buf(buf)).await {
-                    Ok(read) => read,
-                    Err(_) => {
+                match within(timer.as_mut(), quiet, stream.read_buf(buf)).await {
+                    Some(read) => read,
+                    None => {
                         // The origin takes its time: from now on the viewer is watched too.
                         timeout = timeout.map(|t| t.saturating_sub(quiet));
                         if timeout == Some(Duration::ZERO) {
@@ -245,7 +265,7 @@ async fn read_head(
                 }
             }
             Watch::On => tokio::select! {
-                read = read_within(stream, buf, timeout) => read?,
+                read = read_within(stream, timer.as_mut(), buf, timeout) => read?,
                 viewer = session.as_mut().read_body_or_idle(true) => {
                     // Ok: bytes of a pipelined request, kept for the next one; the viewer has nothing
                     // more to say about this one. An error: the viewer hung up.
@@ -254,7 +274,7 @@ async fn read_head(
                     continue;
                 }
             },
-            Watch::Done => read_within(stream, buf, timeout).await?,
+            Watch::Done => read_within(stream, timer.as_mut(), buf, timeout).await?,
         };
         timeout = read_timeout;
         match read {
@@ -282,11 +302,12 @@ enum Watch {
 /// One read into `buf` within `timeout` (a timeout is an error; the read's own result is inside).
 async fn read_within(
     stream: &mut Stream,
+    timer: Pin<&mut Sleep>,
     buf: &mut BytesMut,
     timeout: Option<Duration>,
 ) -> Result<std::io::Result<usize>> {
     match timeout {
-        Some(t) => tokio::time::timeout(t, stream.read_buf(buf)).await.map_err(|_| head_timed_out()),
+        Some(t) => within(timer, t, stream.read_buf(buf)).await.ok_or_else(head_timed_out),
         None => Ok(stream.read_buf(buf).await),
     }
 }
@@ -301,6 +322,7 @@ async fn relay(
     session: &mut Session,
     ctx: &mut RequestContext,
     stream: &mut Stream,
+    mut timer: Pin<&mut Sleep>,
     mut answer: BytesMut,
     mut head: OriginHead,
     read_timeout: Option<Duration>,
@@ -324,7 +346,7 @@ async fn relay(
             let end = head.length + length;
             while answer.len() < end {
                 answer.reserve(end - answer.len());
-                match read_more(stream, &mut answer, read_timeout).await? {
+                match read_more(stream, timer.as_mut(), &mut answer, read_timeout).await? {
                     0 => return Err(premature_end(length, answer.len() - head.length)),
                     _ => continue,
                 }
@@ -348,9 +370,9 @@ async fn relay(
     drop(answer);
     loop {
         let read = match read_timeout {
-            Some(t) => match tokio::time::timeout(t, reader.read_body(stream)).await {
-                Ok(read) => read,
-                Err(_) => Err(Error::explain(ErrorType::ReadTimedout, "while reading response body")),
+            Some(t) => match within(timer.as_mut(), t, reader.read_body(stream)).await {
+                Some(read) => read,
+                None => Err(Error::explain(ErrorType::ReadTimedout, "while reading response body")),
             },
             None => reader.read_body(stream).await,
         };
@@ -397,11 +419,16 @@ fn body_reader(head: &OriginHead, preread: &[u8]) -> (BodyReader, RenderedBody) 
 }
 
 /// One more read from the origin into `buf`, within the read timeout.
-async fn read_more(stream: &mut Stream, buf: &mut BytesMut, read_timeout: Option<Duration>) -> Result<usize> {
+async fn read_more(
+    stream: &mut Stream,
+    timer: Pin<&mut Sleep>,
+    buf: &mut BytesMut,
+    read_timeout: Option<Duration>,
+) -> Result<usize> {
     let read = match read_timeout {
-        Some(t) => tokio::time::timeout(t, stream.read_buf(buf))
+        Some(t) => within(timer, t, stream.read_buf(buf))
             .await
-            .map_err(|_| Error::explain(ErrorType::ReadTimedout, "while reading response body").into_up())?,
+            .ok_or_else(|| Error::explain(ErrorType::ReadTimedout, "while reading response body").into_up())?,
         None => stream.read_buf(buf).await,
     };
     read.map_err(|e| Error::because(ErrorType::ReadError, "while reading response body", e).into_up())

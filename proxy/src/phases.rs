@@ -269,6 +269,21 @@ fn has_body(req: &RequestHeader) -> bool {
     length.is_some_and(|v| v.as_bytes() != b"0") || req.headers.contains_key(http::header::TRANSFER_ENCODING)
 }
 
+/// The future a `ProxyHttp` method written out (not through `async_trait`) returns.
+type PhaseFuture<'a, T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send + 'a>>;
+
+/// A future ready at once with what `make` returns. Zero-sized when `make` captures nothing, so its box
+/// allocates nothing (an `async {}` block is one byte: its state).
+struct ReadyWith<F>(F);
+
+impl<T, F: Fn() -> T + Unpin> std::future::Future for ReadyWith<F> {
+    type Output = T;
+
+    fn poll(self: std::pin::Pin<&mut Self>, _: &mut std::task::Context<'_>) -> std::task::Poll<T> {
+        std::task::Poll::Ready((self.0)())
+    }
+}
+
 /// An origin-request answer is a generated response the first time (later requests for it are hits);
 /// otherwise an error status is an Error, and the cache phase says Hit, RefreshHit or Miss.
 fn proxied_outcome(session: &Session, ctx: &RequestContext, status: u16) -> Outcome {
@@ -363,37 +378,9 @@ impl VergeProxy {
         respond::send(session, ctx, EdgeResponse::Error(error)).await?;
         Ok(true)
     }
-}
 
-#[async_trait]
-impl ProxyHttp for VergeProxy {
-    type CTX = RequestContext;
-
-    /// verge compresses at the edge itself (`edge/compress.rs`): pingora's downstream compression
-    /// module, which by default is added disabled and still runs (and allocates) on every request,
-    /// is left out.
-    fn init_downstream_modules(&self, _modules: &mut HttpModules) {}
-
-    fn new_ctx(&self) -> RequestContext {
-        RequestContext::new(self.snapshot.load_full(), new_request_id())
-    }
-
-    /// Custom error pages are fetched as subrequests; a page fetch never fetches another page.
-    fn allow_spawning_subrequest(&self, session: &Session, _ctx: &RequestContext) -> bool {
-        session.subrequest_ctx.is_none()
-    }
-
-    /// A custom error page fetch asks for its page, not for what the viewer asked.
-    async fn early_request_filter(&self, session: &mut Session, _ctx: &mut RequestContext) -> Result<()> {
-        if session.subrequest_ctx.is_some() {
-            error_pages::rewrite_page_fetch(session);
-        }
-        Ok(())
-    }
-
-    /// Distribution checks, behavior selection, viewer protocol policy, methods, default root object,
-    /// then viewer-request.
-    async fn request_filter(&self, session: &mut Session, ctx: &mut RequestContext) -> Result<bool> {
+    /// `request_filter`'s work (see there).
+    async fn request_filter_inline(&self, session: &mut Session, ctx: &mut RequestContext) -> Result<bool> {
         // pingora keeps an HTTP/1.1 connection open forever by default once a request was read (or as
         // long as the viewer's `Keep-Alive: timeout` asks): bound it by the idle timeout.
         match session.get_keepalive() {
@@ -533,11 +520,67 @@ impl ProxyHttp for VergeProxy {
             return match self.origin_connections.get() {
                 // Boxed: its state (the origin's stream, the peer, the read buffer) would otherwise
                 // sit in every request's future, hits' included, and be moved with it.
-                Some(idle) => Box::pin(pass_through::serve(session, ctx, idle)).await,
+                Some(idle) => pingora_proxy::box_in_place(|| pass_through::serve(session, ctx, idle)).await,
                 None => Ok(false),
             };
         }
         Ok(answered)
+    }
+}
+
+#[async_trait]
+impl ProxyHttp for VergeProxy {
+    type CTX = RequestContext;
+
+    /// verge compresses at the edge itself (`edge/compress.rs`): pingora's downstream compression
+    /// module, which by default is added disabled and still runs (and allocates) on every request,
+    /// is left out.
+    fn init_downstream_modules(&self, _modules: &mut HttpModules) {}
+
+    fn new_ctx(&self) -> RequestContext {
+        RequestContext::new(self.snapshot.load_full(), new_request_id())
+    }
+
+    /// Custom error pages are fetched as subrequests; a page fetch never fetches another page.
+    fn allow_spawning_subrequest(&self, session: &Session, _ctx: &RequestContext) -> bool {
+        session.subrequest_ctx.is_none()
+    }
+
+    /// A custom error page fetch asks for its page, not for what the viewer asked. Written out: nothing
+    /// here waits, and a zero-sized future is boxed without an allocation (`async_trait` boxes its
+    /// future, an allocation per request).
+    fn early_request_filter<'life0, 'life1, 'life2, 'async_trait>(
+        &'life0 self,
+        session: &'life1 mut Session,
+        _ctx: &'life2 mut RequestContext,
+    ) -> PhaseFuture<'async_trait, Result<()>>
+    where
+        'life0: 'async_trait,
+        'life1: 'async_trait,
+        'life2: 'async_trait,
+        Self: 'async_trait,
+    {
+        if session.subrequest_ctx.is_some() {
+            error_pages::rewrite_page_fetch(session);
+        }
+        Box::pin(ReadyWith(|| Ok(())))
+    }
+
+    /// Distribution checks, behavior selection, viewer protocol policy, methods, default root object,
+    /// then viewer-request (`request_filter_inline`), its future written straight into its box
+    /// (`async_trait` builds it on the stack and copies it in whole: ~3.5 KB a request).
+    fn request_filter<'life0, 'life1, 'life2, 'async_trait>(
+        &'life0 self,
+        session: &'life1 mut Session,
+        ctx: &'life2 mut RequestContext,
+    ) -> PhaseFuture<'async_trait, Result<bool>>
+    where
+        'life0: 'async_trait,
+        'life1: 'async_trait,
+        'life2: 'async_trait,
+        Self: 'async_trait,
+    {
+        pingora_proxy::box_in_place(move || self.request_filter_inline(session, ctx))
     }
 
     /// Enables the cache for the behavior's cached methods unless the policy never caches.
@@ -961,52 +1004,71 @@ impl ProxyHttp for VergeProxy {
     }
 
     /// One access-log line and the metrics, per viewer request (page fetches are part of theirs).
-    async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut RequestContext) {
-        if session.subrequest_ctx.is_some() {
-            return;
-        }
-        let status = session.response_written().map_or(0, |r| r.status.as_u16());
-        let hung_up = e.is_some_and(|e| e.esource() == &pingora_error::ErrorSource::Downstream);
-        let outcome = ctx.outcome.unwrap_or(Outcome::Error(ErrorCause::Internal));
-        let mut result = LoggedResult::of(outcome, hung_up);
-        if ctx.shield_hit && outcome == Outcome::Miss && !hung_up {
-            // CloudFront's name for a miss the shield tier had.
-            result.detailed = "OriginShieldHit";
-        }
-        let elapsed = ctx.started.elapsed();
-        let req = session.req_header();
-        metrics::request(&metrics::Counted {
-            result: result.result,
-            status,
-            seconds: elapsed.as_secs_f64(),
-            method: req.method.clone(),
-            bytes_sent: (response_head_bytes(session, ctx) + session.body_bytes_sent()) as u64,
-            bytes_received: session.body_bytes_read() as u64,
-            origin_seconds: ctx.origin_millis.map(|ms| ms as f64 / 1000.0),
-        });
-        let standard = cloudfront_log::get().filter(|log| log.sampled());
-        let realtime = realtime_log::get().filter(|log| log.sampled());
-        if standard.is_some() || realtime.is_some() {
-            ctx.ensure_client_ip(session);
-            write_log_records(standard, realtime, session, ctx, status, result, elapsed);
-        }
-        if !access_log::enabled() {
-            return;
-        }
-        let req = session.req_header();
-        ctx.ensure_client_ip(session);
-        access_log::write(&access_log::AccessLine {
-            request_id: &ctx.request_id,
-            client: &ctx.client_ip,
-            method: req.method.as_str(),
-            uri: &req.uri,
-            status,
-            result,
-            behavior: ctx.route.behavior,
-            origin: ctx.snapshot.dist.origins.get(ctx.route.origin).map_or("", |o| o.id.as_str()),
-            functions: ctx.functions_ran,
-            millis: elapsed.as_millis() as u64,
-            error: e,
-        });
+    /// Written out: nothing here waits (see `early_request_filter`).
+    fn logging<'life0, 'life1, 'life2, 'life3, 'async_trait>(
+        &'life0 self,
+        session: &'life1 mut Session,
+        e: Option<&'life2 Error>,
+        ctx: &'life3 mut RequestContext,
+    ) -> PhaseFuture<'async_trait, ()>
+    where
+        'life0: 'async_trait,
+        'life1: 'async_trait,
+        'life2: 'async_trait,
+        'life3: 'async_trait,
+        Self: 'async_trait,
+    {
+        log_request(session, e, ctx);
+        Box::pin(ReadyWith(|| ()))
     }
+}
+
+/// `ProxyHttp::logging`'s work (see there).
+fn log_request(session: &mut Session, e: Option<&Error>, ctx: &mut RequestContext) {
+    if session.subrequest_ctx.is_some() {
+        return;
+    }
+    let status = session.response_written().map_or(0, |r| r.status.as_u16());
+    let hung_up = e.is_some_and(|e| e.esource() == &pingora_error::ErrorSource::Downstream);
+    let outcome = ctx.outcome.unwrap_or(Outcome::Error(ErrorCause::Internal));
+    let mut result = LoggedResult::of(outcome, hung_up);
+    if ctx.shield_hit && outcome == Outcome::Miss && !hung_up {
+        // CloudFront's name for a miss the shield tier had.
+        result.detailed = "OriginShieldHit";
+    }
+    let elapsed = ctx.started.elapsed();
+    let req = session.req_header();
+    metrics::request(&metrics::Counted {
+        result: result.result,
+        status,
+        seconds: elapsed.as_secs_f64(),
+        method: req.method.clone(),
+        bytes_sent: (response_head_bytes(session, ctx) + session.body_bytes_sent()) as u64,
+        bytes_received: session.body_bytes_read() as u64,
+        origin_seconds: ctx.origin_millis.map(|ms| ms as f64 / 1000.0),
+    });
+    let standard = cloudfront_log::get().filter(|log| log.sampled());
+    let realtime = realtime_log::get().filter(|log| log.sampled());
+    if standard.is_some() || realtime.is_some() {
+        ctx.ensure_client_ip(session);
+        write_log_records(standard, realtime, session, ctx, status, result, elapsed);
+    }
+    if !access_log::enabled() {
+        return;
+    }
+    let req = session.req_header();
+    ctx.ensure_client_ip(session);
+    access_log::write(&access_log::AccessLine {
+        request_id: &ctx.request_id,
+        client: &ctx.client_ip,
+        method: req.method.as_str(),
+        uri: &req.uri,
+        status,
+        result,
+        behavior: ctx.route.behavior,
+        origin: ctx.snapshot.dist.origins.get(ctx.route.origin).map_or("", |o| o.id.as_str()),
+        functions: ctx.functions_ran,
+        millis: elapsed.as_millis() as u64,
+        error: e,
+    });
 }

@@ -217,6 +217,9 @@ impl ViewerApp {
         let (wait, parks) = if idle > PARK_AFTER { (PARK_AFTER, true) } else { (idle, false) };
         // One receiver per connection (each wait borrows it mutably to learn of a shutdown).
         let mut shutdown_changes = shutdown.clone();
+        // The kept-alive wait's timer, one per connection instead of one registered and removed per
+        // request (`wait_timer.rs`).
+        let mut quiet = std::pin::pin!(tokio::time::sleep(wait));
         loop {
             // An idle connection waits here, holding its stream only: each request's state (pingora's
             // request future, its head buffer) is built, in its own box, once the viewer sends something,
@@ -225,7 +228,7 @@ impl ViewerApp {
             let pipelined = persistent.as_ref().is_some_and(HttpPersistentSettings::has_pipelined_prefix);
             if !std::mem::take(&mut arrived) && !pipelined {
                 stream = with_write_buffer(stream, 0);
-                match next_request_arrives(&mut stream, wait, &mut shutdown_changes).await {
+                match next_request_arrives(&mut stream, quiet.as_mut(), wait, &mut shutdown_changes).await {
                     Arrival::Request => {}
                     Arrival::Closed => break,
                     Arrival::Quiet if !parks => break,
@@ -240,7 +243,8 @@ impl ViewerApp {
                         Err(kept) => {
                             stream = kept;
                             let rest = idle - PARK_AFTER;
-                            if next_request_arrives(&mut stream, rest, &mut shutdown_changes).await != Arrival::Request
+                            if next_request_arrives(&mut stream, quiet.as_mut(), rest, &mut shutdown_changes).await
+                                != Arrival::Request
                             {
                                 break;
                             }
@@ -295,7 +299,12 @@ enum Arrival {
 /// TLS session's socket: records arriving end the wait; any plaintext rustls holds already means there
 /// is nothing to wait for). A record that carries no request (a TLS alert, a key update) sends the
 /// connection on to pingora, which then waits inside the request, as it does for streams of other kinds.
-async fn next_request_arrives(stream: &mut Stream, wait: Duration, shutdown: &mut ShutdownWatch) -> Arrival {
+async fn next_request_arrives(
+    stream: &mut Stream,
+    quiet: std::pin::Pin<&mut tokio::time::Sleep>,
+    wait: Duration,
+    shutdown: &mut ShutdownWatch,
+) -> Arrival {
     if *shutdown.borrow() {
         return Arrival::Closed;
     }
@@ -319,12 +328,13 @@ async fn next_request_arrives(stream: &mut Stream, wait: Duration, shutdown: &mu
     // sits in the socket's own read slot instead of a waiter node in this future (which an idle
     // connection holds for as long as it is idle).
     let readable = std::future::poll_fn(move |cx| socket.poll_readable(cx, true));
+    // The socket first, as a timeout polls its future first: a request already there is taken.
     tokio::select! {
         biased;
-        ready = tokio::time::timeout(wait, readable) => match ready {
-            Ok(Ok(())) => Arrival::Request,
-            Ok(Err(_)) => Arrival::Closed,
-            Err(_) => Arrival::Quiet,
+        ready = crate::wait_timer::within(quiet, wait, readable) => match ready {
+            Some(Ok(())) => Arrival::Request,
+            Some(Err(_)) => Arrival::Closed,
+            None => Arrival::Quiet,
         },
         _ = shutdown.changed() => Arrival::Closed,
     }

@@ -55,24 +55,20 @@ impl OriginPeers {
     }
 
     /// The peer for a viewer that came over HTTPS (`viewer_https`) or not, on connection attempt
-    /// `attempt` (0-based; each attempt takes the name's next address).
-    /// `peer`, borrowed from the template when the name's address for `attempt` is still the one the
-    /// template was built with (a copy otherwise): verge's pass exchange needs no copy of its own.
-    /// With it, its key in the pool of idle connections (`reuse_hash`).
-    pub fn peer_ref(&self, viewer_https: bool, attempt: usize) -> (std::borrow::Cow<'_, HttpPeer>, u64) {
-        use pingora_core::upstreams::peer::Peer;
+    /// `attempt` (0-based; each attempt takes the name's next address), when it is the template as
+    /// built (the name's address for `attempt` is still the one the template was built with), with its
+    /// key in the pool of idle connections (`reuse_hash`); none otherwise. For verge's pass exchange,
+    /// which leaves other peers to pingora's path. A reference, not a `Cow`: a `Cow` of a peer is as
+    /// large as a peer (~700 bytes), and was copied whole on every return.
+    pub fn template_for(&self, viewer_https: bool, attempt: usize) -> Option<(&HttpPeer, u64)> {
         let (template, key) = self.template(viewer_https);
         match &template._address {
             pingora_core::protocols::l4::socket::SocketAddr::Inet(addr)
                 if addr.ip() == self.addrs.for_attempt(attempt) =>
             {
-                (std::borrow::Cow::Borrowed(template), key)
+                Some((template, key))
             }
-            _ => {
-                let peer = self.peer(viewer_https, attempt);
-                let key = peer.reuse_hash();
-                (std::borrow::Cow::Owned(peer), key)
-            }
+            _ => None,
         }
     }
 

@@ -532,9 +532,11 @@ where
         Ok(duration)
     }
 
+    // verge: the session and context by reference (here, in `process_request` and `handle_error`):
+    // moved by value, each (~1 KB together) was copied into every callee's future in turn.
     async fn finish(
         &self,
-        mut session: Session,
+        mut session: &mut Session,
         ctx: &mut SV::CTX,
         reuse: bool,
         error: Option<Box<Error>>,
@@ -559,7 +561,7 @@ where
             }
             session
                 .downstream_session
-                .finish()
+                .finish_in_place()
                 .await
                 .ok()
                 .flatten()
@@ -1161,8 +1163,8 @@ where
 {
     async fn process_request(
         self: &Arc<Self>,
-        mut session: Session,
-        mut ctx: <SV as ProxyHttp>::CTX,
+        mut session: &mut Session,
+        mut ctx: &mut <SV as ProxyHttp>::CTX,
     ) -> Option<ReusedHttpStream>
     where
         SV: ProxyHttp + Send + Sync + 'static,
@@ -1212,7 +1214,7 @@ where
                     }
                     return session
                         .downstream_session
-                        .finish()
+                        .finish_in_place()
                         .await
                         .ok()
                         .flatten()
@@ -1384,7 +1386,7 @@ where
 
     async fn handle_error(
         &self,
-        mut session: Session,
+        mut session: &mut Session,
         ctx: &mut <SV as ProxyHttp>::CTX,
         e: Box<Error>,
         context: &str,
@@ -1414,7 +1416,7 @@ where
             }
             session
                 .downstream_session
-                .finish()
+                .finish_in_place()
                 .await
                 .ok()
                 .flatten()
@@ -1474,8 +1476,8 @@ where
 
         session.subrequest_ctx.replace(sub_req_ctx);
         trace!("processing subrequest");
-        let ctx = self.inner.new_ctx();
-        self.process_request(session, ctx).await;
+        let mut ctx = self.inner.new_ctx();
+        self.process_request(&mut session, &mut ctx).await;
         trace!("subrequest done");
     }
 }
@@ -1570,9 +1572,10 @@ impl SubrequestSpawner {
 
 // verge: a boxed future written straight into its allocation. An async fn's future is as large as
 // its largest await point's state, and built on the stack then moved into a `Box::pin` it is copied
-// whole; written through `Box::new_uninit` the copy is left to the optimiser to elide.
+// whole; written through `Box::new_uninit` the copy is left to the optimiser to elide. Public for a
+// `ProxyHttp` implementation that writes a hot `async_trait` method out the same way.
 #[inline(always)]
-fn box_in_place<F: std::future::Future>(make: impl FnOnce() -> F) -> std::pin::Pin<Box<F>> {
+pub fn box_in_place<F: std::future::Future>(make: impl FnOnce() -> F) -> std::pin::Pin<Box<F>> {
     let mut slot = Box::<F>::new_uninit();
     slot.write(make());
     // SAFETY: the slot was written just above.
@@ -1640,7 +1643,7 @@ where
                 .on_connection_reuse(&mut session, &mut ctx, prev_ctx);
         }
 
-        self.process_request(session, ctx).await
+        self.process_request(&mut session, &mut ctx).await
     }
 
 }

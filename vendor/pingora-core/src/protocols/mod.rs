@@ -14,6 +14,7 @@
 
 //! Abstractions and implementations for protocols including TCP, TLS and HTTP
 
+pub(crate) mod closed;
 mod digest;
 pub mod http;
 pub mod l4;

@@ -540,9 +540,18 @@ pub struct Stream {
     write_pending_time: AccumulatedDuration,
     /// Last rx timestamp associated with the last recvmsg call.
     pub rx_ts: Option<SystemTime>,
+    /// verge: a timer kept with the connection for the waits of whoever uses it (see `wait_timer`).
+    wait_timer: Option<std::pin::Pin<Box<tokio::time::Sleep>>>,
 }
 
 impl Stream {
+    /// verge: a timer that lives as long as the connection, for its user's waits (an origin's answer,
+    /// a viewer's next request). Kept here, it is registered with tokio's timer wheel once per
+    /// connection and reset lazily by its user, instead of one timer registered and removed per wait.
+    pub fn wait_timer(&mut self) -> &mut Option<std::pin::Pin<Box<tokio::time::Sleep>>> {
+        &mut self.wait_timer
+    }
+
     fn stream(&self) -> &BufferedStream {
         self.stream.as_ref().expect("stream should always be set")
     }
@@ -794,6 +803,7 @@ impl From<TcpStream> for Stream {
             read_pending_time: AccumulatedDuration::new(),
             write_pending_time: AccumulatedDuration::new(),
             rx_ts: None,
+            wait_timer: None,
         }
     }
 }
@@ -817,6 +827,7 @@ impl From<virt::VirtualSocketStream> for Stream {
             read_pending_time: AccumulatedDuration::new(),
             write_pending_time: AccumulatedDuration::new(),
             rx_ts: None,
+            wait_timer: None,
         }
     }
 }
@@ -841,6 +852,7 @@ impl From<UnixStream> for Stream {
             read_pending_time: AccumulatedDuration::new(),
             write_pending_time: AccumulatedDuration::new(),
             rx_ts: None,
+            wait_timer: None,
         }
     }
 }

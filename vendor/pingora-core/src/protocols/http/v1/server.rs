@@ -1795,6 +1795,34 @@ impl HttpSession {
         }
     }
 
+    /// verge: [`Self::reuse`] without consuming the session: the ~1 KB session is not moved into the
+    /// future (a boxed session is finished where it is). The stream is taken out and a closed
+    /// placeholder left in its place: the session must not do I/O afterwards.
+    pub async fn reuse_in_place(&mut self) -> Result<Option<ReusableHttpStream>> {
+        if !self.will_keepalive() {
+            debug!("HTTP shutdown connection");
+            self.shutdown().await;
+            Ok(None)
+        } else {
+            self.drain_request_body().await?;
+            if self.body_reader.has_bytes_overread() && !self.pipelining_enabled {
+                debug!("bytes overread on request, disallowing reuse");
+                Ok(None)
+            } else {
+                let pipelined_prefix = self
+                    .pipelining_enabled
+                    .then(|| self.take_body_overread())
+                    .flatten()
+                    .filter(|prefix| !prefix.is_empty());
+                let stream = std::mem::replace(
+                    &mut self.underlying_stream,
+                    Box::new(crate::protocols::closed::ClosedIo),
+                );
+                Ok(Some(ReusableHttpStream::new(stream, pipelined_prefix)))
+            }
+        }
+    }
+
     /// Write a `100 Continue` response to the client.
     pub async fn write_continue_response(&mut self) -> Result<()> {
         // only send if we haven't already
