@@ -358,7 +358,7 @@ async fn relay(
                 .await
                 .map_err(|e| e.into_down())?;
             let overread = answer.len() > end;
-            ctx.served_pass = Some(Box::new(ServedPass { head: logged_head(&mut answer, head.length), head_bytes }));
+            ctx.served_pass = Some(ServedPass { head: logged_head(&mut answer, head.length), head_bytes });
             return Ok(head.keepalive && !overread);
         }
     }
@@ -366,7 +366,7 @@ async fn relay(
     ctx.mark_response_started();
     let head_bytes =
         session.as_mut().write_rendered_head(status, rendered, add_date, body).await.map_err(|e| e.into_down())?;
-    ctx.served_pass = Some(Box::new(ServedPass { head: logged_head(&mut answer, head.length), head_bytes }));
+    ctx.served_pass = Some(ServedPass { head: logged_head(&mut answer, head.length), head_bytes });
     drop(answer);
     loop {
         let read = match read_timeout {

@@ -58,7 +58,7 @@ pub struct RequestContext {
     /// The cache key `fresh_hit` worked out and did not find, for pingora's lookup.
     pub cache_key: Option<Box<crate::cache::key::KeyedRequest>>,
     /// A pass miss verge exchanged with the origin itself (pass_through.rs): what the logs read of it.
-    pub served_pass: Option<Box<ServedPass>>,
+    pub served_pass: Option<ServedPass>,
 }
 
 /// A response passed on from the origin as bytes (pass_through.rs): the logs read its fields from the

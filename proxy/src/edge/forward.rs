@@ -257,21 +257,21 @@ pub fn render_origin_request(
         put_field(out, n.as_bytes(), value.as_bytes());
     }
     if let Some(cookies) = has_cookie.then(|| kept_cookies(req, behavior)).flatten() {
-        put_field(out, b"Cookie", cookies.as_bytes());
+        put_line(out, b"Cookie: ", cookies.as_bytes());
     }
     if let Some(ae) = origin_accept_encoding(req, behavior) {
-        put_field(out, b"Accept-Encoding", ae.as_bytes());
+        put_line(out, b"Accept-Encoding: ", ae.as_bytes());
     }
     if !forward_host {
-        put_field(out, b"Host", host.as_bytes());
+        put_line(out, b"Host: ", host.as_bytes());
     }
     if !forwards(behavior, "user-agent") {
-        put_field(out, b"User-Agent", b"verge");
+        put_line(out, b"User-Agent: ", b"verge");
     }
     if let Some(ip) = client_ip.filter(|ip| !ip.is_empty()) {
         match previous_xff.and_then(|v| v.to_str().ok()) {
-            Some(prev) => put_field(out, b"X-Forwarded-For", forwarded_for(Some(prev), ip).as_bytes()),
-            None => put_field(out, b"X-Forwarded-For", ip.as_bytes()),
+            Some(prev) => put_line(out, b"X-Forwarded-For: ", forwarded_for(Some(prev), ip).as_bytes()),
+            None => put_line(out, b"X-Forwarded-For: ", ip.as_bytes()),
         }
     }
     match previous_via.and_then(|v| v.to_str().ok()) {
@@ -282,12 +282,20 @@ pub fn render_origin_request(
             out.put_slice(via.as_bytes());
             out.put_slice(b"\r\n");
         }
-        None => put_field(out, b"Via", via.as_bytes()),
+        None => put_line(out, b"Via: ", via.as_bytes()),
     }
-    put_field(out, b"X-Amz-Cf-Id", request_id.as_bytes());
+    put_line(out, b"X-Amz-Cf-Id: ", request_id.as_bytes());
     for (name, value) in &origin.custom_headers {
         put_field(out, name.as_str().as_bytes(), value.as_bytes());
     }
+    out.put_slice(b"\r\n");
+}
+
+/// A field whose name comes with its `: ` (one copy fewer than `put_field`).
+fn put_line(out: &mut bytes::BytesMut, name_colon: &[u8], value: &[u8]) {
+    use bytes::BufMut;
+    out.put_slice(name_colon);
+    out.put_slice(value);
     out.put_slice(b"\r\n");
 }
 
