@@ -266,8 +266,13 @@ fn an_exchange_that_times_out_answers_504() {
         origin.port()
     ));
     assert_eq!(verge.get("/fast").status, 200, "{}", verge.output());
+    // The origin's waits run on the connection's own timer, set lazily (wait_timer.rs): left at an
+    // earlier wait's deadline, it must still not end this one before its read timeout.
+    let asked = std::time::Instant::now();
     let slow = verge.get("/slow");
+    let waited = asked.elapsed();
     assert_eq!(slow.status, 504, "{}", verge.output());
+    assert!(waited >= Duration::from_millis(990), "a 504 after {waited:?}, before the 1 s read timeout");
     assert_eq!(slow.x_cache(), "Error from verge");
     assert_eq!(pass_exchanges(&verge), 1);
     assert!(verge.wait_for_output("uri=/slow"), "{}", verge.output());

@@ -12,8 +12,9 @@
 //! runs no origin-request, origin-response or viewer-response function and no response headers
 //! policy, to a single origin (not a group, whose failover pingora runs), with no custom error page
 //! that an origin status could call for, and only when a kept-alive connection to the origin is idle
-//! in the pool it shares with pingora (`IdleConnections`): a new connection, with its attempts,
-//! timeouts and failover, is pingora's to make. A pooled connection that turns out closed before any
+//! in the pool it shares with pingora (`IdleConnections`) for the address the origin's peer was built
+//! with: a new connection, with its attempts, timeouts and failover, or another address of the origin's
+//! name, is pingora's to make. A pooled connection that turns out closed before any
 //! byte of the answer sends the request back to pingora's path (as pingora retries a reused
 //! connection); errors after that end the request as pingora's would, through `fail_to_proxy`.
 
