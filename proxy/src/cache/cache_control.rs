@@ -114,8 +114,29 @@ fn is_space(b: u8) -> bool {
 }
 
 fn is_token_byte(b: u8) -> bool {
-    b > 0x20 && b != 0x7f && !b"()<>@,;:\\\"/[]?={}".contains(&b)
+    TOKEN_BYTES[usize::from(b)]
 }
+
+/// `is_token_byte` as a table: one load a byte (a search of the separators was ~40 instructions a
+/// byte, most of a stored miss's `Cache-Control` read).
+const TOKEN_BYTES: [bool; 256] = {
+    let mut table = [false; 256];
+    let separators = b"()<>@,;:\\\"/[]?={}";
+    let mut b = 0x21;
+    while b < 256 {
+        let mut token = b != 0x7f;
+        let mut i = 0;
+        while i < separators.len() {
+            if separators[i] as usize == b {
+                token = false;
+            }
+            i += 1;
+        }
+        table[b] = token;
+        b += 1;
+    }
+    table
+};
 
 fn token_len(bytes: &[u8]) -> usize {
     bytes.iter().take_while(|b| is_token_byte(**b)).count()
@@ -186,6 +207,14 @@ fn each_directive<'a>(field: &'a [u8], mut each: impl FnMut(&'a [u8], Option<&'a
 mod tests {
     use super::*;
     use pingora_cache::cache_control::CacheControl;
+
+    #[test]
+    fn the_token_table_holds_exactly_the_token_bytes() {
+        for b in 0..=u8::MAX {
+            let expected = b > 0x20 && b != 0x7f && !b"()<>@,;:\\\"/[]?={}".contains(&b);
+            assert_eq!(is_token_byte(b), expected, "byte {b:#04x}");
+        }
+    }
 
     fn response(fields: &[&str]) -> ResponseHeader {
         let mut resp = ResponseHeader::build(200, None).unwrap();

@@ -62,15 +62,7 @@ const ROOM_PER_HIT: usize = 12;
 /// pingora's own copy), and the case map doubles that work. Names then go out in lower case, which HTTP
 /// treats the same.
 fn without_case_map(header: &ResponseHeader) -> ResponseHeader {
-    let size = header.headers.len() + ROOM_PER_HIT;
-    let rebuilt = ResponseHeader::build_no_case(header.status, Some(size)).and_then(|mut h| {
-        for (name, value) in &header.headers {
-            h.append_header(name.clone(), value.clone())?;
-        }
-        h.set_version(header.version);
-        Ok(h)
-    });
-    rebuilt.unwrap_or_else(|_| header.clone())
+    header.clone_without_case(ROOM_PER_HIT)
 }
 
 impl StoredMeta {

@@ -61,11 +61,13 @@ fn qualified_field_names(cache_control: &str) -> Vec<String> {
     let mut names = Vec::new();
     let mut rest = cache_control;
     while let Some(eq) = rest.find('=') {
-        let directive = rest[..eq].rsplit(',').next().unwrap_or("").trim().to_ascii_lowercase();
         let after = &rest[eq + 1..];
         if let Some(quoted) = after.strip_prefix('"') {
+            // The directive's name only matters for a quoted value (no copy of it: `max-age=N` is the
+            // usual field, read on every stored miss).
+            let directive = rest[..eq].rsplit(',').next().unwrap_or("").trim();
             let Some(end) = quoted.find('"') else { break };
-            if directive == "no-cache" || directive == "private" {
+            if directive.eq_ignore_ascii_case("no-cache") || directive.eq_ignore_ascii_case("private") {
                 names.extend(quoted[..end].split(',').map(|n| n.trim().to_ascii_lowercase()).filter(|n| !n.is_empty()));
             }
             rest = &quoted[end + 1..];
