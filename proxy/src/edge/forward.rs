@@ -148,6 +148,10 @@ fn forwarded_for(previous: Option<&str>, ip: &str) -> String {
     }
 }
 
+/// The fields `origin_request` may add besides the origin's custom headers: `Cookie`,
+/// `Accept-Encoding`, `Host`, `User-Agent`, `X-Forwarded-For`, `Via`, `X-Amz-Cf-Id`.
+const ADDED_FIELDS: usize = 7;
+
 /// Rewrites `req` (a copy of the viewer request) into the origin request.
 pub fn origin_request(
     req: &mut RequestHeader,
@@ -175,6 +179,9 @@ pub fn origin_request(
     for name in &dropped {
         req.remove_header(name);
     }
+    // Room for the fields added below in one step (pingora's copy of the viewer's request has none:
+    // its map grew two or three times over these inserts).
+    req.reserve_headers(ADDED_FIELDS + origin.custom_headers.len());
     if let Some(cookies) = kept_cookies {
         req.insert_header(header::COOKIE, cookies)?;
     }

@@ -431,6 +431,15 @@ impl RequestHeader {
         self.base.version = version;
     }
 
+    /// verge: room for `additional` more fields, made at once: a clone's map has no spare room (its
+    /// entries are cloned to their length), so a proxy adding fields grew it two or three times.
+    pub fn reserve_headers(&mut self, additional: usize) {
+        self.base.headers.reserve(additional);
+        if let Some(case) = self.header_name_map.as_mut() {
+            case.reserve(additional);
+        }
+    }
+
     /// Clone `self` into [http::request::Parts].
     ///
     /// [ReqParts] has nowhere to keep a request-target that does not round-trip through the
