@@ -33,10 +33,69 @@ impl Function {
             Err(call) => abi::run(self, call, request_id, started).await,
         };
         let result = result.and_then(|call| validate::finished(&call).map(|()| call).map_err(HookError::validation));
-        let micros = started.elapsed().as_micros() as u64;
-        self.stats.record(event.index(), micros, result.as_ref().err().map(|e| e.kind));
-        log_outcome(&self.arn, event, request_id, micros, result.as_ref().err());
+        self.record(event, request_id, started, result.as_ref().err());
         result
+    }
+}
+
+/// What `Function::invoke_in_place` did: ran the call (its result, as `finish` made it), or nothing,
+/// the function being one that must wait (`finish` back for `Function::invoke_with`).
+pub enum InPlace<R, F> {
+    Done(Result<R, HookError>),
+    Waits(F),
+}
+
+impl Function {
+    /// `invoke` without a `Call` of the caller's and without a future: when the function runs inline,
+    /// `fill` writes what it is shown (as the caller would into a new call for `event`) into the call
+    /// its warm instance keeps, and `finish` reads the checked result there. No `Call` is allocated or
+    /// dropped and nothing is awaited (the hooked cache hit's case). Any other function is left to
+    /// `invoke_with` (`Waits`). Counted and logged as `invoke`.
+    pub fn invoke_in_place<R, F: FnOnce(&mut Call) -> R>(
+        &self,
+        event: EventType,
+        fill: &impl Fn(&mut Call),
+        request_id: &(impl AsRef<[u8]> + ?Sized),
+        finish: F,
+    ) -> InPlace<R, F> {
+        let request_id = request_id.as_ref();
+        let started = Instant::now();
+        let _running = self.in_flight.enter();
+        match abi::run_in_place(self, event, fill, request_id, started, finish) {
+            Ok(result) => {
+                self.record(event, request_id, started, result.as_ref().err());
+                InPlace::Done(result)
+            }
+            Err(finish) => InPlace::Waits(finish),
+        }
+    }
+
+    /// `invoke_in_place`'s other half: the call built by `fill`, run on the function's ABI (never
+    /// inline: `invoke_in_place` came first), read by `finish`.
+    pub async fn invoke_with<R>(
+        &self,
+        event: EventType,
+        fill: impl Fn(&mut Call),
+        request_id: &(impl AsRef<[u8]> + ?Sized),
+        finish: impl FnOnce(&mut Call) -> R,
+    ) -> Result<R, HookError> {
+        let request_id = request_id.as_ref();
+        let started = Instant::now();
+        let _running = self.in_flight.enter();
+        let mut call = Call::new(event);
+        fill(&mut call);
+        let result = abi::run(self, call, request_id, started)
+            .await
+            .and_then(|call| validate::finished(&call).map(|()| call).map_err(HookError::validation));
+        self.record(event, request_id, started, result.as_ref().err());
+        result.map(|mut call| finish(&mut call))
+    }
+
+    /// Counts a finished call in `stats` and logs it.
+    fn record(&self, event: EventType, request_id: &[u8], started: Instant, error: Option<&HookError>) {
+        let micros = started.elapsed().as_micros() as u64;
+        self.stats.record(event.index(), micros, error.map(|e| e.kind));
+        log_outcome(&self.arn, event, request_id, micros, error);
     }
 }
 

@@ -22,5 +22,6 @@ pub use call::{Call, CallOrigin, HeaderOp, Side};
 pub use engine::{Abi, Function, HookEngine, Limits, Reads, MAX_MEMORY_BYTES};
 pub use error::{HookError, HookErrorKind};
 pub use header_block::HeaderBlock;
+pub use invoke::InPlace;
 pub use store::{sha256_hex, FunctionStore};
 pub use validate::{is_disallowed, read_only};

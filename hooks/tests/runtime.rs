@@ -318,3 +318,56 @@ async fn a_warm_instance_whose_memory_grew_past_64_mib_is_not_reused() {
         assert_eq!(fresh(&again), second, "{pages} pages: the second call's instance");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_in_place_runs_in_the_warm_instance_and_leaves_nothing_behind() {
+    use verge_hooks::InPlace;
+    // viewer-response: sets `x-a` and, when the request has `x-fail`, also the read-only `host` (a
+    // validation failure).
+    let wat = r#"(module
+      (import "verge" "header_set" (func $set (param i32 i32 i32 i32 i32) (result i32)))
+      (import "verge" "header_get" (func $get (param i32 i32 i32 i32 i32 i32) (result i32)))
+      (memory (export "memory") 1)
+      (data (i32.const 0) "x-a1x-failhostevil")
+      (func (export "verge_fast_handle") (param $event i32) (result i32)
+        (drop (call $set (i32.const 1) (i32.const 0) (i32.const 3) (i32.const 3) (i32.const 1)))
+        (if (i32.ge_s (call $get (i32.const 0) (i32.const 4) (i32.const 6) (i32.const 0) (i32.const 256) (i32.const 16)) (i32.const 0))
+          (then (drop (call $set (i32.const 0) (i32.const 10) (i32.const 4) (i32.const 14) (i32.const 4)))))
+        (i32.const 0)))"#;
+    let f = engine().load("arn:test:in-place:1", wat.as_bytes(), 1 << 20, limits(5000)).unwrap();
+    let fill = |fail: bool| {
+        move |call: &mut Call| {
+            call.track_headers = true;
+            call.response_status = Some(200);
+            if fail {
+                call.request_headers.insert("x-fail", "1".parse().unwrap());
+            }
+        }
+    };
+    let changes = |call: &mut Call| (call.response_ops.len(), call.response_headers.len(), call.request_ops.len());
+    // Each call sees only what `fill` wrote, whatever the calls before it changed or broke.
+    for fail in [false, false, true, false] {
+        let done = match f.invoke_in_place(EventType::ViewerResponse, &fill(fail), "r1", changes) {
+            InPlace::Done(done) => done,
+            InPlace::Waits(_) => panic!("a fast-ABI function whose imports never wait runs in place"),
+        };
+        if fail {
+            let error = done.unwrap_err();
+            assert_eq!(error.kind, HookErrorKind::Validation, "{error}");
+        } else {
+            assert_eq!(done.unwrap(), (1, 1, 0));
+        }
+    }
+    assert_eq!(f.stats.trigger(EventType::ViewerResponse.index()).calls, 4);
+    assert_eq!(f.stats.trigger(EventType::ViewerResponse.index()).failures, [1, 0, 0]);
+
+    // A JSON-ABI function waits: `invoke_with` runs it on a call `fill` made.
+    let sdk = engine().load("arn:test:misbehave:1", &guest("misbehave"), 1 << 20, limits(5000)).unwrap();
+    let fill_uri = |call: &mut Call| call.uri = "/x".into();
+    let InPlace::Waits(finish) =
+        sdk.invoke_in_place(EventType::ViewerRequest, &fill_uri, "r2", |call: &mut Call| call.uri.clone())
+    else {
+        panic!("a JSON-ABI function runs on a fiber")
+    };
+    assert_eq!(sdk.invoke_with(EventType::ViewerRequest, fill_uri, "r2", finish).await.unwrap(), "/x");
+}

@@ -22,7 +22,7 @@ use pingora_error::Result;
 use pingora_http::ResponseHeader;
 use pingora_proxy::Session;
 use verge_config::model::EventType;
-use verge_hooks::{Call, HeaderOp};
+use verge_hooks::{Call, HeaderOp, InPlace};
 
 use crate::cache::key::KeyedRequest;
 use crate::cache::key::{key_hash, primary_key};
@@ -89,19 +89,59 @@ pub async fn serve(session: &mut Session, ctx: &mut RequestContext, store: &Obje
         || (function.is_some() && policy_appends.is_some())
         || policy_appends == Some(false)
     {
-        send_header(session, ctx, hit, now, head_only).await?;
+        Box::pin(send_header(session, ctx, hit, now, head_only)).await?;
         return Ok(true);
     }
     // A function that cannot read them runs on the stored header; changes that only add fields the head
-    // lacks are appended to it (the security-headers kind), others take the header copy.
-    let call = triggers::invoke_viewer_response(session, hit.header(), ctx).await?;
-    match call {
-        Some(call) if !appendable(&call, &hit) => send_changed_header(session, ctx, hit, now, head_only, call).await?,
-        call => {
-            let ops = call.map(|mut c| std::mem::take(&mut c.response_ops)).unwrap_or_default();
-            send_rendered(session, ctx, hit, now, head_only, &ops).await?;
+    // lacks are appended to it (the security-headers kind) where the call is (in the function's warm
+    // instance when it runs inline: no `Call` of our own), others take the header copy.
+    let has_function = function.is_some();
+    let function = if has_function { triggers::viewer_response_function(session, hit.header(), ctx) } else { None };
+    let head = match function {
+        None => render_head(ctx, &hit, now, head_only, &[]),
+        Some(function) => {
+            let result = {
+                let fill = triggers::viewer_response_fill(session, hit.header(), ctx, &function);
+                let shown = &*ctx;
+                let finish = |call: &mut Call| {
+                    if appendable(call, &hit) {
+                        Ok(render_head(shown, &hit, now, head_only, &call.response_ops))
+                    } else {
+                        Err(call.take_response_changes())
+                    }
+                };
+                // Inline (the common case) nothing is awaited: only a function that must wait builds a
+                // future.
+                match function.invoke_in_place(EventType::ViewerResponse, &fill, &shown.request_id, finish) {
+                    InPlace::Done(result) => result,
+                    InPlace::Waits(finish) => {
+                        let waits = function.invoke_with(EventType::ViewerResponse, fill, &shown.request_id, finish);
+                        Box::pin(waits).await
+                    }
+                }
+            };
+            match result.map_err(|e| triggers::hook_failed(ctx, e))? {
+                Ok(head) => head,
+                Err(changes) => {
+                    Box::pin(send_changed_header(session, ctx, hit, now, head_only, changes)).await?;
+                    return Ok(true);
+                }
+            }
         }
-    }
+    };
+    // Written out here rather than in a function of its own: an awaited future is built, then moved into
+    // this one's state (two ~1 KiB copies a hit, measured).
+    let add_date = !hit.head().has_date();
+    ctx.outcome = Some(Outcome::Hit);
+    ctx.mark_response_started();
+    let body = hit.body().clone();
+    let head_bytes = session
+        .as_mut()
+        .write_rendered_response(http::StatusCode::OK, head, &body, add_date)
+        .await
+        .map_err(|e| e.into_down())?;
+    // Only a head that went out is counted (the logs' sc-bytes), as pingora counts `response_written`.
+    ctx.served_hit = Some(ServedHit { hit, head_bytes });
     Ok(true)
 }
 
@@ -159,15 +199,9 @@ fn appendable(call: &Call, hit: &FreshHit) -> bool {
     })
 }
 
-/// The stored bytes with the per-hit fields appended: no header map at all.
-async fn send_rendered(
-    session: &mut Session,
-    ctx: &mut RequestContext,
-    hit: FreshHit,
-    now: SystemTime,
-    head_only: bool,
-    added: &[HeaderOp],
-) -> Result<()> {
+/// The stored bytes with the per-hit fields and `added` (a viewer-response function's changes, all
+/// appendable) appended: no header map at all.
+fn render_head(ctx: &RequestContext, hit: &FreshHit, now: SystemTime, head_only: bool, added: &[HeaderOp]) -> BytesMut {
     let rendered = hit.head();
     let via = &ctx.snapshot.via_value;
     // Room for the per-hit fields, `Connection` and, when pingora sends it in the same buffer, the body.
@@ -204,19 +238,7 @@ async fn send_rendered(
     head.put_slice(b"\r\nX-Amz-Cf-Id: ");
     head.put_slice(ctx.request_id.as_bytes());
     head.put_slice(b"\r\n");
-    let add_date = !rendered.has_date();
-
-    ctx.outcome = Some(Outcome::Hit);
-    ctx.mark_response_started();
-    let body = hit.body().clone();
-    let head_bytes = session
-        .as_mut()
-        .write_rendered_response(http::StatusCode::OK, head, &body, add_date)
-        .await
-        .map_err(|e| e.into_down())?;
-    // Only a head that went out is counted (the logs' sc-bytes), as pingora counts `response_written`.
-    ctx.served_hit = Some(ServedHit { hit, head_bytes });
-    Ok(())
+    head
 }
 
 /// A copy of the stored header with what pingora's hit path adds (`Age`, `Accept-Ranges`), then what
@@ -244,10 +266,10 @@ async fn send_changed_header(
     hit: FreshHit,
     now: SystemTime,
     head_only: bool,
-    mut call: Box<Call>,
+    mut changes: Box<Call>,
 ) -> Result<()> {
     let mut resp = hit_header(&hit, now)?;
-    replay_response(&mut resp, &mut call)?;
+    replay_response(&mut resp, &mut changes)?;
     send_response(session, ctx, resp, hit, head_only).await
 }
 

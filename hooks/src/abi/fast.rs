@@ -38,6 +38,12 @@ pub(super) async fn run(function: &Function, mut call: Box<Call>, request_id: &[
 /// The call's result once the guest returned `code`: the first rule it broke, the error it reported,
 /// or its changes.
 pub(super) fn outcome(mut call: Box<Call>, code: i32) -> Invoked {
+    check(&mut call, code).map(|()| call)
+}
+
+/// Whether the guest that returned `code` broke a rule or reported an error (the call keeps its changes
+/// either way).
+pub(super) fn check(call: &mut Call, code: i32) -> Result<(), HookError> {
     if let Some(violation) = call.violation.take() {
         return Err(HookError::validation(violation));
     }
@@ -45,5 +51,5 @@ pub(super) fn outcome(mut call: Box<Call>, code: i32) -> Invoked {
         let message = call.error.take().unwrap_or_else(|| format!("{ENTRY} returned {code}"));
         return Err(HookError::execution(format!("the function returned an error: {message}")));
     }
-    Ok(call)
+    Ok(())
 }

@@ -21,6 +21,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use verge_abi::fast::MODULE;
+use verge_config::model::EventType;
 use wasmtime::{Caller, Engine, InstancePre, Linker, Module, Store, UpdateDeadline};
 
 use super::fast;
@@ -99,9 +100,15 @@ impl Inline {
         Ok(warm)
     }
 
-    /// Counts a run past the budget and gives back the call as it was before it. Logged each time: at
-    /// most `OVERRUNS_ALLOWED` lines per function version.
+    /// Counts a run past the budget and gives back the call as it was before it.
     fn overran(&self, function: &Function, call: Box<Call>) -> Box<Call> {
+        self.count_overrun(function);
+        call.roll_back()
+    }
+
+    /// Counts a run past the budget. Logged each time: at most `OVERRUNS_ALLOWED` lines per function
+    /// version.
+    fn count_overrun(&self, function: &Function) {
         let overruns = self.overruns.fetch_add(1, Ordering::Relaxed) + 1;
         if overruns <= OVERRUNS_ALLOWED {
             let then = if overruns == OVERRUNS_ALLOWED { "; its calls run on a fiber from now on" } else { "" };
@@ -112,7 +119,6 @@ impl Inline {
             tracing::info!(target: "verge::hooks", arn = %function.arn, budget_ms = BUDGET.as_millis() as u64,
                 "the function ran past its inline budget ({overruns} of {OVERRUNS_ALLOWED} times), run again on a fiber{then}");
         }
-        call.roll_back()
     }
 }
 
@@ -154,6 +160,59 @@ pub(super) fn run(
     function.put_back(warm);
     call.clear_retry_point();
     Ok(fast::outcome(call, code))
+}
+
+/// Runs a call inline in the store of a warm instance: `fill` writes what the function is shown into
+/// the call the store keeps, the guest runs, and `finish` reads the checked result there, before the
+/// call is emptied for the instance's next invocation (`Call::reset_for_reuse`). No `Call` is built or
+/// dropped and no retry point is kept: the call is in the instance, and an instance that runs past the
+/// budget is dropped with it. `Err` gives `finish` back when the call must run on a fiber instead
+/// (`fill` then builds a call of its own there).
+pub(crate) fn run_in_place<R, F: FnOnce(&mut Call) -> R>(
+    function: &Function,
+    event: EventType,
+    fill: &impl Fn(&mut Call),
+    request_id: &[u8],
+    started: Instant,
+    finish: F,
+) -> Result<Result<R, HookError>, F> {
+    let Some(inline) = function.inline.as_ref().filter(|i| i.in_use()) else { return Err(finish) };
+    if stack_room() < STACK_NEEDED {
+        return Err(finish);
+    }
+    let mut warm = match inline.take_warm(function, started) {
+        Ok(warm) => warm,
+        Err(Some(error)) => return Ok(Err(error)),
+        Err(None) => {
+            inline.count_overrun(function);
+            return Err(finish);
+        }
+    };
+    let call = &mut warm.store.data_mut().fast.call;
+    call.event = Some(event);
+    fill(call);
+    let Entry::Fast { handle } = &warm.entry else {
+        return Ok(Err(HookError::execution("not a fast-ABI instance")));
+    };
+    let result = handle.call(&mut warm.store, event.index() as u32);
+    if warm.store.data().overran {
+        // The run that counts is the fiber's: this one's stderr and changes go with the instance.
+        let _ = warm.store.data().stderr.drain();
+        inline.count_overrun(function);
+        return Err(finish);
+    }
+    function.log_stderr(warm.store.data_mut(), request_id);
+    let code = match result {
+        Ok(code) => code,
+        Err(e) => return Ok(Err(function.classify(e, &warm.store))),
+    };
+    let call = &mut warm.store.data_mut().fast.call;
+    let checked = fast::check(call, code)
+        .and_then(|()| crate::validate::finished(call).map_err(HookError::validation))
+        .map(|()| finish(call));
+    call.reset_for_reuse();
+    function.put_back(warm);
+    Ok(checked)
 }
 
 /// Arms an inline store's deadline and budget from `started`.

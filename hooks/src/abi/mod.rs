@@ -35,6 +35,22 @@ pub(crate) fn run_inline(
     }
 }
 
+/// Runs a call in a warm instance's store when the function can run inline (see `run_in_place`); `Err`
+/// gives `finish` back for `run` on a call of its own.
+pub(crate) fn run_in_place<R, F: FnOnce(&mut Call) -> R>(
+    function: &Function,
+    event: verge_config::model::EventType,
+    fill: &impl Fn(&mut Call),
+    request_id: &[u8],
+    started: Instant,
+    finish: F,
+) -> Result<Result<R, HookError>, F> {
+    match function.abi {
+        Abi::Fast => inline::run_in_place(function, event, fill, request_id, started, finish),
+        _ => Err(finish),
+    }
+}
+
 /// Runs `call` on the function's ABI (a fast-ABI call here runs on a fiber: `run_inline` came first).
 pub(crate) async fn run(
     function: &Function,

@@ -68,8 +68,23 @@ pub fn new_call(
     req: &RequestHeader,
     resp: Option<&ResponseHeader>,
 ) -> Box<Call> {
-    let reads = function.reads;
     let mut call = Call::new(event);
+    fill_call(&mut call, distribution, function, request_id, client_ip, req, resp);
+    call
+}
+
+/// Writes into `call` what the function is shown of pingora's request (and response): `new_call`'s
+/// work on a call that exists already (`Function::invoke_in_place`).
+pub fn fill_call(
+    call: &mut Call,
+    distribution: &Arc<[String; 2]>,
+    function: &Function,
+    request_id: &crate::edge::request_id::RequestId,
+    client_ip: &str,
+    req: &RequestHeader,
+    resp: Option<&ResponseHeader>,
+) {
+    let reads = function.reads;
     call.response_status = resp.map(|r| r.status.as_u16());
     if reads.uri {
         call.uri = req.uri.path().to_string();
@@ -86,7 +101,6 @@ pub fn new_call(
         call.request_headers = req.headers.clone();
         call.response_headers = resp.map(|r| r.headers.clone()).unwrap_or_default();
     }
-    call
 }
 
 /// Replays a fast-ABI call's request changes (uri, query string, headers) on a pingora request.

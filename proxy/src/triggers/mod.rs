@@ -6,12 +6,14 @@
 
 pub mod call;
 
+use std::sync::Arc;
+
 use pingora_core::upstreams::peer::HttpPeer;
 use pingora_error::{Error, ErrorType, Result};
 use pingora_http::{RequestHeader, ResponseHeader};
 use pingora_proxy::Session;
 use verge_config::model::EventType;
-use verge_hooks::{Call, HookError};
+use verge_hooks::{Call, Function, HookError};
 
 use crate::edge::context::{Ending, OriginRequestState, RequestContext};
 use crate::edge::forward;
@@ -23,7 +25,7 @@ use crate::snapshot::peer_for;
 /// Raised when a function failed inside a pingora phase; `fail_to_proxy` sends its error page.
 pub const HOOK_FAILED: ErrorType = ErrorType::Custom("verge-function-failed");
 
-fn hook_failed(ctx: &mut RequestContext, error: HookError) -> Box<Error> {
+pub(crate) fn hook_failed(ctx: &mut RequestContext, error: HookError) -> Box<Error> {
     let mut e = Error::explain(HOOK_FAILED, error.to_string());
     e.set_retry(false);
     ctx.ending = Ending::FunctionFailed(error);
@@ -220,28 +222,7 @@ pub async fn origin_response(resp: &mut ResponseHeader, ctx: &mut RequestContext
 /// viewer-response on `resp`: runs the behavior's function (not for an error status) and replays its
 /// changes.
 pub async fn viewer_response(session: &Session, resp: &mut ResponseHeader, ctx: &mut RequestContext) -> Result<()> {
-    match invoke_viewer_response(session, resp, ctx).await? {
-        Some(mut call) => call::replay_response(resp, &mut call),
-        None => Ok(()),
-    }
-}
-
-/// viewer-response's function run on `resp`, its changes returned for the caller to apply (`None`: no
-/// function, or an error status it does not run for). `fresh_hit.rs` appends them to a rendered head.
-pub async fn invoke_viewer_response(
-    session: &Session,
-    resp: &ResponseHeader,
-    ctx: &mut RequestContext,
-) -> Result<Option<Box<Call>>> {
-    if resp.status.as_u16() >= 400 {
-        return Ok(None);
-    }
-    let Some(function) = ctx.snapshot.functions.get(ctx.route.behavior, EventType::ViewerResponse).cloned() else {
-        return Ok(None);
-    };
-    if function.reads.fields {
-        ctx.ensure_client_ip(session);
-    }
+    let Some(function) = viewer_response_function(session, resp, ctx) else { return Ok(()) };
     let call = call::new_call(
         &ctx.snapshot.event_distribution,
         &function,
@@ -251,9 +232,40 @@ pub async fn invoke_viewer_response(
         session.req_header(),
         Some(resp),
     );
+    let mut call = function.invoke(call, &ctx.request_id).await.map_err(|e| hook_failed(ctx, e))?;
+    call::replay_response(resp, &mut call)
+}
+
+/// What a viewer-response function is shown of `resp` and the viewer's request, for
+/// `Function::invoke_in_place` (`fresh_hit.rs`: the changes are read, and appended to a rendered head,
+/// where the call is).
+pub fn viewer_response_fill<'a>(
+    session: &'a Session,
+    resp: &'a ResponseHeader,
+    ctx: &'a RequestContext,
+    function: &'a Function,
+) -> impl Fn(&mut Call) + 'a {
+    move |call: &mut Call| {
+        let (distribution, id, ip) = (&ctx.snapshot.event_distribution, &ctx.request_id, &ctx.client_ip);
+        call::fill_call(call, distribution, function, id, ip, session.req_header(), Some(resp));
+    }
+}
+
+/// The viewer-response function to run on `resp` (none for an error status), counted as run.
+pub fn viewer_response_function(
+    session: &Session,
+    resp: &ResponseHeader,
+    ctx: &mut RequestContext,
+) -> Option<Arc<Function>> {
+    if resp.status.as_u16() >= 400 {
+        return None;
+    }
+    let function = ctx.snapshot.functions.get(ctx.route.behavior, EventType::ViewerResponse)?.clone();
+    if function.reads.fields {
+        ctx.ensure_client_ip(session);
+    }
     ctx.functions_ran.push(EventType::ViewerResponse);
-    let call = function.invoke(call, &ctx.request_id).await.map_err(|e| hook_failed(ctx, e))?;
-    Ok(Some(call))
+    Some(function)
 }
 
 /// The peer for an origin a function chose (its other settings come from the configured origin).
