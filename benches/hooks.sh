@@ -3,11 +3,16 @@
 #  1. per-invocation latency of the security-headers hook: SDK ABI warm / fresh instance, WASI command;
 #  2. 1 KiB cache-hit throughput of verge with the security-headers viewer-response hook vs without.
 # Servers pinned to CPU 0 (one worker each), wrk on CPU 1.
-# Usage: [ROUNDS=3] benches/hooks.sh [seconds-per-run]
+# Usage: [ROUNDS=9] benches/hooks.sh [seconds-per-run]
+#
+# Why many short rounds: these VMs' speed drifts by up to ±20% within seconds (the plain server's own CPU
+# per request moved 9.7-14.6 µs between 3 s rounds of one run), far more than the hook costs, so one
+# ratio comes from a median of many alternating rounds. A last section runs both servers at once on the
+# one core, where drift hits both alike but each evicts the other's caches (see docs/performance.md).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-DURATION=${1:-10}
-ROUNDS=${ROUNDS:-3}
+DURATION=${1:-5}
+ROUNDS=${ROUNDS:-9}
 for tool in wrk nginx taskset; do
   command -v $tool >/dev/null || { echo "missing $tool: apt-get install -y wrk nginx util-linux" >&2; exit 1; }
 done
@@ -46,21 +51,50 @@ done
 # Both servers run at once (the idle one costs nothing) and are measured in alternating rounds, so
 # drift in the machine's speed hits both alike; the ratio reported is the median of the rounds.
 VERGE_LOG=warn taskset -c 0 target/release/verge serve --config "$WORK/plain.yaml" > "$WORK/plain.log" 2>&1 &
+PLAIN_PID=$!
 VERGE_LOG=warn taskset -c 0 target/release/verge serve --config "$WORK/hooked.yaml" > "$WORK/hooked.log" 2>&1 &
+HOOKED_PID=$!
 wait_port $ORIGIN; wait_port $PLAIN; wait_port $HOOKED
 curl -s -D - -o /dev/null "http://127.0.0.1:$HOOKED/1k.bin" | grep -qi '^x-frame-options: DENY' || { echo "hook did not run" >&2; exit 1; }
+# The server's CPU time (user + system, in clock ticks) from /proc: with the request count it gives the
+# CPU each request cost the server, which wrk's share of the client core does not blur.
+cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
+TICKS_PER_SEC=$(getconf CLK_TCK)
+# Prints "<req/s> <server CPU µs per request>".
 measure() {
   curl -s -o /dev/null "$1"; curl -s -o /dev/null "$1"
-  taskset -c 1 wrk -t1 -c32 -d"${DURATION}s" "$1" | awk '/Requests\/sec/ {print $2}'
+  local before after
+  before=$(cpu_ticks "$2")
+  taskset -c 1 wrk -t1 -c32 -d"${DURATION}s" "$1" > "$WORK/wrk.out"
+  after=$(cpu_ticks "$2")
+  awk -v ticks=$((after - before)) -v hz="$TICKS_PER_SEC" \
+    '/requests in/ { n = $1 } /Requests\/sec/ { rps = $2 } END { printf "%s %.3f\n", rps, ticks / hz * 1e6 / n }' "$WORK/wrk.out"
 }
+median() { sort -g | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 echo "== 1 KiB cache hits, one core (${ROUNDS} alternating rounds of ${DURATION} s)"
-ratios=()
+ratios=(); cpu_ratios=()
 for round in $(seq 1 "$ROUNDS"); do
-  p=$(measure "http://127.0.0.1:$PLAIN/1k.bin")
-  h=$(measure "http://127.0.0.1:$HOOKED/1k.bin")
-  r=$(echo "$h / $p" | bc -l)
-  ratios+=("$r")
-  printf "round %d: without hook %.0f req/s, with security-headers viewer-response hook %.0f req/s, ratio %.3f\n" "$round" "$p" "$h" "$r"
+  read -r p p_cpu < <(measure "http://127.0.0.1:$PLAIN/1k.bin" "$PLAIN_PID")
+  read -r h h_cpu < <(measure "http://127.0.0.1:$HOOKED/1k.bin" "$HOOKED_PID")
+  r=$(echo "$h / $p" | bc -l); c=$(echo "$p_cpu / $h_cpu" | bc -l)
+  ratios+=("$r"); cpu_ratios+=("$c")
+  printf "round %d: without hook %.0f req/s (%.2f µs CPU/req), with security-headers viewer-response hook %.0f req/s (%.2f µs CPU/req), ratio %.3f (CPU: %.3f)\n" \
+    "$round" "$p" "$p_cpu" "$h" "$h_cpu" "$r" "$c"
 done
-median=$(printf "%s\n" "${ratios[@]}" | sort -g | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }')
-printf "hook throughput ratio (median of %d rounds): %.2f\n" "$ROUNDS" "$median"
+printf "hook throughput ratio (median of %d rounds): %.2f\n" "$ROUNDS" "$(printf "%s\n" "${ratios[@]}" | median)"
+# The same ratio from the server's CPU per request (plain / hooked): what the hook costs a core that is
+# the bottleneck, less blurred by the client sharing the other core.
+printf "hook CPU-cost ratio (median of %d rounds, plain / hooked CPU per request): %.2f\n" "$ROUNDS" "$(printf "%s\n" "${cpu_ratios[@]}" | median)"
+# Both servers at once, each with its own wrk on the client core: the CPU scheduler gives each server
+# half of core 0, so the ratio of their throughputs is the ratio of their costs at the same moment.
+echo "== both at once on one core (3 rounds of ${DURATION} s; drift cancels, caches shared)"
+together=()
+for round in 1 2 3; do
+  taskset -c 1 wrk -t1 -c32 -d"${DURATION}s" "http://127.0.0.1:$PLAIN/1k.bin" > "$WORK/plain.out" & plain_wrk=$!
+  taskset -c 1 wrk -t1 -c32 -d"${DURATION}s" "http://127.0.0.1:$HOOKED/1k.bin" > "$WORK/hooked.out" & hooked_wrk=$!
+  wait "$plain_wrk" "$hooked_wrk"
+  p=$(awk '/Requests\/sec/ { print $2 }' "$WORK/plain.out"); h=$(awk '/Requests\/sec/ { print $2 }' "$WORK/hooked.out")
+  together+=("$(echo "$h / $p" | bc -l)")
+  printf "round %d: without hook %.0f req/s, with the hook %.0f req/s, ratio %.3f\n" "$round" "$p" "$h" "${together[-1]}"
+done
+printf "hook throughput ratio, both at once (median of 3 rounds): %.2f\n" "$(printf "%s\n" "${together[@]}" | median)"

@@ -89,7 +89,7 @@ pub async fn serve(session: &mut Session, ctx: &mut RequestContext, store: &Obje
         || (function.is_some() && policy_appends.is_some())
         || policy_appends == Some(false)
     {
-        Box::pin(send_header(session, ctx, hit, now, head_only)).await?;
+        send_header(session, ctx, hit, now, head_only).await?;
         return Ok(true);
     }
     // A function that cannot read them runs on the stored header; changes that only add fields the head
