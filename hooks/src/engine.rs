@@ -374,8 +374,16 @@ impl Function {
     }
 
     /// Logs what the call wrote to stderr, tagged with the ARN and request.
+    #[inline]
     pub(crate) fn log_stderr(&self, state: &mut HostState, request_id: &[u8]) {
-        let Some((kept, dropped)) = state.stderr.drain() else { return };
+        if let Some(written) = state.stderr.drain() {
+            self.log_stderr_lines(written, request_id);
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn log_stderr_lines(&self, (kept, dropped): (Vec<u8>, usize), request_id: &[u8]) {
         let text = String::from_utf8_lossy(&kept);
         for line in text.lines().filter(|l| !l.trim().is_empty()) {
             tracing::info!(target: "verge::hook_log", arn = %self.arn, request_id = %crate::invoke::IdText(request_id), "{line}");
@@ -443,7 +451,13 @@ impl Function {
         let healthy = warm.calls < MAX_WARM_CALLS && warm.store.data().limiter.largest <= MAX_WARM_MEMORY;
         if healthy && !self.limits.per_request {
             let pool = match (&self.inline, warm.inline) {
-                (Some(inline), true) if inline.in_use() => &inline.warm,
+                (Some(inline), true) if inline.in_use() => match inline.keep_for_this_thread(warm) {
+                    None => return,
+                    Some(displaced) => {
+                        warm = displaced;
+                        &inline.warm
+                    }
+                },
                 // A function moved to fibers keeps no inline instances (each holds a pool slot).
                 (_, true) => return,
                 _ => &self.warm,

@@ -38,8 +38,11 @@ impl HookLog {
     }
 
     /// What the last invocation wrote, and how many bytes past the cap it dropped; empties the log.
+    #[inline]
     pub fn drain(&self) -> Option<(Vec<u8>, usize)> {
-        if !self.written.swap(false, Ordering::Acquire) {
+        // Most invocations write nothing: a plain load first, the swap (a locked instruction) only when
+        // something was written.
+        if !self.written.load(Ordering::Relaxed) || !self.written.swap(false, Ordering::Acquire) {
             return None;
         }
         let mut buffer = self.buffer.lock().unwrap_or_else(|e| e.into_inner());

@@ -60,7 +60,8 @@ impl Function {
     ) -> InPlace<R, F> {
         let request_id = request_id.as_ref();
         let started = Instant::now();
-        let _running = self.in_flight.enter();
+        // Synchronous: the call ends on this thread (the fallback's future counts in `invoke_with`).
+        let _running = self.in_flight.enter_here();
         match abi::run_in_place(self, event, fill, request_id, started, finish) {
             Ok(result) => {
                 self.record(event, request_id, started, result.as_ref().err());
@@ -92,27 +93,30 @@ impl Function {
     }
 
     /// Counts a finished call in `stats` and logs it.
+    #[inline]
     fn record(&self, event: EventType, request_id: &[u8], started: Instant, error: Option<&HookError>) {
         let micros = started.elapsed().as_micros() as u64;
         self.stats.record(event.index(), micros, error.map(|e| e.kind));
-        log_outcome(&self.arn, event, request_id, micros, error);
+        tracing::debug!(target: "verge::hooks", arn = %self.arn, event_type = event.as_str(), request_id = %IdText(request_id), micros, "invoked");
+        if let Some(e) = error {
+            log_failure(&self.arn, event, request_id, e);
+        }
     }
 }
 
-/// One debug line per invocation (with its duration) and one warning per failure, with the ARN.
-fn log_outcome(arn: &str, event: EventType, request_id: &[u8], micros: u64, error: Option<&HookError>) {
-    tracing::debug!(target: "verge::hooks", arn = %arn, event_type = event.as_str(), request_id = %IdText(request_id), micros, "invoked");
-    if let Some(e) = error {
-        tracing::warn!(
-            target: "verge::hooks",
-            arn = %arn,
-            event_type = event.as_str(),
-            request_id = %IdText(request_id),
-            result_type = e.result_type(),
-            reason = %e.reason,
-            "function failed"
-        );
-    }
+/// One warning per failure, with the ARN (out of the way of the calls that succeed).
+#[cold]
+#[inline(never)]
+fn log_failure(arn: &str, event: EventType, request_id: &[u8], e: &HookError) {
+    tracing::warn!(
+        target: "verge::hooks",
+        arn = %arn,
+        event_type = event.as_str(),
+        request_id = %IdText(request_id),
+        result_type = e.result_type(),
+        reason = %e.reason,
+        "function failed"
+    );
 }
 
 /// A request id's bytes as log text (lossy: verge's own ids are ASCII).

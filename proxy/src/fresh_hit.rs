@@ -178,9 +178,15 @@ fn appendable(call: &Call, hit: &FreshHit) -> bool {
     if call.response_status.is_some_and(|s| s != 200) {
         return false;
     }
+    let ops = &call.response_ops;
+    // The security-headers kind: one block, already found to add only fresh fields to this object.
+    if let [HeaderOp::SetBlock(block)] = ops.as_slice() {
+        if hit.appendable_block(block.id()) {
+            return true;
+        }
+    }
     let stored = hit.header();
     let fresh = |name: &http::header::HeaderName| !stored.headers.contains_key(name) && !is_set_per_hit(name);
-    let ops = &call.response_ops;
     ops.iter().enumerate().all(|(i, op)| match op {
         HeaderOp::Add(name, _) => fresh(name),
         HeaderOp::Set(name, _) => fresh(name) && !ops[..i].iter().any(|earlier| mentions(earlier, name)),

@@ -20,6 +20,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use thread_local::ThreadLocal;
 use verge_abi::fast::MODULE;
 use verge_config::model::EventType;
 use wasmtime::{Caller, Engine, InstancePre, Linker, Module, Store, UpdateDeadline};
@@ -56,6 +57,12 @@ const NON_WAITING_WASI: [&str; 11] = [
 /// A function's inline side: its instances (made with the synchronous linker) and its overruns.
 pub(crate) struct Inline {
     pre: InstancePre<HostState>,
+    /// One warm instance per thread that calls the function inline, taken and put back without a lock
+    /// (an inline call starts and ends on its thread, so the thread's one is always free when it
+    /// starts). Dropped with the function version.
+    pub(crate) per_thread: ThreadLocal<Cell<Option<Box<Warm>>>>,
+    /// More warm instances, shared: where a thread's second instance goes, and where a thread that has
+    /// none yet looks first.
     pub(crate) warm: WarmPool,
     overruns: AtomicU32,
 }
@@ -70,7 +77,12 @@ impl Inline {
             return Ok(None);
         }
         let pre = linker.instantiate_pre(module)?;
-        Ok(Some(Inline { pre, warm: Mutex::new(Vec::new()), overruns: AtomicU32::new(0) }))
+        Ok(Some(Inline {
+            pre,
+            per_thread: ThreadLocal::new(),
+            warm: Mutex::new(Vec::new()),
+            overruns: AtomicU32::new(0),
+        }))
     }
 
     /// Whether calls still start inline.
@@ -81,8 +93,14 @@ impl Inline {
     /// A warm inline instance (or a new one) armed from `started`; `Err(None)` when making it ran past
     /// the budget.
     fn take_warm(&self, function: &Function, started: Instant) -> Result<Box<Warm>, Option<HookError>> {
-        let reused =
-            if function.limits.per_request { None } else { self.warm.lock().unwrap_or_else(|e| e.into_inner()).pop() };
+        let reused = if function.limits.per_request {
+            None
+        } else {
+            self.per_thread
+                .get()
+                .and_then(Cell::take)
+                .or_else(|| self.warm.lock().unwrap_or_else(|e| e.into_inner()).pop())
+        };
         let mut warm = match reused {
             Some(warm) => warm,
             None => {
@@ -100,6 +118,18 @@ impl Inline {
         Ok(warm)
     }
 
+    /// Drops this thread's warm instance (the function no longer runs inline).
+    fn let_go_of_this_threads(&self) {
+        if let Some(cell) = self.per_thread.get() {
+            drop(cell.take());
+        }
+    }
+
+    /// Puts a warm instance back for this thread's next call; the one it displaces, if any, comes back.
+    pub(crate) fn keep_for_this_thread(&self, warm: Box<Warm>) -> Option<Box<Warm>> {
+        self.per_thread.get_or_default().replace(Some(warm))
+    }
+
     /// Counts a run past the budget and gives back the call as it was before it.
     fn overran(&self, function: &Function, call: Box<Call>) -> Box<Call> {
         self.count_overrun(function);
@@ -113,8 +143,10 @@ impl Inline {
         if overruns <= OVERRUNS_ALLOWED {
             let then = if overruns == OVERRUNS_ALLOWED { "; its calls run on a fiber from now on" } else { "" };
             if overruns == OVERRUNS_ALLOWED {
-                // Its warm inline instances would only hold pool slots from now on.
+                // Its warm inline instances would only hold pool slots from now on (each thread drops
+                // its own at its next call, `let_go_of_this_threads`).
                 self.warm.lock().unwrap_or_else(|e| e.into_inner()).clear();
+                self.let_go_of_this_threads();
             }
             tracing::info!(target: "verge::hooks", arn = %function.arn, budget_ms = BUDGET.as_millis() as u64,
                 "the function ran past its inline budget ({overruns} of {OVERRUNS_ALLOWED} times), run again on a fiber{then}");
@@ -129,7 +161,11 @@ pub(super) fn run(
     request_id: &[u8],
     started: Instant,
 ) -> Result<Invoked, Box<Call>> {
-    let Some(inline) = function.inline.as_ref().filter(|i| i.in_use()) else { return Err(call) };
+    let Some(inline) = function.inline.as_ref() else { return Err(call) };
+    if !inline.in_use() {
+        inline.let_go_of_this_threads();
+        return Err(call);
+    }
     if stack_room() < STACK_NEEDED {
         return Err(call);
     }
@@ -176,7 +212,11 @@ pub(crate) fn run_in_place<R, F: FnOnce(&mut Call) -> R>(
     started: Instant,
     finish: F,
 ) -> Result<Result<R, HookError>, F> {
-    let Some(inline) = function.inline.as_ref().filter(|i| i.in_use()) else { return Err(finish) };
+    let Some(inline) = function.inline.as_ref() else { return Err(finish) };
+    if !inline.in_use() {
+        inline.let_go_of_this_threads();
+        return Err(finish);
+    }
     if stack_room() < STACK_NEEDED {
         return Err(finish);
     }
