@@ -1,6 +1,7 @@
 //! The fast ABI's host calls with arbitrary arguments: a guest reads the fuzz input (as its viewer body)
 //! and runs it as a script of host calls (`get`, `set`, `header_get`, `header_names`, `header_set`,
-//! `header_add`, `header_remove`, `header_set_block`, `respond`, `body_get`, `body_set`, `fail`) with whatever pointers,
+//! `header_add`, `header_remove`, `header_set_block`, `header_block_register`, `header_set_registered_block`,
+//! `respond`, `body_get`, `body_set`, `fail`) with whatever pointers,
 //! lengths, fields and values it holds, on every trigger. The host never panics, whatever it is asked,
 //! and a call that finishes passed the validator every ABI shares.
 #![no_main]
@@ -27,6 +28,8 @@ const GUEST: &str = r#"(module
   (import "verge" "body_set" (func $bset (param i32 i32) (result i32)))
   (import "verge" "fail" (func $fail (param i32 i32)))
   (import "verge" "header_set_block" (func $hblock (param i32 i32 i32) (result i32)))
+  (import "verge" "header_block_register" (func $hreg (param i32 i32) (result i32)))
+  (import "verge" "header_set_registered_block" (func $hsetreg (param i32 i32) (result i32)))
   (memory (export "memory") 1)
   (func $a (param $p i32) (param $i i32) (result i32)
     (i32.and (i32.load offset=1 (i32.add (local.get $p) (i32.shl (local.get $i) (i32.const 2)))) (i32.const 0x1ffff)))
@@ -40,9 +43,9 @@ const GUEST: &str = r#"(module
       (loop $next
         (br_if $done (i32.gt_u (i32.add (local.get $p) (i32.const 25)) (local.get $end)))
         (block $cont
-          (block $c11 (block $c10 (block $c9 (block $c8 (block $c7 (block $c6 (block $c5 (block $c4 (block $c3 (block $c2 (block $c1 (block $c0
-            (br_table $c0 $c1 $c2 $c3 $c4 $c5 $c6 $c7 $c8 $c9 $c10 $c11
-              (i32.rem_u (i32.load8_u (local.get $p)) (i32.const 12))))
+          (block $c13 (block $c12 (block $c11 (block $c10 (block $c9 (block $c8 (block $c7 (block $c6 (block $c5 (block $c4 (block $c3 (block $c2 (block $c1 (block $c0
+            (br_table $c0 $c1 $c2 $c3 $c4 $c5 $c6 $c7 $c8 $c9 $c10 $c11 $c12 $c13
+              (i32.rem_u (i32.load8_u (local.get $p)) (i32.const 14))))
             (drop (call $get (call $a (local.get $p) (i32.const 0)) (call $a (local.get $p) (i32.const 1)) (call $a (local.get $p) (i32.const 2))))
             (br $cont))
             (drop (call $set (call $a (local.get $p) (i32.const 0)) (call $a (local.get $p) (i32.const 1)) (call $a (local.get $p) (i32.const 2))))
@@ -68,7 +71,11 @@ const GUEST: &str = r#"(module
             (br $cont))
           (call $fail (call $a (local.get $p) (i32.const 0)) (call $a (local.get $p) (i32.const 1)))
           (br $cont))
-          (drop (call $hblock (call $a (local.get $p) (i32.const 0)) (call $a (local.get $p) (i32.const 1)) (call $a (local.get $p) (i32.const 2)))))
+          (drop (call $hblock (call $a (local.get $p) (i32.const 0)) (call $a (local.get $p) (i32.const 1)) (call $a (local.get $p) (i32.const 2))))
+          (br $cont))
+          (drop (call $hreg (call $a (local.get $p) (i32.const 0)) (call $a (local.get $p) (i32.const 1))))
+          (br $cont))
+          (drop (call $hsetreg (call $a (local.get $p) (i32.const 0)) (i32.and (call $a (local.get $p) (i32.const 1)) (i32.const 63)))))
         (local.set $p (i32.add (local.get $p) (i32.const 25)))
         (br $next)))
     (i32.const 0)))"#;

@@ -266,6 +266,28 @@ pub fn add_to_linker<T: FastHost>(linker: &mut Linker<T>) -> wasmtime::Result<()
             set_block(&mut caller.data_mut().fast().call, which, block)
         },
     )?;
+    // A block registered once per instance (its number back, or -1), then set by that number: no bytes
+    // read or compared per call (header_block.rs).
+    linker.func_wrap(MODULE, "header_block_register", |mut caller: Caller<'_, T>, ptr: u32, len: u32| -> i32 {
+        let Some(memory) = memory_of(&mut caller) else { return BAD_POINTER };
+        let (bytes, host) = memory.data_and_store_mut(&mut caller);
+        let Some(raw) = (ptr as usize).checked_add(len as usize).and_then(|end| bytes.get(ptr as usize..end)) else {
+            return BAD_POINTER;
+        };
+        host.fast().interned.register_block(raw).map_or(ABSENT, |number| number as i32)
+    })?;
+    linker.func_wrap(
+        MODULE,
+        "header_set_registered_block",
+        |mut caller: Caller<'_, T>, which: u32, number: u32| -> i32 {
+            let FastState { call, interned, .. } = caller.data_mut().fast();
+            let block = interned
+                .registered_block(number)
+                .cloned()
+                .ok_or_else(|| format!("no header block is registered as {number}"));
+            set_block(call, which, block)
+        },
+    )?;
     linker.func_wrap(
         MODULE,
         "header_remove",

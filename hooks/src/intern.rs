@@ -31,6 +31,9 @@ pub struct Interned {
     values: Table<HeaderValue>,
     blocks: Table<Arc<HeaderBlock>>,
     shared: SharedBlocks,
+    /// Blocks the guest registered (`verge.header_block_register`), by the number it was given: a
+    /// registered block is named by that number on later calls, its bytes neither read nor compared.
+    registered: Vec<Arc<HeaderBlock>>,
 }
 
 /// A function's header blocks, across its instances: a block an instance has not seen is looked up
@@ -131,6 +134,29 @@ impl Interned {
     }
 }
 
+impl Interned {
+    /// Registers `raw` as a block for this instance: its number, the same for the same bytes (a guest
+    /// that registers on every call does not fill the table), or `None` when it is not a block or
+    /// `CAP` blocks are registered already (the guest then passes the bytes each time).
+    pub fn register_block(&mut self, raw: &[u8]) -> Option<u32> {
+        let block = self.block(raw).ok()?;
+        if let Some(at) = self.registered.iter().position(|known| Arc::ptr_eq(known, &block)) {
+            return Some(at as u32);
+        }
+        if self.registered.len() >= CAP {
+            return None;
+        }
+        self.registered.push(block);
+        Some(self.registered.len() as u32 - 1)
+    }
+
+    /// The block registered as `number`.
+    #[inline]
+    pub fn registered_block(&self, number: u32) -> Option<&Arc<HeaderBlock>> {
+        self.registered.get(number as usize)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -185,5 +211,24 @@ mod tests {
             }
         }
         assert_eq!(interned.names.entries.len(), 3, "each name kept once");
+    }
+
+    #[test]
+    fn a_registered_block_is_named_by_its_number() {
+        let mut interned = Interned::default();
+        let first = interned.register_block(b"x-a: 1\nx-b: 2").unwrap();
+        assert_eq!(interned.register_block(b"x-a: 1\nx-b: 2"), Some(first), "the same bytes, the same number");
+        let second = interned.register_block(b"x-c: 3").unwrap();
+        assert_ne!(first, second);
+        let interned_block = interned.block(b"x-a: 1\nx-b: 2").unwrap();
+        assert!(Arc::ptr_eq(interned.registered_block(first).unwrap(), &interned_block), "the interned block");
+        assert_eq!(interned.registered_block(second).unwrap().fields()[0].0.as_str(), "x-c");
+        assert!(interned.registered_block(second + 1).is_none());
+        assert_eq!(interned.register_block(b"x-a 1"), None, "not a block");
+        for i in 0..100 {
+            let raw = format!("x-n: {i}");
+            let registered = interned.register_block(raw.as_bytes());
+            assert_eq!(registered.is_some(), i < CAP - 2, "{i}: the table stops at its cap");
+        }
     }
 }

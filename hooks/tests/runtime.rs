@@ -285,6 +285,49 @@ async fn fast_abi_header_blocks_are_single_sets_checked_as_they_are_made() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_registered_header_block_is_set_by_its_number() {
+    use verge_hooks::HeaderOp;
+    // The first call registers a block (its number + 1 kept at 256), an invalid one (-1 expected, kept at
+    // 260) and one out of memory (-2 expected, at 264); viewer-response sets the block by number and fails
+    // when a result was not the expected one; other triggers set a number never registered.
+    let wat = r#"(module
+      (import "verge" "header_block_register" (func $reg (param i32 i32) (result i32)))
+      (import "verge" "header_set_registered_block" (func $set (param i32 i32) (result i32)))
+      (memory (export "memory") 1)
+      (data (i32.const 0) "x-a: 1\r\nx-b: 2\r\n")
+      (data (i32.const 64) "nocolon")
+      (func (export "verge_fast_handle") (param $event i32) (result i32)
+        (if (i32.eqz (i32.load (i32.const 256)))
+          (then
+            (i32.store (i32.const 256) (i32.add (call $reg (i32.const 0) (i32.const 16)) (i32.const 1)))
+            (i32.store (i32.const 260) (call $reg (i32.const 64) (i32.const 7)))
+            (i32.store (i32.const 264) (call $reg (i32.const 65530) (i32.const 100)))))
+        (if (i32.eq (local.get $event) (i32.const 3))
+          (then (return (i32.or
+            (i32.ne (call $set (i32.const 1) (i32.sub (i32.load (i32.const 256)) (i32.const 1))) (i32.const 0))
+            (i32.or (i32.ne (i32.load (i32.const 260)) (i32.const -1)) (i32.ne (i32.load (i32.const 264)) (i32.const -2)))))))
+        (drop (call $set (i32.const 1) (i32.const 7)))
+        (i32.const 0)))"#;
+    let f = engine().load("arn:test:registered:1", wat.as_bytes(), 1 << 20, limits(5000)).unwrap();
+    let call = |event| {
+        let mut call = Call::new(event);
+        call.response_status = Some(200);
+        call
+    };
+    for round in 0..3 {
+        let done = f.invoke(call(EventType::ViewerResponse), "r1").await.unwrap();
+        let [HeaderOp::SetBlock(block)] = done.response_ops.as_slice() else { panic!("{:?}", done.response_ops) };
+        let fields: Vec<String> = block.fields().iter().map(|(n, v)| format!("{n}={}", v.to_str().unwrap())).collect();
+        assert_eq!(fields, ["x-a=1", "x-b=2"], "round {round}");
+    }
+    let unknown = f.invoke(call(EventType::OriginResponse), "r2").await.unwrap_err();
+    assert_eq!(
+        (unknown.kind, unknown.reason.as_str()),
+        (HookErrorKind::Validation, "no header block is registered as 7")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_warm_instance_whose_memory_grew_past_64_mib_is_not_reused() {
     use verge_hooks::HeaderOp;
     // Grows its memory to `pages` on its first call and sets `x-fresh: 1`; a reused instance, already

@@ -23,6 +23,8 @@ mod host {
         pub fn header_add(which: u32, name: *const u8, name_len: u32, value: *const u8, value_len: u32) -> i32;
         pub fn header_remove(which: u32, name: *const u8, name_len: u32) -> i32;
         pub fn header_set_block(which: u32, block: *const u8, len: u32) -> i32;
+        pub fn header_block_register(block: *const u8, len: u32) -> i32;
+        pub fn header_set_registered_block(which: u32, number: u32) -> i32;
         pub fn respond(status: u32) -> i32;
         pub fn body_get(ptr: *mut u8, cap: u32) -> i32;
         pub fn body_set(ptr: *const u8, len: u32) -> i32;
@@ -58,6 +60,12 @@ mod host {
     pub unsafe fn header_set_block(_: u32, _: *const u8, _: u32) -> i32 {
         -1
     }
+    pub unsafe fn header_block_register(_: *const u8, _: u32) -> i32 {
+        -1
+    }
+    pub unsafe fn header_set_registered_block(_: u32, _: u32) -> i32 {
+        -1
+    }
     pub unsafe fn respond(_: u32) -> i32 {
         -1
     }
@@ -70,7 +78,48 @@ mod host {
     pub unsafe fn fail(_: *const u8, _: u32) {}
 }
 
+use core::sync::atomic::{AtomicI32, Ordering};
+
 use verge_abi::fast::{field, REQUEST, RESPONSE};
+
+/// A constant header block that registers itself with verge: `static SECURITY: HeaderBlock =
+/// HeaderBlock::new(header_block![..]);` then `ctx.set_response_block(&SECURITY)`. Registered on its
+/// first use in an instance (`verge.header_block_register`), set by number after that
+/// (`verge.header_set_registered_block`); a block verge does not register (not valid, or too many) is
+/// passed as bytes each time, with the same result.
+pub struct HeaderBlock {
+    lines: &'static str,
+    /// 0: not registered yet; n > 0: registered as n - 1; -1: passed as bytes.
+    state: AtomicI32,
+}
+
+impl HeaderBlock {
+    pub const fn new(lines: &'static str) -> Self {
+        HeaderBlock { lines, state: AtomicI32::new(0) }
+    }
+
+    pub fn lines(&self) -> &'static str {
+        self.lines
+    }
+
+    fn set(&self, which: u32) {
+        let (ptr, len) = (self.lines.as_ptr(), self.lines.len() as u32);
+        let mut state = self.state.load(Ordering::Relaxed);
+        if state == 0 {
+            // Safety: pointer and length describe `lines`.
+            let number = unsafe { host::header_block_register(ptr, len) };
+            state = if number >= 0 { number + 1 } else { -1 };
+            self.state.store(state, Ordering::Relaxed);
+        }
+        if state > 0 {
+            // Safety: no pointers.
+            unsafe { host::header_set_registered_block(which, (state - 1) as u32) };
+        } else {
+            // Safety: as above.
+            unsafe { host::header_set_block(which, ptr, len) };
+        }
+    }
+}
 
 /// Calls `f(ptr, cap)` with a growing buffer until the value fits; `None` when absent.
 fn fetch_bytes(mut f: impl FnMut(*mut u8, u32) -> i32) -> Option<Vec<u8>> {
@@ -226,6 +275,16 @@ impl Ctx {
         unsafe { host::header_set_block(REQUEST, block.as_ptr(), block.len() as u32) };
     }
 
+    /// `set_response_headers` for a `static` `HeaderBlock`: registered with verge on the instance's
+    /// first call, then set by its number (verge reads and compares no bytes on later calls).
+    pub fn set_response_block(&mut self, block: &HeaderBlock) {
+        block.set(RESPONSE);
+    }
+    /// `set_response_block` for the request (request triggers).
+    pub fn set_request_block(&mut self, block: &HeaderBlock) {
+        block.set(REQUEST);
+    }
+
     /// Request triggers: answer with `status` instead of continuing (then set response headers and a
     /// body). origin-response: change the status.
     pub fn respond(&mut self, status: u16) {
@@ -303,5 +362,21 @@ pub fn __run(event: u32, handle: fn(&mut Ctx) -> Result<(), String>) -> i32 {
             unsafe { host::fail(message.as_ptr(), message.len() as u32) };
             verge_abi::fast::FAILED
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_block_the_host_does_not_register_is_passed_as_bytes_from_then_on() {
+        static BLOCK: HeaderBlock = HeaderBlock::new("x-a: 1\r\n");
+        assert_eq!(BLOCK.state.load(Ordering::Relaxed), 0);
+        // Off wasm every host call answers -1, as a host that refuses the block does.
+        BLOCK.set(RESPONSE);
+        assert_eq!(BLOCK.state.load(Ordering::Relaxed), -1);
+        BLOCK.set(RESPONSE);
+        assert_eq!(BLOCK.lines(), "x-a: 1\r\n");
     }
 }
