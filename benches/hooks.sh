@@ -3,16 +3,20 @@
 #  1. per-invocation latency of the security-headers hook: SDK ABI warm / fresh instance, WASI command;
 #  2. 1 KiB cache-hit throughput of verge with the security-headers viewer-response hook vs without.
 # Servers pinned to CPU 0 (one worker each), wrk on CPU 1.
-# Usage: [ROUNDS=9] benches/hooks.sh [seconds-per-run]
+# Usage: [ROUNDS=31] [TOGETHER=5] benches/hooks.sh [seconds-per-run, default 1]
 #
 # Why many short rounds: these VMs' speed drifts by up to ±20% within seconds (the plain server's own CPU
 # per request moved 9.7-14.6 µs between 3 s rounds of one run), far more than the hook costs, so one
-# ratio comes from a median of many alternating rounds. A last section runs both servers at once on the
+# ratio comes from a median of many alternating rounds, and the rounds are short (1 s, ~90k requests
+# each) so that the two halves of a pair run as close together in time as they can: three runs of nine
+# 5 s rounds gave medians 0.98, 0.96, 0.91 for the same binary, three runs of 31 1 s rounds 0.96, 0.98,
+# 0.96. A last section runs both servers at once on the
 # one core, where drift hits both alike but each evicts the other's caches (see docs/performance.md).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-DURATION=${1:-5}
-ROUNDS=${ROUNDS:-9}
+DURATION=${1:-1}
+ROUNDS=${ROUNDS:-31}
+TOGETHER=${TOGETHER:-5}
 for tool in wrk nginx taskset; do
   command -v $tool >/dev/null || { echo "missing $tool: apt-get install -y wrk nginx util-linux" >&2; exit 1; }
 done
@@ -82,16 +86,19 @@ for round in $(seq 1 "$ROUNDS"); do
     "$round" "$p" "$p_cpu" "$h" "$h_cpu" "$r" "$c"
 done
 printf "hook throughput ratio (median of %d rounds): %.2f\n" "$ROUNDS" "$(printf "%s\n" "${ratios[@]}" | median)"
+# The middle half of the rounds' ratios: how far one round's ratio is from the median.
+printf "hook throughput ratio, quartiles of the rounds: %s\n" \
+  "$(printf "%s\n" "${ratios[@]}" | sort -g | awk '{ v[NR] = $1 } END { printf "%.2f-%.2f", v[int((NR + 3) / 4)], v[int((3 * NR + 3) / 4)] }')"
 # The same ratio from the server's CPU per request (plain / hooked): what the hook costs a core that is
 # the bottleneck, less blurred by the client sharing the other core.
 printf "hook CPU-cost ratio (median of %d rounds, plain / hooked CPU per request): %.2f\n" "$ROUNDS" "$(printf "%s\n" "${cpu_ratios[@]}" | median)"
 # Both servers at once, each with its own wrk on the client core: the CPU scheduler gives each server
 # half of core 0, so the ratio of their throughputs is the ratio of their costs at the same moment.
-echo "== both at once on one core (3 rounds of ${DURATION} s; drift cancels, caches shared)"
+echo "== both at once on one core (3 rounds of ${TOGETHER} s; drift cancels, caches shared)"
 together=()
 for round in 1 2 3; do
-  taskset -c 1 wrk -t1 -c32 -d"${DURATION}s" "http://127.0.0.1:$PLAIN/1k.bin" > "$WORK/plain.out" & plain_wrk=$!
-  taskset -c 1 wrk -t1 -c32 -d"${DURATION}s" "http://127.0.0.1:$HOOKED/1k.bin" > "$WORK/hooked.out" & hooked_wrk=$!
+  taskset -c 1 wrk -t1 -c32 -d"${TOGETHER}s" "http://127.0.0.1:$PLAIN/1k.bin" > "$WORK/plain.out" & plain_wrk=$!
+  taskset -c 1 wrk -t1 -c32 -d"${TOGETHER}s" "http://127.0.0.1:$HOOKED/1k.bin" > "$WORK/hooked.out" & hooked_wrk=$!
   wait "$plain_wrk" "$hooked_wrk"
   p=$(awk '/Requests\/sec/ { print $2 }' "$WORK/plain.out"); h=$(awk '/Requests\/sec/ { print $2 }' "$WORK/hooked.out")
   together+=("$(echo "$h / $p" | bc -l)")
