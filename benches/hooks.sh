@@ -9,9 +9,9 @@
 # per request moved 9.7-14.6 µs between 3 s rounds of one run), far more than the hook costs, so one
 # ratio comes from a median of many alternating rounds, and the rounds are short (1 s, ~90k requests
 # each) so that the two halves of a pair run as close together in time as they can: three runs of nine
-# 5 s rounds gave medians 0.98, 0.96, 0.91 for the same binary, three runs of 31 1 s rounds 0.96, 0.98,
-# 0.96. A last section runs both servers at once on the
-# one core, where drift hits both alike but each evicts the other's caches (see docs/performance.md).
+# 5 s rounds gave medians 0.98, 0.96, 0.91 (the last with a slightly cheaper hook), three runs of 31 1 s
+# rounds of the latter 0.96, 0.98, 0.96. A last section runs both servers at once on the one core, where
+# drift hits both alike but each evicts the other's caches (see docs/performance.md).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DURATION=${1:-1}
